@@ -25,7 +25,7 @@ from .losses import check_temperature
 
 # One thread count for every model so their latencies are comparable; capped at 2 so a many-core
 # laptop reports numbers close to those of a small 2-core host.
-LATENCY_THREADS = min(2, os.cpu_count() or 1)
+LATENCY_THREADS = 1  # one thread: stable on a busy machine and the same for every model
 
 
 def _check_logits(logits: torch.Tensor, name: str = "logits") -> None:

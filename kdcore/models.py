@@ -66,10 +66,10 @@ def _vgg(shape, widths: tuple[int, ...]) -> nn.Module:
 
 
 _SPECS = [
-    ModelSpec("cnn-wide", "teacher", "Wide 2-block CNN (5x5 convs 32/64, 512-unit dense layer, dropout)",
-              lambda s: _lenet(s, 32, 64, 512, dropout=0.3)),
-    ModelSpec("cnn-deep", "teacher", "Deep 6-layer CNN (3x3 convs with batch norm, 32/64/128 channels)",
-              lambda s: _vgg(s, (32, 64, 128))),
+    ModelSpec("cnn-wide", "teacher", "Wide 2-block CNN (5x5 convs 16/32, 512-unit dense layer, dropout)",
+              lambda s: _lenet(s, 16, 32, 512, dropout=0.3)),
+    ModelSpec("cnn-deep", "teacher", "Deep 6-layer CNN (3x3 convs with batch norm, 12/24/48 channels)",
+              lambda s: _vgg(s, (12, 24, 48))),
     ModelSpec("mlp-wide", "teacher", "Wide MLP (two hidden layers of 1200 units, dropout), as in Hinton et al. 2015",
               lambda s: _mlp(s, (1200, 1200), dropout=0.3)),
     ModelSpec("mlp-tiny", "student", "Tiny MLP (one hidden layer of 16 units)", lambda s: _mlp(s, (16,))),

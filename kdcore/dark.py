@@ -1,0 +1,305 @@
+"""Dark knowledge: what a teacher's softened probabilities say about the wrong classes.
+
+Pure functions on cached logits (fast enough to run on every temperature change), the choice of
+images to inspect, and the turning of an uploaded or hand-drawn picture into a dataset-style image.
+"""
+from __future__ import annotations
+
+import io
+import re
+import warnings
+from typing import Sequence
+
+import numpy as np
+import torch
+from PIL import Image, ImageOps
+
+from . import teachers
+from .losses import soft_targets
+from .train import predict_logits, teacher_settings
+
+PICK_MODES = ("class", "random", "ambiguous", "mistakes")
+MAX_UPLOAD_BYTES = 10 * 1024 * 1024
+MAX_UPLOAD_SIDE = 4096
+# MNIST digits were scaled into a 20x20 box and placed in a 28x28 frame by their centre of mass.
+MNIST_BOX, MNIST_SIDE = 20, 28
+# A pixel counts as ink when it is brighter than this share of the brightest ink.
+INK_THRESHOLD = 0.2
+
+
+class ImageError(ValueError):
+    """An uploaded or drawn image cannot be used; the message says why and what to do."""
+
+    user_facing = True
+
+
+# --- soft targets and what they reveal -------------------------------------------------------
+
+def soft_targets_at(logits: torch.Tensor, temperature: float) -> torch.Tensor:
+    """softmax(logits / T) for one logit vector [K] or a batch [N, K]."""
+    return soft_targets(logits.float(), temperature)
+
+
+def entropy_bits(probs: torch.Tensor) -> torch.Tensor:
+    """Shannon entropy in bits along the last dimension (0 = certain, log2 K = uniform)."""
+    p = probs.clamp_min(1e-12)
+    return -(probs * torch.log2(p)).sum(-1)
+
+
+def entropy_curve(logits: torch.Tensor, temperatures: Sequence[float]) -> list[float]:
+    """Mean entropy (bits) of the soft targets at each temperature."""
+    batch = logits.float().reshape(-1, logits.shape[-1])
+    return [entropy_bits(soft_targets(batch, t)).mean().item() for t in temperatures]
+
+
+def class_similarity(logits: torch.Tensor, y: torch.Tensor, temperature: float) -> torch.Tensor:
+    """[K, K]: row i is the mean soft target over images whose true class is i (rows of absent classes are 0)."""
+    if logits.ndim != 2 or y.ndim != 1 or len(logits) != len(y):
+        raise ValueError(f"logits must be [N, K] and y [N], got {tuple(logits.shape)} and {tuple(y.shape)}")
+    k = logits.shape[1]
+    probs = soft_targets_at(logits, temperature)
+    sums = torch.zeros(k, k).index_add_(0, y.long(), probs)
+    counts = torch.bincount(y.long(), minlength=k).clamp_min(1).unsqueeze(1)
+    return sums / counts
+
+
+def confusable_pairs(similarity: torch.Tensor, classes: Sequence[str], top: int = 5) -> list[tuple[str, str, float]]:
+    """The `top` largest off-diagonal entries as (true class, class it resembles, mean soft probability)."""
+    k = similarity.shape[0]
+    if similarity.shape != (k, k) or len(classes) != k:
+        raise ValueError(f"similarity must be [K, K] with K = len(classes) = {len(classes)}, "
+                         f"got {tuple(similarity.shape)}")
+    off = similarity.clone().float()
+    off.fill_diagonal_(-1.0)
+    values, flat = off.flatten().sort(descending=True)
+    n = min(int(top), k * (k - 1))
+    return [(classes[int(i) // k], classes[int(i) % k], float(v)) for v, i in zip(values[:n], flat[:n])]
+
+
+def class_phrase(name: str) -> str:
+    """A class name with its article, as read aloud: "a 4", "an 8", "an airplane", "a T-shirt/top"."""
+    m = re.fullmatch(r"\s*(\d+)\s*-\s*\w+\s*", name)  # torchvision's "4 - four" style
+    word = m.group(1) if m else name.strip()
+    if not (len(word) > 1 and (word[1].isupper() or word[1] == "-")):  # keep "T-shirt", "DVD"
+        word = word[:1].lower() + word[1:]
+    if word[:1].isdigit():
+        # Spoken numbers: "an 8", "an 11", "an 18", "an 80"; otherwise "a".
+        vowel = word.startswith("8") or (len(word) in (2, 5) and word[:2] in ("11", "18"))
+    else:
+        vowel = word[:1].lower() in "aeiou"
+    return f"{'an' if vowel else 'a'} {word}"
+
+
+def describe_pairs(pairs: Sequence[tuple[str, str, float]], temperature: float) -> list[str]:
+    """One plain sentence per pair, e.g. "A 4 is most often mistaken for a 9 (mean soft probability 3.1 % at T = 4)."."""
+    seen: set[str] = set()
+    out = []
+    for true, other, p in pairs:
+        verb = "is next most often mistaken for" if true in seen else "is most often mistaken for"
+        seen.add(true)
+        subject = class_phrase(true)
+        out.append(f"{subject[0].upper()}{subject[1:]} {verb} {class_phrase(other)} "
+                   f"(mean soft probability {p * 100:.1f} % at T = {temperature:g}).")
+    return out
+
+
+def teacher_view(logits: torch.Tensor, temperature: float) -> dict:
+    """What the page shows for one image: probabilities at T = 1 and at T, the top class and entropies."""
+    z = logits.float().reshape(-1)
+    p1, pt = soft_targets(z, 1.0), soft_targets(z, temperature)
+    return {"p1": p1, "pT": pt, "pred": int(p1.argmax()), "confidence": float(p1.max()),
+            "entropy_1": float(entropy_bits(p1)), "entropy_T": float(entropy_bits(pt))}
+
+
+def member_predictions(member_logits: Sequence[torch.Tensor], names: Sequence[str],
+                       classes: Sequence[str]) -> list[tuple[str, str, float]]:
+    """(member, its top class, its probability at T = 1) for each ensemble member."""
+    out = []
+    for name, z in zip(names, member_logits):
+        p = soft_targets(z.float().reshape(-1), 1.0)
+        out.append((name, classes[int(p.argmax())], float(p.max())))
+    return out
+
+
+# --- which images to look at -----------------------------------------------------------------
+
+def pick_images(logits: torch.Tensor, y: torch.Tensor, how: str, *, cls: int | None = None,
+                k: int = 12, seed: int = 0) -> torch.Tensor:
+    """Indices of up to k test images: of class `cls`, at random, the most ambiguous, or the teacher's mistakes."""
+    if how not in PICK_MODES:
+        raise ValueError(f"how must be one of {', '.join(PICK_MODES)}, got {how!r}")
+    if int(k) < 1:
+        raise ValueError(f"k must be a whole number >= 1, got {k!r}")
+    num_classes = logits.shape[1]
+    gen = torch.Generator().manual_seed(int(seed))
+    if how == "class":
+        if cls is None or not 0 <= int(cls) < num_classes:
+            raise ValueError(f"cls must be a class index from 0 to {num_classes - 1} when how='class', got {cls!r}")
+        idx = torch.nonzero(y == int(cls)).flatten()
+        return idx[torch.randperm(len(idx), generator=gen)[:k]]
+    if how == "random":
+        return torch.randperm(len(y), generator=gen)[:k]
+    probs = soft_targets_at(logits, 1.0)
+    if how == "ambiguous":
+        return entropy_bits(probs).argsort(descending=True)[:k]
+    conf, pred = probs.max(1)
+    wrong = torch.nonzero(pred != y).flatten()
+    return wrong[conf[wrong].argsort(descending=True)][:k]
+
+
+# --- the teacher ensemble on disk and on new images ---------------------------------------------
+
+def ensemble_is_cached(data, members: Sequence[teachers.Member], epochs: int | None = None) -> bool:
+    """True when every member's trained weights are on disk, so loading needs no training."""
+    settings = teacher_settings(data.name, epochs)
+    root = teachers.cache_dir()
+    return all((root / f"{teachers.teacher_key(data, m, settings)}.json").exists() for m in members)
+
+
+def predict_image(models: Sequence[torch.nn.Module], image: torch.Tensor, mean, std,
+                  combine: str = "prob") -> tuple[list[torch.Tensor], torch.Tensor]:
+    """Each model's logits [K] for one uint8 image [C, H, W], and the combined ensemble logits [K]."""
+    x = image.unsqueeze(0)
+    member = [predict_logits(m, x, mean, std)[0] for m in models]
+    return member, teachers.combine_logits(member, combine)
+
+
+def enlarge(image: torch.Tensor, size: int) -> np.ndarray:
+    """A uint8 [C, H, W] image as an HxW or HxWx3 array scaled up with crisp square pixels, for display."""
+    arr = image.permute(1, 2, 0).numpy()
+    pil = Image.fromarray(arr[:, :, 0] if arr.shape[2] == 1 else arr)
+    return np.asarray(pil.resize((size, size), Image.NEAREST))
+
+
+# --- uploaded and drawn images ---------------------------------------------------------------
+
+def _fit_and_centre(ink: np.ndarray, box: int, side: int, by_mass: bool) -> np.ndarray:
+    """Crop float ink [H, W] to its bounding box, scale it into box x box keeping aspect, place it in side x side."""
+    mask = ink > INK_THRESHOLD * ink.max()
+    rows, cols = np.nonzero(mask)
+    crop = ink[rows.min():rows.max() + 1, cols.min():cols.max() + 1]
+    h, w = crop.shape
+    scale = box / max(h, w)
+    nh, nw = max(1, round(h * scale)), max(1, round(w * scale))
+    small = Image.fromarray((crop / crop.max() * 255).astype(np.uint8)).resize((nw, nh), Image.LANCZOS)
+    small = np.asarray(small, dtype=np.float64)
+    if by_mass and small.sum() > 0:
+        yy, xx = np.mgrid[:nh, :nw]
+        cy, cx = (small * yy).sum() / small.sum(), (small * xx).sum() / small.sum()
+    else:
+        cy, cx = (nh - 1) / 2, (nw - 1) / 2
+    # Keep the whole shape inside the frame even when its mass sits far off its box centre.
+    top = int(np.clip(round((side - 1) / 2 - cy), 0, side - nh))
+    left = int(np.clip(round((side - 1) / 2 - cx), 0, side - nw))
+    out = np.zeros((side, side), dtype=np.float64)
+    out[top:top + nh, left:left + nw] = small
+    return np.clip(np.round(out), 0, 255).astype(np.uint8)
+
+
+def _grayscale_style(gray: np.ndarray, dataset_name: str) -> torch.Tensor:
+    """Light-on-dark ink from a grayscale picture, framed the way the 1-channel dataset was made."""
+    g = gray.astype(np.float64)
+    border = np.concatenate([g[0], g[-1], g[:, 0], g[:, -1]])
+    if np.median(border) > 127:  # dark ink on light paper: the datasets store light ink on black
+        g = 255.0 - g
+        border = 255.0 - border
+    ink = np.clip(g - np.median(border), 0, None)  # the paper's own shade is not ink
+    if ink.max() < 16:
+        raise ImageError("The image looks blank: no shape stands out from the background. "
+                         "Upload a picture with a clear dark-on-light or light-on-dark shape.")
+    if dataset_name.startswith("fashion"):
+        # Fashion-MNIST scaled each product to fill the frame and centred it geometrically.
+        out = _fit_and_centre(ink, MNIST_SIDE, MNIST_SIDE, by_mass=False)
+    else:
+        out = _fit_and_centre(ink, MNIST_BOX, MNIST_SIDE, by_mass=True)
+    return torch.from_numpy(out).unsqueeze(0)
+
+
+def image_from_upload(file_bytes: bytes, dataset) -> torch.Tensor:
+    """Decode any image PIL reads into a uint8 [C, H, W] tensor in the dataset's style; ImageError if unusable."""
+    if len(file_bytes) > MAX_UPLOAD_BYTES:
+        raise ImageError(f"The file is {len(file_bytes) / 1e6:.1f} MB; the limit is {MAX_UPLOAD_BYTES // 2**20} MB. "
+                         "Upload a smaller PNG or JPEG (a screenshot or a photo saved at a lower size).")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            img = Image.open(io.BytesIO(file_bytes))
+            w, h = img.size
+            if w > MAX_UPLOAD_SIDE or h > MAX_UPLOAD_SIDE:
+                raise ImageError(f"The image is {w} x {h} pixels; the limit is {MAX_UPLOAD_SIDE} x {MAX_UPLOAD_SIDE}. "
+                                 "Scale it down or crop it, then upload it again.")
+            img.load()
+            img = ImageOps.exif_transpose(img)  # phone photos store their rotation separately
+    except ImageError:
+        raise
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+        raise ImageError(f"The image has too many pixels; the limit is {MAX_UPLOAD_SIDE} x {MAX_UPLOAD_SIDE}. "
+                         "Scale it down or crop it, then upload it again.") from None
+    except Exception:  # noqa: BLE001 - PIL raises many types for bad files; all mean the same to the user
+        raise ImageError("Could not read the image: upload a PNG or JPEG.") from None
+    if img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info):
+        # Transparent areas are treated as white paper.
+        rgba = img.convert("RGBA")
+        img = Image.alpha_composite(Image.new("RGBA", rgba.size, (255, 255, 255, 255)), rgba)
+    channels, height, width = tuple(dataset.image_shape)
+    if channels == 1:
+        return _grayscale_style(np.asarray(img.convert("L")), dataset.name)
+    rgb = img.convert("RGB")
+    side = min(rgb.size)
+    left, top = (rgb.width - side) // 2, (rgb.height - side) // 2
+    rgb = rgb.crop((left, top, left + side, top + side)).resize((width, height), Image.LANCZOS)
+    return torch.from_numpy(np.asarray(rgb).copy()).permute(2, 0, 1).contiguous()
+
+
+def image_from_canvas(rgba: np.ndarray, dataset_name: str = "mnist") -> torch.Tensor:
+    """A canvas drawing (light strokes on a dark or transparent background, HxWx4 uint8) as a [1, 28, 28] image."""
+    arr = np.asarray(rgba)
+    if arr.ndim != 3 or arr.shape[2] not in (3, 4):
+        raise ValueError(f"rgba must be an H x W x 4 (or x 3) array, got shape {arr.shape}")
+    rgb = arr[:, :, :3].astype(np.float64)
+    alpha = arr[:, :, 3] / 255.0 if arr.shape[2] == 4 else 1.0
+    ink = rgb.mean(axis=2) * alpha
+    if ink.max() < 16:
+        raise ImageError("Draw a digit first: the canvas is empty.")
+    if dataset_name.startswith("fashion"):
+        out = _fit_and_centre(ink, MNIST_SIDE, MNIST_SIDE, by_mass=False)
+    else:
+        out = _fit_and_centre(ink, MNIST_BOX, MNIST_SIDE, by_mass=True)
+    return torch.from_numpy(out).unsqueeze(0)
+
+
+def ensemble_progress(events: Sequence[dict], members: Sequence[str]) -> tuple[float, float | None]:
+    """(share of all teacher epochs finished, estimated seconds left or None) from a teachers job's events.
+
+    Members train one after another in the listed order, so any event about member i means the
+    members before it are finished; this stays right when the job runner has trimmed old events.
+    """
+    order = {name: i for i, name in enumerate(members)}
+    count = max(1, len(members))
+    index, current = 0, 0.0
+    first: tuple[float, float] | None = None
+    last: tuple[float, float] | None = None
+    for e in events:
+        kind, name = e.get("kind"), e.get("member", e.get("model"))
+        if name not in order:
+            continue
+        if order[name] != index:
+            index, current = order[name], 0.0
+        if kind in ("step", "epoch") and e.get("epochs"):
+            current = min(1.0, e["epoch"] / e["epochs"])
+        elif kind == "teacher" and e.get("status") in ("cached", "done"):
+            current = 1.0
+        if kind in ("step", "epoch") and "t" in e:
+            point = (e["t"], (index + current) / count)
+            first, last = first or point, point
+    fraction = min(1.0, (index + current) / count)
+    eta = None
+    if first and last and last[1] > first[1] and last[0] > first[0]:
+        eta = (1.0 - fraction) * (last[0] - first[0]) / (last[1] - first[1])
+    return fraction, eta
+
+
+def format_seconds(seconds: float) -> str:
+    """A duration as "42 s" or "3 min 05 s"."""
+    seconds = max(0, round(seconds))
+    return f"{seconds // 60} min {seconds % 60:02d} s" if seconds >= 60 else f"{seconds} s"

@@ -1,0 +1,226 @@
+"""Experiments built from the engine's parts; `distill` trains a scratch and a distilled student side by side.
+
+The two students share architecture, initial weights, data order and epochs; only the teacher
+differs (the scratch student trains with alpha = 0). Results come back as a RunResult with a row
+per model (each teacher, the ensemble, both students), the learning curves and the KD gain.
+"""
+from __future__ import annotations
+
+import copy
+import functools
+import hashlib
+import json
+import threading
+import time
+from dataclasses import asdict, dataclass, field, replace
+from typing import Callable
+
+import torch
+from torch import nn
+
+from . import data as kdata
+from . import metrics, models, teachers
+from .losses import check_alpha, check_temperature
+from .train import Trainer, default_device, predict_logits, student_settings
+
+ROLES = ("teacher", "ensemble", "scratch", "distilled")
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """Everything that determines a distillation run. Defaults: `default_config(dataset)`."""
+
+    dataset: str = "mnist-sample"
+    teachers: tuple[str, ...] = ("cnn-wide", "cnn-deep", "mlp-wide")
+    student: str = "mlp-medium"
+    temperature: float = 4.0
+    alpha: float = 0.5
+    epochs: int = 20
+    teacher_epochs: int | None = None  # None: the dataset's teacher default
+    fraction: float = 1.0
+    exclude_class: int | None = None
+    seed: int = 0
+    combine: str = "prob"
+
+    def __post_init__(self):
+        object.__setattr__(self, "teachers", tuple(m.name for m in teachers.parse_members(self.teachers)))
+        if self.dataset not in kdata.DATASETS:
+            raise ValueError(f"unknown dataset {self.dataset!r}; choose one of: {', '.join(kdata.DATASETS)}")
+        students = [s.name for s in models.available("student")]
+        if self.student not in students:
+            raise ValueError(f"unknown student {self.student!r}; choose one of: {', '.join(students)}")
+        check_temperature(self.temperature)
+        check_alpha(self.alpha)
+        if int(self.epochs) != self.epochs or not 1 <= self.epochs <= 500:
+            raise ValueError(f"epochs must be a whole number from 1 to 500, got {self.epochs!r}")
+        if self.teacher_epochs is not None and (int(self.teacher_epochs) != self.teacher_epochs
+                                                or not 1 <= self.teacher_epochs <= 500):
+            raise ValueError(f"teacher_epochs must be a whole number from 1 to 500, got {self.teacher_epochs!r}")
+        if not 0.0 < float(self.fraction) <= 1.0:
+            raise ValueError(f"fraction must be in (0, 1], got {self.fraction!r}")
+        if self.exclude_class is not None and not 0 <= int(self.exclude_class) < models.NUM_CLASSES:
+            raise ValueError(f"exclude_class must be a class index from 0 to {models.NUM_CLASSES - 1}, "
+                             f"got {self.exclude_class!r}")
+        if self.combine not in teachers.COMBINES:
+            raise ValueError(f"combine must be one of {teachers.COMBINES}, got {self.combine!r}")
+
+    def to_dict(self) -> dict:
+        return {**asdict(self), "teachers": list(self.teachers)}
+
+    def key(self) -> str:
+        return hashlib.sha256(json.dumps(self.to_dict(), sort_keys=True).encode()).hexdigest()[:16]
+
+
+_DEFAULTS = {
+    "mnist-sample": RunConfig(),
+    "mnist": RunConfig(dataset="mnist", epochs=5),
+    "fashion-mnist": RunConfig(dataset="fashion-mnist", epochs=5),
+    "cifar10": RunConfig(dataset="cifar10", teachers=("cnn-deep", "cnn-deep@1", "cnn-wide"),
+                         student="cnn-small", epochs=10),
+}
+
+
+def default_config(dataset: str = "mnist-sample", **overrides) -> RunConfig:
+    """The preset both the CLI and the UI start from; keyword arguments replace fields."""
+    if dataset not in _DEFAULTS:
+        raise ValueError(f"unknown dataset {dataset!r}; choose one of: {', '.join(kdata.DATASETS)}")
+    return replace(_DEFAULTS[dataset], **overrides)
+
+
+@dataclass
+class ModelRow:
+    name: str
+    role: str
+    accuracy: float
+    params: int
+    size_bytes: int
+    latency_ms_b1: float | None
+    throughput_b256: float | None
+    agreement: float | None  # top-1 agreement with the ensemble teacher
+    kl_to_teacher: float | None
+    ece: float
+    per_class: list
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
+class RunResult:
+    config: RunConfig
+    rows: list[ModelRow]
+    curves: dict[str, list[dict]]  # "scratch"/"distilled" -> epoch events
+    partial: bool
+    seconds: float
+    classes: tuple[str, ...]
+    students: dict[str, nn.Module] = field(default_factory=dict, repr=False)
+    test_logits: dict[str, torch.Tensor] = field(default_factory=dict, repr=False)
+
+    def row(self, role: str) -> ModelRow | None:
+        return next((r for r in self.rows if r.role == role), None)
+
+    @property
+    def kd_gain(self) -> float | None:
+        """Distilled minus scratch test accuracy, as a fraction (x100 for points)."""
+        d, s = self.row("distilled"), self.row("scratch")
+        return None if d is None or s is None else d.accuracy - s.accuracy
+
+    @property
+    def per_class_gain(self) -> list[float | None]:
+        d, s = self.row("distilled"), self.row("scratch")
+        if d is None or s is None:
+            return []
+        return [None if a is None or b is None else a - b for a, b in zip(d.per_class, s.per_class)]
+
+    def to_json(self) -> dict:
+        return {"dataset": self.config.dataset, "config": self.config.to_dict(),
+                "models": [r.to_json() for r in self.rows], "kd_gain": self.kd_gain,
+                "partial": self.partial, "seconds": round(self.seconds, 2)}
+
+
+@functools.lru_cache(maxsize=64)
+def _teacher_latency(keys: tuple[str, ...], models_: tuple[nn.Module, ...], shape) -> metrics.Latency:
+    # Teachers do not change for a given cache key, so their latency is measured once per process.
+    return metrics.measure_latency(list(models_) if len(models_) > 1 else models_[0], shape)
+
+
+def _row(name, role, model_list, logits, y, num_classes, teacher_logits, latency) -> ModelRow:
+    is_teacher_ref = role == "ensemble"
+    return ModelRow(
+        name=name, role=role, accuracy=metrics.accuracy(logits, y),
+        params=metrics.param_count(model_list), size_bytes=metrics.size_bytes(model_list),
+        latency_ms_b1=None if latency is None else latency.ms_batch1,
+        throughput_b256=None if latency is None else latency.throughput_b256,
+        agreement=None if is_teacher_ref else metrics.agreement(logits, teacher_logits),
+        kl_to_teacher=None if is_teacher_ref else metrics.kl_to_teacher(logits, teacher_logits),
+        ece=metrics.expected_calibration_error(logits, y),
+        per_class=metrics.per_class_accuracy(logits, y, num_classes))
+
+
+def teacher_rows(data: kdata.Dataset, ens: teachers.Ensemble, *, measure: bool = True) -> list[ModelRow]:
+    """A row per member and one for the ensemble (whose latency covers all its members)."""
+    shape, k = data.image_shape, data.num_classes
+    rows = []
+    for t in ens.members:
+        lat = _teacher_latency((t.key,), (t.model,), shape) if measure else None
+        rows.append(_row(t.name, "teacher", t.model, t.test_logits, data.test_y, k, ens.test_logits, lat))
+    if len(ens.members) > 1:
+        lat = _teacher_latency(tuple(t.key for t in ens.members), tuple(ens.models), shape) if measure else None
+        rows.append(_row("ensemble", "ensemble", ens.models, ens.test_logits, data.test_y, k, ens.test_logits, lat))
+    else:
+        rows[0].role = "ensemble"
+        rows[0].agreement = rows[0].kl_to_teacher = None
+    return rows
+
+
+def load_ensemble(config: RunConfig, *, on_event=None, cancel=None, data: kdata.Dataset | None = None):
+    """The dataset and the config's trained (or cached) teacher ensemble."""
+    data = data or kdata.load(config.dataset)
+    members = teachers.parse_members(config.teachers)
+    ens = teachers.ensemble(data, members, epochs=config.teacher_epochs, combine=config.combine,
+                            on_event=on_event, cancel=cancel)
+    return data, ens
+
+
+def distill(config: RunConfig, *, on_event: Callable[[dict], None] | None = None,
+            cancel: threading.Event | None = None, measure: bool = True) -> RunResult:
+    """Train the scratch and the distilled student in lockstep from the config's teacher ensemble."""
+    on_event = on_event or (lambda e: None)
+    cancel = cancel or threading.Event()
+    started = time.perf_counter()
+    data, ens = load_ensemble(config, on_event=on_event, cancel=cancel)
+    idx = kdata.subset_indices(data.train_y, fraction=config.fraction, exclude_class=config.exclude_class,
+                               seed=config.seed)
+    settings = student_settings(config.dataset, config.epochs)
+    device = default_device()
+    scratch_model = models.build(config.student, config.dataset, seed=config.seed)
+    distilled_model = copy.deepcopy(scratch_model)
+    common = dict(seed=config.seed, train_idx=idx, teacher_logits=ens.train_logits, temperature=config.temperature,
+                  on_event=on_event, cancel=cancel, device=device)
+    # The scratch student also gets the teacher's logits, with alpha = 0: they do not touch its
+    # gradient but let the curves show how far its soft loss drifts from the teacher.
+    trainers = {"scratch": Trainer(scratch_model, data, settings, name="scratch", alpha=0.0, **common),
+                "distilled": Trainer(distilled_model, data, settings, name="distilled", alpha=config.alpha, **common)}
+    on_event({"kind": "students_start", "epochs": config.epochs, "train_size": len(idx),
+              "elapsed": time.perf_counter() - started})
+    while not cancel.is_set() and not all(t.finished for t in trainers.values()):
+        for t in trainers.values():
+            if not t.finished:
+                t.run_epoch()
+    partial = any(t.result().partial for t in trainers.values())
+    on_event({"kind": "measuring", "elapsed": time.perf_counter() - started})
+    rows = teacher_rows(data, ens, measure=measure)
+    test_logits = {"ensemble": ens.test_logits}
+    students = {}
+    for role, trainer in trainers.items():
+        model = trainer.model.eval()
+        logits = predict_logits(model, data.test_x, data.mean, data.std, device=device)
+        lat = metrics.measure_latency(model, data.image_shape) if measure else None
+        rows.append(_row(f"{role} ({config.student})", role, model, logits, data.test_y, data.num_classes,
+                         ens.test_logits, lat))
+        students[role] = model
+        test_logits[role] = logits
+    result = RunResult(config, rows, {r: t.history for r, t in trainers.items()}, partial,
+                       time.perf_counter() - started, data.classes, students, test_logits)
+    on_event({"kind": "done", "partial": partial, "kd_gain": result.kd_gain, "elapsed": result.seconds})
+    return result

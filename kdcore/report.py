@@ -1,0 +1,213 @@
+"""A session's distillation results as one comparison table, its Pareto front, a plain-words summary and downloads.
+
+Teachers and ensembles are shared by every run that used them, so they appear once; each run adds
+its scratch and distilled student. Speed-up and compression are measured against the ensemble the
+row's run (or teacher) belongs to, so rows from different datasets or ensembles never mix.
+"""
+from __future__ import annotations
+
+import math
+from typing import Sequence
+
+import pandas as pd
+from safetensors.torch import save
+from torch import nn
+
+from .experiments import RunConfig, RunResult
+
+MODEL, ROLE, DATASET, RUN = "Model", "Role", "Dataset", "Run"
+ACCURACY, PARAMS, SIZE = "Accuracy (%)", "Params", "Size (MB)"
+LATENCY, THROUGHPUT = "Latency b=1 (ms)", "Throughput b=256 (img/s)"
+SPEEDUP, COMPRESSION = "Speed-up vs ensemble (×)", "Compression vs ensemble (×)"
+AGREEMENT, ECE, PARTIAL = "Agreement with teacher (%)", "ECE", "Partial"
+COLUMNS = [MODEL, ROLE, DATASET, RUN, ACCURACY, PARAMS, SIZE, LATENCY, THROUGHPUT, SPEEDUP, COMPRESSION,
+           AGREEMENT, ECE, PARTIAL]
+STUDENT_ROLES = ("scratch", "distilled")
+SINGLE_TEACHER_PREFIX = "teacher "
+
+
+def _num(x) -> float:
+    return math.nan if x is None else float(x)
+
+
+def _pct(x) -> float:
+    return math.nan if x is None else 100.0 * float(x)
+
+
+def _ensemble_key(cfg: RunConfig) -> tuple:
+    # Everything that decides which teachers were trained and how their outputs were combined.
+    return cfg.dataset, cfg.teachers, cfg.teacher_epochs, cfg.combine
+
+
+def run_label(index: int, result: RunResult, role: str) -> str:
+    """"run 2: distilled mlp-small (T=4, α=0.9)" — the scratch student has no T or α to show."""
+    cfg = result.config
+    if role == "distilled":
+        return f"run {index}: distilled {cfg.student} (T={cfg.temperature:g}, α={cfg.alpha:g})"
+    return f"run {index}: scratch {cfg.student} (no teacher)"
+
+
+def _ensemble_label(cfg: RunConfig) -> str:
+    if len(cfg.teachers) == 1:
+        return SINGLE_TEACHER_PREFIX + cfg.teachers[0]
+    return f"ensemble of {len(cfg.teachers)} ({' + '.join(cfg.teachers)})"
+
+
+def _record(model, role, dataset, runs, row, partial) -> dict:
+    return {MODEL: model, ROLE: role, DATASET: dataset, RUN: runs, ACCURACY: _pct(row.accuracy),
+            PARAMS: int(row.params), SIZE: row.size_bytes / 1e6, LATENCY: _num(row.latency_ms_b1),
+            THROUGHPUT: _num(row.throughput_b256), AGREEMENT: _pct(row.agreement), ECE: _num(row.ece),
+            PARTIAL: bool(partial)}
+
+
+def comparison_table(results: Sequence[RunResult]) -> pd.DataFrame:
+    """Every model of the given runs (oldest first, numbered from 1) in one table with the COLUMNS above."""
+    records: list[dict] = []
+    group_of: list[tuple] = []  # ensemble key per record, for the relative columns
+    runs_of: dict[tuple, list[int]] = {}  # teacher / ensemble identity -> runs that used it
+    index_of: dict[tuple, int] = {}
+    ensemble_of: dict[tuple, int] = {}  # ensemble key -> index of its record
+
+    def add_shared(identity, group, make):
+        if identity in index_of:
+            runs_of[identity].append(run)
+            return
+        index_of[identity] = len(records)
+        runs_of[identity] = [run]
+        records.append(make())
+        group_of.append(group)
+
+    for run, result in enumerate(results, start=1):
+        cfg = result.config
+        group = _ensemble_key(cfg)
+        for row in result.rows:
+            if row.role == "teacher":
+                # A member trained the same way is the same model whichever ensemble it joined.
+                identity = ("teacher", cfg.dataset, row.name, cfg.teacher_epochs)
+                add_shared(identity, group, lambda: _record(f"teacher {row.name}", "teacher", cfg.dataset, "",
+                                                            row, False))
+            elif row.role == "ensemble":
+                identity = ("ensemble",) + group
+                add_shared(identity, group, lambda: _record(_ensemble_label(cfg), "ensemble", cfg.dataset, "",
+                                                            row, False))
+                ensemble_of.setdefault(group, index_of[identity])
+        for role in STUDENT_ROLES:
+            row = result.row(role)
+            if row is not None:
+                records.append(_record(run_label(run, result, role), role, cfg.dataset, str(run), row,
+                                       result.partial))
+                group_of.append(group)
+
+    for identity, i in index_of.items():
+        records[i][RUN] = ", ".join(str(r) for r in runs_of[identity])
+    for rec, group in zip(records, group_of):
+        ens = records[ensemble_of[group]] if group in ensemble_of else None
+        rec[SPEEDUP] = _ratio(ens[LATENCY] if ens else math.nan, rec[LATENCY])
+        rec[COMPRESSION] = _ratio(ens[PARAMS] if ens else math.nan, rec[PARAMS])
+    return pd.DataFrame(records, columns=COLUMNS).astype({PARTIAL: bool})
+
+
+def _ratio(num: float, den: float) -> float:
+    if num is None or den is None or math.isnan(num) or math.isnan(den) or den <= 0:
+        return math.nan
+    return num / den
+
+
+def pareto_front(df: pd.DataFrame, x: str = LATENCY, y: str = ACCURACY) -> pd.Series:
+    """True for rows no other row beats: none has x lower-or-equal and y higher-or-equal, strictly better in one.
+
+    Rows missing x or y are never on the front (they cannot be placed on the chart).
+    """
+    for col in (x, y):
+        if col not in df.columns:
+            raise ValueError(f"column {col!r} is not in the table; columns are: {', '.join(map(str, df.columns))}")
+    xs, ys = df[x].astype(float).to_numpy(), df[y].astype(float).to_numpy()
+    valid = ~(pd.isna(xs) | pd.isna(ys))
+    front = []
+    for i in range(len(df)):
+        if not valid[i]:
+            front.append(False)
+            continue
+        dominated = any(valid[j] and xs[j] <= xs[i] and ys[j] >= ys[i] and (xs[j] < xs[i] or ys[j] > ys[i])
+                        for j in range(len(df)))
+        front.append(not dominated)
+    return pd.Series(front, index=df.index, dtype=bool, name="Pareto front")
+
+
+def to_csv_bytes(df: pd.DataFrame) -> bytes:
+    return df.to_csv(index=False).encode("utf-8")
+
+
+def student_weights_bytes(model: nn.Module, metadata: dict[str, str] | None = None) -> bytes:
+    """The state dict as .safetensors bytes (tensors copied to contiguous CPU memory, as the format requires)."""
+    tensors = {k: v.detach().cpu().contiguous().clone() for k, v in model.state_dict().items()}
+    return save(tensors, metadata=metadata)
+
+
+def weights_filename(result: RunResult, role: str) -> str:
+    """"kd-mnist-sample-distilled-mlp-small-T4-a0.9-seed0.safetensors"; "-partial" marks a stopped run."""
+    if role not in STUDENT_ROLES:
+        raise ValueError(f"role must be one of {', '.join(STUDENT_ROLES)}, got {role!r}")
+    cfg = result.config
+    parts = ["kd", cfg.dataset, role, cfg.student]
+    if role == "distilled":
+        parts += [f"T{cfg.temperature:g}", f"a{cfg.alpha:g}"]
+    parts.append(f"seed{cfg.seed}")
+    if result.partial:
+        parts.append("partial")
+    return "-".join(parts) + ".safetensors"
+
+
+def _times(x: float, more: str, less: str) -> str | None:
+    if x is None or math.isnan(x) or x <= 0:
+        return None
+    if x < 1:
+        x, more = 1 / x, less
+    return f"{x:.0f}× {more}" if x >= 10 else f"{x:.1f}× {more}"
+
+
+def summary_sentence(df: pd.DataFrame) -> str:
+    """A plain-words reading of one run: its distilled student against its ensemble and its scratch twin.
+
+    The run read is the latest one that finished (the latest stopped one if none did); empty when the
+    table holds no distilled student.
+    """
+    students = df[df[ROLE] == "distilled"]
+    if students.empty:
+        return ""
+    # Finished runs sort after stopped ones, then by run number, so the last row is the one to read.
+    order = students.assign(_done=~students[PARTIAL].astype(bool), _run=students[RUN].astype(str).astype(int))
+    d = order.sort_values(["_done", "_run"]).iloc[-1]
+    run = str(d[RUN])
+    ens = df[(df[ROLE] == "ensemble") & (df[DATASET] == d[DATASET])]
+    ens = ens[ens[RUN].astype(str).str.split(", ").apply(lambda runs: run in runs)]
+    scratch = df[(df[ROLE] == "scratch") & (df[RUN].astype(str) == run)]
+
+    parts = []
+    if not ens.empty:
+        e = ens.iloc[0]
+        teacher = "teacher" if str(e[MODEL]).startswith(SINGLE_TEACHER_PREFIX) else "teacher ensemble"
+        claims = [c for c in (_times(d[COMPRESSION], "smaller", "larger"), _times(d[SPEEDUP], "faster", "slower"))
+                  if c]
+        diff = d[ACCURACY] - e[ACCURACY]
+        if abs(diff) < 0.05:
+            acc = "matches its accuracy"
+        elif diff < 0:
+            acc = f"loses {-diff:.1f} points of accuracy"
+        else:
+            acc = f"gains {diff:.1f} points of accuracy"
+        shape = (" and ".join(claims) + f" than the {teacher} and ") if claims else f"compared with the {teacher}, "
+        parts.append(f"Run {run}: the distilled student is {shape}{acc} "
+                     f"({d[ACCURACY]:.1f} % vs {e[ACCURACY]:.1f} %).")
+    else:
+        parts.append(f"Run {run}: the distilled student reaches {d[ACCURACY]:.1f} % accuracy.")
+    if not scratch.empty:
+        s = scratch.iloc[0]
+        gain = d[ACCURACY] - s[ACCURACY]
+        verdict = ("so the teacher made no measurable difference" if abs(gain) < 0.05 else
+                   f"so distillation adds {gain:.1f} points" if gain > 0 else
+                   f"so distillation cost {-gain:.1f} points here")
+        parts.append(f"The same student trained without a teacher reaches {s[ACCURACY]:.1f} %, {verdict}.")
+    if bool(d[PARTIAL]):
+        parts.append("This run was stopped early, so its students are not fully trained.")
+    return " ".join(parts)

@@ -1,0 +1,260 @@
+"""Teacher ensembles and their on-disk caches (trained weights and logits).
+
+A member is named "arch" or "arch@seed" (e.g. "cnn-wide@2"), so the same architecture can appear
+twice with different seeds. Each trained member is cached under a key that hashes everything that
+determines it; its logits on the train and test sets are cached beside it, so re-distilling with
+another T or alpha never runs a teacher again. Writes are atomic and guarded by a file lock; an
+entry that fails validation is deleted and rebuilt, never loaded.
+"""
+from __future__ import annotations
+
+import functools
+import hashlib
+import json
+import os
+import threading
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Callable, Sequence
+
+import torch
+from filelock import FileLock
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from . import data as kdata
+from . import models
+from .train import TrainSettings, Trainer, default_device, predict_logits, teacher_settings
+
+CACHE_VERSION = 1
+COMBINES = ("prob", "logit")
+
+
+class Cancelled(Exception):
+    """Work was stopped by the user before anything could be returned."""
+
+
+@dataclass(frozen=True)
+class Member:
+    arch: str
+    seed: int = 0
+
+    @property
+    def name(self) -> str:
+        return self.arch if self.seed == 0 else f"{self.arch}@{self.seed}"
+
+
+def parse_members(spec: str | Sequence[str], default_seed: int = 0) -> tuple[Member, ...]:
+    """"cnn-wide,cnn-wide@1,mlp-wide" -> Members; 1 to 5 teachers from the zoo."""
+    items = [s.strip() for s in (spec.split(",") if isinstance(spec, str) else spec) if s.strip()]
+    teachers = [m.name for m in models.available("teacher")]
+    if not 1 <= len(items) <= 5:
+        raise ValueError(f"teachers must list 1 to 5 members from {', '.join(teachers)}, got {len(items)}")
+    out = []
+    for item in items:
+        arch, _, seed = item.partition("@")
+        if arch not in teachers:
+            raise ValueError(f"unknown teacher {arch!r}; choose from: {', '.join(teachers)} (add @N for another seed)")
+        if seed and not seed.isdigit():
+            raise ValueError(f"teacher seed in {item!r} must be a whole number, e.g. {arch}@1")
+        out.append(Member(arch, int(seed) if seed else default_seed))
+    if len(set(out)) != len(out):
+        raise ValueError(f"teachers {spec!r} lists the same member twice; give duplicates different seeds (e.g. {out[0].arch}@1)")
+    return tuple(out)
+
+
+def cache_dir() -> Path:
+    path = kdata.data_dir() / "cache" / "teachers"
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+@functools.lru_cache(maxsize=16)
+def dataset_fingerprint(data: kdata.Dataset) -> str:
+    """Identifies the exact images a teacher was trained on (a user may replace dataset files)."""
+    h = hashlib.sha256()
+    for t in (data.train_y, data.test_y, data.train_x[:512], data.test_x[:512]):
+        h.update(t.contiguous().numpy().tobytes())
+    h.update(str((len(data.train_x), len(data.test_x))).encode())
+    return h.hexdigest()[:16]
+
+
+@functools.lru_cache(maxsize=64)
+def architecture_signature(arch: str, dataset: str) -> str:
+    """Parameter names and shapes, so a change to the zoo's definition never loads stale weights."""
+    shapes = {k: list(v.shape) for k, v in models.build(arch, dataset).state_dict().items()}
+    return hashlib.sha256(json.dumps(shapes, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def teacher_key(data: kdata.Dataset, member: Member, settings: TrainSettings) -> str:
+    blob = json.dumps({"v": CACHE_VERSION, "dataset": data.name, "data": dataset_fingerprint(data),
+                       "arch": member.arch, "shapes": architecture_signature(member.arch, data.name),
+                       "seed": member.seed, "settings": asdict(settings)}, sort_keys=True)
+    return f"{data.name}-{member.arch}-s{member.seed}-{hashlib.sha256(blob.encode()).hexdigest()[:16]}"
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _atomic_write(path: Path, write: Callable[[Path], None]) -> None:
+    tmp = path.with_name(f"{path.name}.tmp-{os.getpid()}-{threading.get_ident()}")
+    try:
+        write(tmp)
+        with open(tmp, "rb+") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def _entry_paths(base: Path) -> tuple[Path, Path]:
+    return base.with_name(base.name + ".safetensors"), base.with_name(base.name + ".json")
+
+
+def _save_entry(base: Path, tensors: dict[str, torch.Tensor], info: dict) -> None:
+    """Weights first, manifest last: a manifest only exists for a complete, hashed tensor file."""
+    st, mf = _entry_paths(base)
+    _atomic_write(st, lambda p: save_file({k: v.detach().cpu().contiguous() for k, v in tensors.items()}, str(p)))
+    manifest = {**info, "sha256": _sha256(st), "shapes": {k: list(v.shape) for k, v in tensors.items()}}
+    _atomic_write(mf, lambda p: p.write_text(json.dumps(manifest, indent=1)))
+
+
+def _load_entry(base: Path) -> tuple[dict[str, torch.Tensor], dict] | None:
+    """The tensors and manifest, or None (and the entry removed) if missing, partial or corrupt."""
+    st, mf = _entry_paths(base)
+    if not mf.exists():
+        return None
+    try:
+        manifest = json.loads(mf.read_text())
+        if manifest.get("sha256") != _sha256(st):
+            raise ValueError("hash mismatch")
+        tensors = load_file(str(st))
+        if {k: list(v.shape) for k, v in tensors.items()} != manifest["shapes"]:
+            raise ValueError("shape mismatch")
+        return tensors, manifest
+    except Exception:  # noqa: BLE001
+        # Any failure to validate means rebuild; loading a half-written file is never an option.
+        _remove_entry(base)
+        return None
+
+
+def _remove_entry(base: Path) -> None:
+    for path in _entry_paths(base):
+        path.unlink(missing_ok=True)
+
+
+@dataclass
+class Teacher:
+    """One trained ensemble member with its cached logits."""
+
+    member: Member
+    key: str
+    model: nn.Module
+    train_logits: torch.Tensor
+    test_logits: torch.Tensor
+    cached: bool
+    train_seconds: float
+
+    @property
+    def name(self) -> str:
+        return self.member.name
+
+
+@dataclass
+class Ensemble:
+    """One teacher made of its members: logits are log of mean probabilities ("prob") or mean logits ("logit")."""
+
+    dataset: str
+    members: list[Teacher]
+    combine: str
+    train_logits: torch.Tensor
+    test_logits: torch.Tensor
+
+    @property
+    def models(self) -> list[nn.Module]:
+        return [m.model for m in self.members]
+
+    @property
+    def name(self) -> str:
+        return "ensemble(" + "+".join(m.name for m in self.members) + ")"
+
+
+def combine_logits(logits: Sequence[torch.Tensor], combine: str = "prob") -> torch.Tensor:
+    if combine not in COMBINES:
+        raise ValueError(f"combine must be one of {COMBINES}, got {combine!r}")
+    stacked = torch.stack(list(logits))
+    if combine == "logit":
+        return stacked.mean(0)
+    # log of the mean probability: softmax of this equals the averaged member probabilities.
+    return torch.logsumexp(torch.log_softmax(stacked, -1), 0) - torch.log(torch.tensor(float(len(logits))))
+
+
+def get_teacher(data: kdata.Dataset, member: Member, settings: TrainSettings, *,
+                on_event: Callable[[dict], None] | None = None, cancel: threading.Event | None = None,
+                device: torch.device | None = None) -> Teacher:
+    """Load the member from the cache, or train it and cache it (one process trains, others wait)."""
+    on_event = on_event or (lambda e: None)
+    key = teacher_key(data, member, settings)
+    base = cache_dir() / key
+    with FileLock(str(base) + ".lock"):
+        weights = _load_entry(base)
+        model = models.build(member.arch, data.name, seed=member.seed)
+        if weights is not None:
+            try:
+                model.load_state_dict(weights[0])
+            except RuntimeError:  # weights that do not fit the architecture are as bad as corrupt ones
+                _remove_entry(base)
+                weights = None
+        cached = weights is not None
+        if cached:
+            seconds = weights[1].get("train_seconds", 0.0)
+            on_event({"kind": "teacher", "member": member.name, "status": "cached"})
+        else:
+            on_event({"kind": "teacher", "member": member.name, "status": "training"})
+            trainer = Trainer(model, data, settings, seed=member.seed, name=member.name,
+                              on_event=on_event, cancel=cancel, device=device)
+            torch.manual_seed(member.seed)
+            while not trainer.finished:
+                trainer.run_epoch()
+            if trainer.stopped:
+                raise Cancelled(f"Stopped while training teacher {member.name}; nothing was cached.")
+            seconds = trainer.result().seconds
+            _save_entry(base, model.state_dict(), {"kind": "teacher", "dataset": data.name,
+                                                   "arch": member.arch, "seed": member.seed,
+                                                   "settings": asdict(settings), "train_seconds": seconds})
+        model.to(device or default_device()).eval()
+        logits_base = cache_dir() / f"{key}.logits"
+        entry = _load_entry(logits_base)
+        if entry is None:
+            entry = ({"train": predict_logits(model, data.train_x, data.mean, data.std),
+                      "test": predict_logits(model, data.test_x, data.mean, data.std)}, {})
+            _save_entry(logits_base, entry[0], {"kind": "logits", "teacher": key})
+    on_event({"kind": "teacher", "member": member.name, "status": "done"})
+    return Teacher(member, key, model, entry[0]["train"], entry[0]["test"], cached, seconds)
+
+
+def ensemble(data: kdata.Dataset, members: Sequence[Member], *, epochs: int | None = None,
+             combine: str = "prob", on_event: Callable[[dict], None] | None = None,
+             cancel: threading.Event | None = None, device: torch.device | None = None) -> Ensemble:
+    """Train or load every member, then combine their cached logits into the ensemble teacher's."""
+    if combine not in COMBINES:
+        raise ValueError(f"combine must be one of {COMBINES}, got {combine!r}")
+    settings = teacher_settings(data.name, epochs)
+    on_event = on_event or (lambda e: None)
+    trained = []
+    started = time.perf_counter()
+    for i, member in enumerate(members):
+        if cancel is not None and cancel.is_set():
+            raise Cancelled("Stopped before all teachers were ready; finished teachers stay cached.")
+        on_event({"kind": "teacher_start", "member": member.name, "index": i, "count": len(members),
+                  "epochs": settings.epochs, "elapsed": time.perf_counter() - started})
+        trained.append(get_teacher(data, member, settings, on_event=on_event, cancel=cancel, device=device))
+    return Ensemble(data.name, trained, combine,
+                    combine_logits([t.train_logits for t in trained], combine),
+                    combine_logits([t.test_logits for t in trained], combine))

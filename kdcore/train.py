@@ -1,0 +1,220 @@
+"""The one training loop, for teachers and students alike.
+
+Batches are sliced from the in-memory uint8 dataset and normalised (and optionally augmented)
+as whole-batch tensor ops. A student given cached teacher logits trains on the distillation
+loss; the loop reports progress as plain-dict events and stops cleanly when cancelled.
+"""
+from __future__ import annotations
+
+import math
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Callable
+
+import torch
+from torch import nn
+
+from . import data as kdata
+from .losses import distillation_loss
+
+EventFn = Callable[[dict], None]
+
+
+class TrainingDiverged(ValueError):
+    """The loss became NaN or infinite; the message says what to change."""
+
+    user_facing = True
+
+
+@dataclass(frozen=True)
+class TrainSettings:
+    """How a model is optimised; everything here is part of a cached teacher's key."""
+
+    epochs: int
+    batch_size: int = 128
+    optimizer: str = "adam"  # "adam" or "sgd"
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+    augment: bool = False
+    schedule: str = "cosine"  # "cosine" or "constant"
+
+    def __post_init__(self):
+        if int(self.epochs) < 1:
+            raise ValueError(f"epochs must be >= 1, got {self.epochs!r}")
+        if self.optimizer not in ("adam", "sgd"):
+            raise ValueError(f"optimizer must be 'adam' or 'sgd', got {self.optimizer!r}")
+        if self.schedule not in ("cosine", "constant"):
+            raise ValueError(f"schedule must be 'cosine' or 'constant', got {self.schedule!r}")
+
+
+def teacher_settings(dataset: str, epochs: int | None = None) -> TrainSettings:
+    """Per-dataset teacher defaults (chosen by measurement; see README)."""
+    if dataset == "cifar10":
+        s = TrainSettings(epochs=15, optimizer="sgd", lr=0.05, weight_decay=5e-4, augment=True)
+    elif dataset == "mnist-sample":
+        s = TrainSettings(epochs=6, lr=3e-3, augment=True)
+    else:
+        s = TrainSettings(epochs=5, lr=3e-3, augment=True)
+    return s if epochs is None else TrainSettings(**{**s.__dict__, "epochs": int(epochs)})
+
+
+def student_settings(dataset: str, epochs: int) -> TrainSettings:
+    """Per-dataset student defaults. No augmentation: the teacher's cached logits are for the un-augmented images."""
+    if dataset == "cifar10":
+        return TrainSettings(epochs=epochs, optimizer="sgd", lr=0.05, weight_decay=5e-4)
+    return TrainSettings(epochs=epochs)
+
+
+def default_device() -> torch.device:
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+        return torch.device("mps")
+    return torch.device("cpu")
+
+
+@torch.inference_mode()
+def predict_logits(model: nn.Module, x: torch.Tensor, mean, std, *, batch_size: int = 1000,
+                   device: torch.device | None = None) -> torch.Tensor:
+    """Logits (on CPU) for a uint8 image tensor, in eval mode; restores the model's mode."""
+    device = device or next(model.parameters()).device
+    was_training = model.training
+    model.eval()
+    try:
+        out = [model(kdata.normalize(x[i:i + batch_size].to(device), mean, std)).float().cpu()
+               for i in range(0, len(x), batch_size)]
+    finally:
+        model.train(was_training)
+    return torch.cat(out) if out else torch.empty(0, 10)
+
+
+@dataclass
+class TrainResult:
+    model: nn.Module
+    history: list[dict] = field(default_factory=list)  # one "epoch" event per finished epoch
+    partial: bool = False  # stopped before the last epoch
+    seconds: float = 0.0
+
+    @property
+    def test_acc(self) -> float | None:
+        return self.history[-1]["test_acc"] if self.history else None
+
+
+class Trainer:
+    """Trains one model epoch by epoch so two trainers can run interleaved (scratch and distilled)."""
+
+    def __init__(self, model: nn.Module, data: kdata.Dataset, settings: TrainSettings, *, seed: int,
+                 name: str = "model", train_idx: torch.Tensor | None = None,
+                 teacher_logits: torch.Tensor | None = None, temperature: float = 1.0, alpha: float = 0.0,
+                 on_event: EventFn | None = None, cancel: threading.Event | None = None,
+                 device: torch.device | None = None, progress_every_s: float = 1.0):
+        if teacher_logits is None and alpha > 0:
+            raise ValueError("alpha > 0 needs teacher_logits")
+        self.device = device or default_device()
+        self.model = model.to(self.device)
+        self.data, self.settings, self.name = data, settings, name
+        self.temperature, self.alpha = temperature, alpha
+        self.on_event = on_event or (lambda e: None)
+        self.cancel = cancel or threading.Event()
+        self.progress_every_s = progress_every_s
+        self.idx = (torch.arange(len(data.train_y)) if train_idx is None else train_idx).cpu()
+        # Data order and augmentation come from this generator alone, so the scratch and the
+        # distilled student see identical batches whatever else runs between their steps.
+        self.gen = torch.Generator().manual_seed(seed)
+        self.x = data.train_x.to(self.device)
+        self.y = data.train_y.to(self.device)
+        self.teacher = None if teacher_logits is None else teacher_logits.to(self.device)
+        self.mean = torch.tensor(data.mean, device=self.device).view(1, -1, 1, 1)
+        self.std = torch.tensor(data.std, device=self.device).view(1, -1, 1, 1)
+        self.opt = self._optimizer()
+        steps_per_epoch = math.ceil(len(self.idx) / settings.batch_size)
+        self.sched = (torch.optim.lr_scheduler.CosineAnnealingLR(self.opt, settings.epochs * steps_per_epoch)
+                      if settings.schedule == "cosine" else None)
+        self.epoch = 0
+        self.history: list[dict] = []
+        self.stopped = False
+        self.started = time.perf_counter()
+
+    def _optimizer(self) -> torch.optim.Optimizer:
+        s = self.settings
+        if s.optimizer == "sgd":
+            return torch.optim.SGD(self.model.parameters(), lr=s.lr, momentum=0.9, nesterov=True,
+                                   weight_decay=s.weight_decay)
+        return torch.optim.Adam(self.model.parameters(), lr=s.lr, weight_decay=s.weight_decay)
+
+    @property
+    def finished(self) -> bool:
+        return self.stopped or self.epoch >= self.settings.epochs
+
+    def run_epoch(self) -> dict | None:
+        """Train one epoch; returns its "epoch" event, or None when cancelled mid-epoch."""
+        s = self.settings
+        self.model.train()
+        order = self.idx[torch.randperm(len(self.idx), generator=self.gen)]
+        sums = torch.zeros(3, device=self.device)
+        seen, last_report = 0, time.perf_counter()
+        n_batches = math.ceil(len(order) / s.batch_size)
+        for b in range(n_batches):
+            if self.cancel.is_set():
+                self.stopped = True
+                return None
+            bi = order[b * s.batch_size:(b + 1) * s.batch_size]
+            bi_dev = bi.to(self.device)
+            x = self.x[bi_dev]
+            if s.augment:  # on uint8, so the padding is black like the images' background
+                x = kdata.augment(x, self.data.name, self.gen)
+            x = kdata.normalize(x, self.mean, self.std)
+            logits = self.model(x)
+            if self.teacher is None:
+                hard = nn.functional.cross_entropy(logits, self.y[bi_dev])
+                parts = (hard, hard, torch.zeros((), device=self.device))
+            else:
+                parts = distillation_loss(logits, self.teacher[bi_dev], self.y[bi_dev], self.temperature, self.alpha)
+            self.opt.zero_grad(set_to_none=True)
+            parts[0].backward()
+            self.opt.step()
+            if self.sched is not None:
+                self.sched.step()
+            sums += torch.stack([p.detach() for p in parts]) * len(bi)
+            seen += len(bi)
+            now = time.perf_counter()
+            if now - last_report >= self.progress_every_s:
+                last_report = now
+                avg = (sums / seen).tolist()
+                self._check_finite(avg[0])
+                self.on_event({"kind": "step", "model": self.name, "epoch": self.epoch + (b + 1) / n_batches,
+                               "epochs": s.epochs, "loss": avg[0], "hard": avg[1], "soft": avg[2],
+                               "elapsed": now - self.started})
+        avg = (sums / seen).tolist()
+        self._check_finite(avg[0])
+        self.epoch += 1
+        test_logits = predict_logits(self.model, self.data.test_x, self.data.mean, self.data.std, device=self.device)
+        event = {"kind": "epoch", "model": self.name, "epoch": self.epoch, "epochs": s.epochs,
+                 "loss": avg[0], "hard": avg[1], "soft": avg[2] if self.teacher is not None else None,
+                 "test_acc": (test_logits.argmax(1) == self.data.test_y).float().mean().item(),
+                 "elapsed": time.perf_counter() - self.started}
+        self.history.append(event)
+        self.on_event(event)
+        return event
+
+    def _check_finite(self, loss: float) -> None:
+        if not math.isfinite(loss):
+            raise TrainingDiverged(
+                f"The training loss of {self.name} became {loss} in epoch {self.epoch + 1}. "
+                "Lower the learning rate or the temperature T and start again.")
+
+    def result(self) -> TrainResult:
+        self.model.eval()
+        return TrainResult(self.model, list(self.history), partial=self.epoch < self.settings.epochs,
+                           seconds=time.perf_counter() - self.started)
+
+
+def train(model: nn.Module, data: kdata.Dataset, settings: TrainSettings, *, seed: int, **kwargs) -> TrainResult:
+    """Train to the end (or until cancelled); kwargs as for Trainer."""
+    trainer = Trainer(model, data, settings, seed=seed, **kwargs)
+    # Dropout draws from the global generator; seeding it makes a lone training run reproducible.
+    torch.manual_seed(seed)
+    while not trainer.finished:
+        trainer.run_epoch()
+    return trainer.result()

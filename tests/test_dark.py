@@ -1,0 +1,274 @@
+"""The dark-knowledge page's engine: soft targets, the images it picks, and uploaded or drawn pictures."""
+import io
+import math
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image, ImageDraw
+
+from kdcore import dark, teachers
+from kdcore.train import teacher_settings
+
+DIGITS = tuple(str(i) for i in range(10))
+
+
+class FakeDataset:
+    def __init__(self, name="mnist", image_shape=(1, 28, 28)):
+        self.name, self.image_shape = name, image_shape
+
+
+def _png(img: Image.Image, fmt="PNG") -> bytes:
+    buf = io.BytesIO()
+    img.save(buf, format=fmt)
+    return buf.getvalue()
+
+
+def _centre_of_mass(img: torch.Tensor) -> tuple[float, float]:
+    a = img[0].double()
+    yy, xx = torch.meshgrid(torch.arange(a.shape[0]), torch.arange(a.shape[1]), indexing="ij")
+    return float((a * yy).sum() / a.sum()), float((a * xx).sum() / a.sum())
+
+
+# --- temperature -----------------------------------------------------------------------------
+
+def test_entropy_rises_with_temperature():
+    logits = torch.tensor([6.0, 2.0, 1.0, 0.5, -1.0, 0.0, 0.3, -2.0, 1.5, 3.0])
+    temps = [1, 1.5, 2, 3, 4, 6, 8, 12, 20]
+    curve = dark.entropy_curve(logits, temps)
+    assert all(b > a for a, b in zip(curve, curve[1:]))
+    assert curve[-1] < math.log2(10) + 1e-6
+
+
+def test_entropy_curve_averages_over_images():
+    logits = torch.tensor([[9.0, 0.0, 0.0], [0.0, 0.0, 0.0]])
+    single = [dark.entropy_curve(row, [2.0])[0] for row in logits]
+    assert dark.entropy_curve(logits, [2.0])[0] == pytest.approx(sum(single) / 2)
+    assert single[1] == pytest.approx(math.log2(3))
+
+
+def test_soft_targets_at_t1_are_the_softmax():
+    logits = torch.randn(5, 10)
+    assert torch.allclose(dark.soft_targets_at(logits, 1.0), torch.softmax(logits, 1))
+    view = dark.teacher_view(logits[0], 4.0)
+    assert torch.allclose(view["p1"], torch.softmax(logits[0], 0))
+    assert view["entropy_T"] > view["entropy_1"]
+    assert view["pred"] == int(logits[0].argmax())
+
+
+def test_bad_temperature_is_refused():
+    with pytest.raises(ValueError, match="temperature"):
+        dark.soft_targets_at(torch.zeros(10), 0)
+
+
+# --- class similarity ------------------------------------------------------------------------
+
+def _fours_look_like_nines(n=50):
+    """Logits where 4s give their second-largest score to 9, all other images are clear-cut."""
+    y = torch.arange(10).repeat(n)
+    logits = torch.zeros(len(y), 10)
+    logits[torch.arange(len(y)), y] = 8.0
+    logits[y == 4, 9] = 5.0
+    return logits, y
+
+
+def test_similarity_rows_are_mean_soft_targets():
+    logits, y = _fours_look_like_nines()
+    sim = dark.class_similarity(logits, y, 4.0)
+    assert sim.shape == (10, 10)
+    assert torch.allclose(sim.sum(1), torch.ones(10))
+    assert int(sim[4].argsort(descending=True)[1]) == 9
+    assert torch.allclose(sim[2], dark.soft_targets_at(logits[y == 2], 4.0).mean(0))
+
+
+def test_confusable_pair_reads_as_a_sentence():
+    logits, y = _fours_look_like_nines()
+    sim = dark.class_similarity(logits, y, 4.0)
+    pairs = dark.confusable_pairs(sim, DIGITS, top=3)
+    assert pairs[0][:2] == ("4", "9") and 0 < pairs[0][2] < 1
+    text = dark.describe_pairs(pairs, 4.0)
+    assert text[0].startswith("A 4 is most often mistaken for a 9 (mean soft probability ")
+    assert text[0].endswith(f"{pairs[0][2] * 100:.1f} % at T = 4).")
+    assert len(text) == 3
+
+
+def test_articles_follow_speech():
+    assert dark.class_phrase("8") == "an 8"
+    assert dark.class_phrase("4 - four") == "a 4"
+    assert dark.class_phrase("airplane") == "an airplane"
+    assert dark.class_phrase("Ankle boot") == "an ankle boot"
+    assert dark.class_phrase("T-shirt/top") == "a T-shirt/top"
+    assert dark.class_phrase("cat") == "a cat"
+    pairs = [("8", "3", 0.05), ("8", "0", 0.02)]
+    sentences = dark.describe_pairs(pairs, 2.5)
+    assert sentences[0].startswith("An 8 is most often mistaken for a 3")
+    assert sentences[1].startswith("An 8 is next most often mistaken for a 0") and "T = 2.5" in sentences[1]
+
+
+# --- picking images --------------------------------------------------------------------------
+
+def _teacher_outputs(n=400, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    y = torch.randint(0, 10, (n,), generator=g)
+    logits = torch.randn(n, 10, generator=g)
+    logits[torch.arange(n), y] += torch.rand(n, generator=g) * 8  # mostly right, some unsure or wrong
+    return logits, y
+
+
+def test_pick_by_class_and_at_random():
+    logits, y = _teacher_outputs()
+    idx = dark.pick_images(logits, y, "class", cls=3, k=12)
+    assert len(idx) == min(12, int((y == 3).sum())) and bool((y[idx] == 3).all())
+    rand = dark.pick_images(logits, y, "random", k=12, seed=1)
+    assert len(rand) == 12 and len(set(rand.tolist())) == 12
+    assert torch.equal(rand, dark.pick_images(logits, y, "random", k=12, seed=1))
+    assert not torch.equal(rand, dark.pick_images(logits, y, "random", k=12, seed=2))
+
+
+def test_ambiguous_images_have_the_highest_entropy():
+    logits, y = _teacher_outputs()
+    idx = dark.pick_images(logits, y, "ambiguous", k=10)
+    ent = dark.entropy_bits(torch.softmax(logits, 1))
+    rest = torch.ones(len(y), dtype=torch.bool)
+    rest[idx] = False
+    assert ent[idx].min() >= ent[rest].max()
+
+
+def test_mistakes_are_mistakes_most_confident_first():
+    logits, y = _teacher_outputs()
+    idx = dark.pick_images(logits, y, "mistakes", k=12)
+    assert len(idx) > 0
+    assert bool((logits[idx].argmax(1) != y[idx]).all())
+    conf = torch.softmax(logits[idx], 1).max(1).values
+    assert bool((conf[:-1] >= conf[1:]).all())
+
+
+def test_no_mistakes_gives_an_empty_pick():
+    y = torch.arange(10)
+    logits = torch.eye(10) * 10
+    idx = dark.pick_images(logits, y, "mistakes")
+    assert idx.numel() == 0 and idx.dtype == torch.long
+
+
+@pytest.mark.parametrize("how,cls,match", [("best", None, "class, random, ambiguous, mistakes"),
+                                           ("class", None, "cls must be a class index from 0 to 9"),
+                                           ("class", 10, "cls must be a class index from 0 to 9")])
+def test_bad_pick_arguments_name_the_allowed_values(how, cls, match):
+    logits, y = _teacher_outputs(50)
+    with pytest.raises(ValueError, match=match):
+        dark.pick_images(logits, y, how, cls=cls)
+
+
+# --- uploads ---------------------------------------------------------------------------------
+
+def _dark_digit_on_white(size=(120, 90), offset=(10, 5)) -> Image.Image:
+    img = Image.new("RGB", size, "white")
+    d = ImageDraw.Draw(img)
+    x, y = offset
+    d.ellipse([(x + 10, y + 5), (x + 50, y + 75)], outline=(20, 20, 20), width=7)  # a "0"
+    return img
+
+
+def test_dark_digit_on_white_becomes_an_mnist_style_image():
+    out = dark.image_from_upload(_png(_dark_digit_on_white()), FakeDataset())
+    assert out.shape == (1, 28, 28) and out.dtype == torch.uint8
+    assert out[0, :4].max() == 0 and out[0, -4:].max() == 0  # black background, white ink
+    assert out.max() > 200
+    rows = torch.nonzero(out[0] > 40)
+    assert rows[:, 0].max() - rows[:, 0].min() <= 21  # fitted into the 20 x 20 box
+    cy, cx = _centre_of_mass(out)
+    assert abs(cy - 13.5) <= 1 and abs(cx - 13.5) <= 1
+
+
+def test_jpeg_and_white_on_black_uploads_match_the_same_digit():
+    light = dark.image_from_upload(_png(_dark_digit_on_white(), "JPEG"), FakeDataset())
+    inverted = Image.fromarray(255 - np.asarray(_dark_digit_on_white()))
+    dark_bg = dark.image_from_upload(_png(inverted), FakeDataset())
+    assert (light.float() - dark_bg.float()).abs().mean() < 10
+
+
+def test_colour_dataset_upload_is_square_cropped_and_resized():
+    img = Image.new("RGB", (300, 200), (200, 30, 30))
+    out = dark.image_from_upload(_png(img), FakeDataset("cifar10", (3, 32, 32)))
+    assert out.shape == (3, 32, 32) and out.dtype == torch.uint8
+    assert out[0].float().mean() == pytest.approx(200, abs=2)
+
+
+def test_too_large_file_is_refused_with_the_limit():
+    with pytest.raises(dark.ImageError, match="limit is 10 MB") as info:
+        dark.image_from_upload(b"\0" * (20 * 1024 * 1024), FakeDataset())
+    assert info.value.user_facing
+
+
+def test_huge_image_is_refused_with_the_limit():
+    blob = _png(Image.new("L", (5000, 300), 255))
+    with pytest.raises(dark.ImageError, match="5000 x 300 pixels; the limit is 4096 x 4096"):
+        dark.image_from_upload(blob, FakeDataset())
+
+
+def test_random_bytes_are_refused_with_advice():
+    blob = np.random.default_rng(0).integers(0, 256, 5000, dtype=np.uint8).tobytes()
+    with pytest.raises(dark.ImageError, match="upload a PNG or JPEG"):
+        dark.image_from_upload(blob, FakeDataset())
+
+
+def test_blank_upload_is_refused():
+    with pytest.raises(dark.ImageError, match="blank"):
+        dark.image_from_upload(_png(Image.new("L", (64, 64), 255)), FakeDataset())
+
+
+# --- drawing canvas --------------------------------------------------------------------------
+
+def _canvas(draw: bool) -> np.ndarray:
+    img = Image.new("RGBA", (280, 280), (0, 0, 0, 255))
+    if draw:
+        ImageDraw.Draw(img).line([(200, 40), (210, 150), (220, 250)], fill=(255, 255, 255, 255), width=18)
+    return np.asarray(img)
+
+
+def test_empty_canvas_asks_for_a_drawing():
+    with pytest.raises(dark.ImageError, match="Draw a digit first"):
+        dark.image_from_canvas(_canvas(False))
+
+
+def test_drawn_stroke_becomes_a_centred_digit():
+    out = dark.image_from_canvas(_canvas(True))
+    assert out.shape == (1, 28, 28) and out.dtype == torch.uint8
+    assert out.max() > 200
+    cy, cx = _centre_of_mass(out)
+    assert abs(cy - 13.5) <= 1 and abs(cx - 13.5) <= 1
+
+
+# --- the ensemble on disk and its training progress --------------------------------------------
+
+def test_ensemble_is_cached_only_when_every_member_has_a_manifest(tmp_path, monkeypatch):
+    monkeypatch.setenv("KD_DATA_DIR", str(tmp_path))
+    data = type("Data", (), {})()
+    data.name = "mnist-sample"
+    data.train_x = torch.zeros(4, 1, 28, 28, dtype=torch.uint8)
+    data.test_x = torch.zeros(2, 1, 28, 28, dtype=torch.uint8)
+    data.train_y, data.test_y = torch.zeros(4, dtype=torch.long), torch.zeros(2, dtype=torch.long)
+    members = teachers.parse_members("cnn-wide,mlp-wide")
+    assert not dark.ensemble_is_cached(data, members)
+    settings = teacher_settings(data.name, None)
+    (teachers.cache_dir() / f"{teachers.teacher_key(data, members[0], settings)}.json").write_text("{}")
+    assert not dark.ensemble_is_cached(data, members)
+    (teachers.cache_dir() / f"{teachers.teacher_key(data, members[1], settings)}.json").write_text("{}")
+    assert dark.ensemble_is_cached(data, members)
+    assert not dark.ensemble_is_cached(data, members, epochs=3)
+
+
+def test_progress_counts_epochs_across_members():
+    events = [{"kind": "teacher_start", "member": "a", "index": 0, "count": 2, "epochs": 4, "t": 0.0},
+              {"kind": "teacher", "member": "a", "status": "cached", "t": 0.1},
+              {"kind": "teacher", "member": "a", "status": "done", "t": 0.2},
+              {"kind": "teacher_start", "member": "b", "index": 1, "count": 2, "epochs": 4, "t": 0.2},
+              {"kind": "step", "model": "b", "epoch": 1.0, "epochs": 4, "t": 10.0},
+              {"kind": "epoch", "model": "b", "epoch": 2, "epochs": 4, "t": 20.0}]
+    fraction, eta = dark.ensemble_progress(events, ["a", "b"])
+    assert fraction == pytest.approx(0.75)
+    assert eta == pytest.approx(20.0)
+    # Old events trimmed by the job runner: the latest epoch of the second member still places it.
+    assert dark.ensemble_progress(events[-1:], ["a", "b"])[0] == pytest.approx(0.75)
+    assert dark.ensemble_progress([], ["a", "b"]) == (0.0, None)
+    assert dark.format_seconds(75) == "1 min 15 s"
