@@ -1,0 +1,236 @@
+"""Run history: saved runs come back whole, filter and sort, survive restarts, concurrent writers and damage."""
+import multiprocessing
+import os
+import sqlite3
+import threading
+
+import numpy as np
+import pytest
+import torch
+
+from kdcore import models
+from kdcore.experiments import ModelRow, RunResult, default_config
+from kdcore.store import SORT_KEYS, RunStore, StoreError, load_student, open_store
+
+
+def make_result(dataset="mnist-sample", student="mlp-tiny", temperature=4.0, alpha=0.5, scratch=0.80,
+                distilled=0.85, partial=False) -> RunResult:
+    """A hand-built result shaped like distill()'s, with a real student so it can be rebuilt."""
+    config = default_config(dataset, student=student, temperature=temperature, alpha=alpha, epochs=2)
+
+    def row(name, role, acc):
+        return ModelRow(name=name, role=role, accuracy=acc, params=100, size_bytes=400, latency_ms_b1=0.1,
+                        throughput_b256=1e4, agreement=None if role == "ensemble" else 0.9,
+                        kl_to_teacher=None if role == "ensemble" else 0.1, ece=0.05, per_class=[acc] * 10)
+
+    rows = [row("cnn-wide", "teacher", 0.95), row("ensemble", "ensemble", 0.96),
+            row(f"scratch ({student})", "scratch", scratch), row(f"distilled ({student})", "distilled", distilled)]
+    curves = {role: [{"kind": "epoch", "model": role, "epoch": e, "epochs": 2, "loss": 1.0 / e, "hard": 0.5 / e,
+                      "soft": None if role == "scratch" else 0.2 / e, "test_acc": acc - 0.1 / e, "elapsed": float(e)}
+                     for e in (1, 2)] for role, acc in (("scratch", scratch), ("distilled", distilled))}
+    students = {"scratch": models.build(student, dataset, seed=0), "distilled": models.build(student, dataset, seed=1)}
+    return RunResult(config, rows, curves, partial, 3.5, tuple(str(i) for i in range(10)), students)
+
+
+@pytest.fixture
+def store(tmp_path, monkeypatch):
+    monkeypatch.setenv("KD_DATA_DIR", str(tmp_path))
+    return open_store()
+
+
+def test_default_history_is_one_wal_file_in_the_data_dir(store, tmp_path):
+    assert store.path == tmp_path / "history.sqlite3"
+    assert store.path.is_file() and store.recovered_message is None
+    with sqlite3.connect(store.path) as conn:
+        assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == 1
+
+
+def test_a_saved_run_comes_back_whole_and_its_student_predicts_the_same(store, tmp_path):
+    result = make_result(partial=True)
+    run_id = store.save_run(result)
+    record = store.get_run(run_id)
+    assert record.kind == "distill" and record.dataset == "mnist-sample" and record.partial
+    assert record.config == result.config.to_dict()
+    assert record.metrics["rows"] == [r.to_json() for r in result.rows]
+    assert record.metrics["kd_gain"] == pytest.approx(result.kd_gain)
+    assert record.row("distilled")["accuracy"] == 0.85
+    assert record.curves == result.curves
+    assert record.student_path == tmp_path / "students" / f"run-{run_id}.safetensors"
+    assert [p.name for p in record.student_path.parent.iterdir()] == [record.student_path.name]  # no temp files
+
+    student = load_student(record)
+    x = torch.randn(5, *models.image_shape("mnist-sample"))
+    original = result.students["distilled"].eval()
+    assert not student.training
+    assert torch.equal(student(x), original(x))
+
+
+def test_runs_filter_by_dataset_and_kind_and_sort_by_kd_gain(store):
+    ids = {gain: store.save_run(make_result(scratch=0.8, distilled=0.8 + gain)) for gain in (0.02, -0.01, 0.05)}
+    cifar = store.save_run(make_result(dataset="cifar10", student="cnn-tiny", scratch=0.5, distilled=0.6))
+    sweep = store.save_record("sweep", "mnist-sample", {"temperatures": [1, 4]}, {"points": [0.1, 0.2]},
+                              None, partial=False)
+
+    best_first = store.list_runs(dataset="mnist-sample", kind="distill", sort_by="kd_gain")
+    assert [s.id for s in best_first] == [ids[0.05], ids[0.02], ids[-0.01]]
+    assert best_first[0].kd_gain == pytest.approx(0.05) and best_first[0].distilled_acc == pytest.approx(0.85)
+    assert best_first[0].student == "mlp-tiny" and best_first[0].temperature == 4.0 and best_first[0].epochs == 2
+    worst_first = store.list_runs(dataset="mnist-sample", kind="distill", sort_by="kd_gain", descending=False)
+    assert [s.id for s in worst_first] == [ids[-0.01], ids[0.02], ids[0.05]]
+
+    assert [s.id for s in store.list_runs(dataset="cifar10")] == [cifar]
+    assert [s.id for s in store.list_runs(kind="sweep")] == [sweep]
+    everything = store.list_runs(sort_by="kd_gain")
+    assert len(everything) == 5 and everything[-1].id == sweep  # a run without a KD gain sorts last
+    assert [s.id for s in store.list_runs()][0] == sweep  # newest first by default
+
+
+def test_every_sort_key_works_and_a_bad_one_names_the_allowed_ones(store):
+    store.save_run(make_result())
+    store.save_record("fraction", "mnist-sample", {"fractions": [0.1]}, {"kd_gain": 0.01})
+    for key in SORT_KEYS:
+        assert len(store.list_runs(sort_by=key)) == 2
+    with pytest.raises(ValueError, match=r"sort_by.*kd_gain.*distilled_acc.*'accuracy'"):
+        store.list_runs(sort_by="accuracy")
+
+
+def test_bad_record_arguments_are_named(store):
+    with pytest.raises(ValueError, match="dataset.*mnist-sample"):
+        store.save_record("sweep", "imagenet", {}, {})
+    with pytest.raises(ValueError, match="kind"):
+        store.save_record("", "mnist-sample", {}, {})
+    with pytest.raises(ValueError, match="metrics"):
+        store.save_record("sweep", "mnist-sample", {}, [0.1])
+    assert store.count() == 0
+
+
+def test_a_missing_run_is_a_clear_key_error(store):
+    with pytest.raises(KeyError, match="no saved run with id 42"):
+        store.get_run(42)
+
+
+def test_history_survives_a_restart(tmp_path):
+    path = tmp_path / "h.sqlite3"
+    first = RunStore(path)
+    run_id = first.save_run(make_result())
+    del first
+    again = RunStore(path)
+    assert [s.id for s in again.list_runs()] == [run_id]
+    assert load_student(again.get_run(run_id)) is not None
+
+
+def test_delete_removes_the_rows_and_their_student_files(store):
+    keep, gone = store.save_run(make_result()), store.save_run(make_result())
+    record = store.save_record("capacity", "mnist-sample", {}, {})
+    gone_file = store.get_run(gone).student_path
+    assert store.delete_runs([np.int64(gone), record, 999]) == 2  # ids from a table selection are numpy ints
+    assert not gone_file.exists() and store.get_run(keep).student_path.exists()
+    assert [s.id for s in store.list_runs()] == [keep]
+    with pytest.raises(KeyError):
+        store.get_run(gone)
+    with pytest.raises(ValueError, match="run id"):
+        store.delete_runs(["1"])
+
+
+def test_a_record_without_a_student_or_with_a_lost_file_says_so(store):
+    record = store.get_run(store.save_record("sweep", "mnist-sample", {}, {}))
+    with pytest.raises(StoreError, match="no saved student"):
+        load_student(record)
+    run = store.get_run(store.save_run(make_result()))
+    run.student_path.unlink()
+    with pytest.raises(StoreError, match="missing"):
+        load_student(run)
+
+
+def _write_records(path, n):
+    store = RunStore(path)
+    for i in range(n):
+        store.save_record("sweep", "mnist-sample", {"writer": os.getpid(), "i": i}, {"kd_gain": i / 100})
+
+
+def test_concurrent_writers_lose_nothing(tmp_path):
+    path = tmp_path / "history.sqlite3"
+    store = RunStore(path)
+    ctx = multiprocessing.get_context("spawn")
+    procs = [ctx.Process(target=_write_records, args=(path, 25)) for _ in range(2)]
+    for p in procs:
+        p.start()
+    result, errors = make_result(), []
+
+    def thread_writes():
+        try:
+            for _ in range(25):
+                store.save_run(result)
+        except Exception as exc:  # reported below; a thread's exception would otherwise vanish
+            errors.append(exc)
+
+    threads = [threading.Thread(target=thread_writes) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for p in procs:
+        p.join(timeout=60)
+    assert errors == [] and [p.exitcode for p in procs] == [0, 0]
+    runs = store.list_runs()
+    assert len(runs) == 150 and len({r.id for r in runs}) == 150
+    assert sum(r.kind == "distill" for r in runs) == 100
+    assert len(list((tmp_path / "students").glob("run-*.safetensors"))) == 100
+
+
+def _real_db_with_runs(path, n=3):
+    store = RunStore(path)
+    for i in range(n):
+        store.save_record("sweep", "mnist-sample", {"i": i, "pad": "x" * 5000}, {"kd_gain": i})
+    store.close()  # the last connection folds the WAL into the file, so the damage below hits real data
+
+
+@pytest.mark.parametrize("damage", ["random bytes", "overwritten header", "damaged page"])
+def test_a_damaged_history_is_kept_aside_and_a_fresh_one_started(tmp_path, damage):
+    path = tmp_path / "history.sqlite3"
+    if damage == "random bytes":
+        path.write_bytes(os.urandom(8192))
+    else:
+        _real_db_with_runs(path)
+        raw = bytearray(path.read_bytes())
+        if damage == "overwritten header":
+            raw[:100] = os.urandom(100)
+        else:  # garbage over the second page (the table's b-tree), header intact
+            page = int.from_bytes(raw[16:18], "big")
+            raw[page:2 * page] = b"\xff" * page
+        path.write_bytes(bytes(raw))
+    broken = path.read_bytes()
+
+    store = RunStore(path)
+    assert store.list_runs() == []
+    assert store.damaged_path is not None and store.damaged_path.parent == tmp_path
+    assert store.damaged_path.name.startswith("history.sqlite3.damaged-")
+    assert store.damaged_path.read_bytes() == broken
+    assert "damaged" in store.recovered_message and str(store.damaged_path) in store.recovered_message
+    assert store.get_run(store.save_record("sweep", "mnist-sample", {}, {})).kind == "sweep"
+    assert RunStore(path).recovered_message is None  # the fresh file is healthy: no second recovery
+
+
+def test_damage_found_while_the_app_runs_still_saves_the_run(tmp_path):
+    path = tmp_path / "history.sqlite3"
+    store = RunStore(path)
+    old_id = store.save_run(make_result())
+    old_file = store.get_run(old_id).student_path
+    old_weights = old_file.read_bytes()
+    path.write_bytes(os.urandom(4096))
+
+    new_id = store.save_run(make_result())
+    assert store.recovered_message is not None
+    assert [s.id for s in store.list_runs()] == [new_id]
+    # The damaged history's student file is not overwritten by the fresh history's first run.
+    assert new_id != old_id and old_file.read_bytes() == old_weights
+
+
+def test_a_history_from_a_newer_app_is_refused_not_wiped(tmp_path):
+    path = tmp_path / "history.sqlite3"
+    with sqlite3.connect(path) as conn:
+        conn.execute("PRAGMA user_version = 99")
+    with pytest.raises(StoreError, match="newer"):
+        RunStore(path)
+    assert path.exists() and not list(tmp_path.glob("*.damaged-*"))
