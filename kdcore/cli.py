@@ -15,13 +15,10 @@ from .losses import check_alpha, check_temperature
 class ProgressPrinter:
     """Renders engine events as one tqdm bar per model being trained (on stderr, so --json stays clean)."""
 
-    def __init__(self, enabled: bool = True):
-        self.enabled = enabled
+    def __init__(self):
         self.bars: dict[str, tqdm] = {}
 
     def __call__(self, event: dict) -> None:
-        if not self.enabled:
-            return
         kind, name = event.get("kind"), event.get("model")
         if kind == "teacher" and event["status"] == "cached":
             tqdm.write(f"teacher {event['member']}: loaded from cache", file=sys.stderr)
@@ -142,10 +139,6 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
-def _progress(args) -> ProgressPrinter:
-    return ProgressPrinter(enabled=not getattr(args, "json", False))
-
-
 def cmd_datasets(args) -> int:
     for st in kdata.status(check_network=True):
         print(f"{st.name:<14} {st.state:<15} {st.message}")
@@ -164,7 +157,7 @@ def cmd_models(args) -> int:
 def cmd_teachers(args) -> int:
     members = teachers.parse_members(args.teachers or experiments.default_config(args.dataset).teachers,
                                      default_seed=args.seed)
-    progress = _progress(args)
+    progress = ProgressPrinter()
     data = kdata.load(args.dataset, progress=_download_progress())
     ens = teachers.ensemble(data, members, epochs=args.epochs, on_event=progress)
     progress.close()
@@ -180,7 +173,7 @@ def cmd_distill(args) -> int:
         teacher_epochs=args.teacher_epochs, seed=args.seed, fraction=args.fraction,
         exclude_class=args.exclude_class, combine=args.combine)
     kdata.load(config.dataset, progress=_download_progress())
-    progress = _progress(args)
+    progress = ProgressPrinter()
     result = experiments.distill(config, on_event=progress)
     progress.close()
     if args.json:
@@ -195,7 +188,7 @@ def cmd_distill(args) -> int:
 def cmd_prepare(args) -> int:
     config = experiments.default_config(args.dataset)
     data = kdata.load(args.dataset, progress=_download_progress())
-    progress = _progress(args)
+    progress = ProgressPrinter()
     ens = teachers.ensemble(data, teachers.parse_members(config.teachers), epochs=config.teacher_epochs,
                             on_event=progress)
     progress.close()

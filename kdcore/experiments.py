@@ -7,7 +7,6 @@ per model (each teacher, the ensemble, both students), the learning curves and t
 from __future__ import annotations
 
 import copy
-import functools
 import hashlib
 import json
 import threading
@@ -58,9 +57,12 @@ class RunConfig:
             raise ValueError(f"teacher_epochs must be a whole number from 1 to 500, got {self.teacher_epochs!r}")
         if not 0.0 < float(self.fraction) <= 1.0:
             raise ValueError(f"fraction must be in (0, 1], got {self.fraction!r}")
-        if self.exclude_class is not None and not 0 <= int(self.exclude_class) < models.NUM_CLASSES:
-            raise ValueError(f"exclude_class must be a class index from 0 to {models.NUM_CLASSES - 1}, "
-                             f"got {self.exclude_class!r}")
+        if self.exclude_class is not None:
+            if (isinstance(self.exclude_class, bool) or int(self.exclude_class) != self.exclude_class
+                    or not 0 <= int(self.exclude_class) < models.NUM_CLASSES):
+                raise ValueError(f"exclude_class must be a class index from 0 to {models.NUM_CLASSES - 1}, "
+                                 f"got {self.exclude_class!r}")
+            object.__setattr__(self, "exclude_class", int(self.exclude_class))
         if self.combine not in teachers.COMBINES:
             raise ValueError(f"combine must be one of {teachers.COMBINES}, got {self.combine!r}")
 
@@ -138,10 +140,15 @@ class RunResult:
                 "partial": self.partial, "seconds": round(self.seconds, 2)}
 
 
-@functools.lru_cache(maxsize=64)
+_teacher_latencies: dict[tuple, metrics.Latency] = {}
+
+
 def _teacher_latency(keys: tuple[str, ...], models_: tuple[nn.Module, ...], shape) -> metrics.Latency:
     # Teachers do not change for a given cache key, so their latency is measured once per process.
-    return metrics.measure_latency(list(models_) if len(models_) > 1 else models_[0], shape)
+    # Keyed on the cache keys alone: every load builds new modules, and holding them would leak memory.
+    if keys not in _teacher_latencies:
+        _teacher_latencies[keys] = metrics.measure_latency(list(models_) if len(models_) > 1 else models_[0], shape)
+    return _teacher_latencies[keys]
 
 
 def _row(name, role, model_list, logits, y, num_classes, teacher_logits, latency) -> ModelRow:

@@ -59,8 +59,12 @@ def parse_members(spec: str | Sequence[str], default_seed: int = 0) -> tuple[Mem
         if seed and not seed.isdigit():
             raise ValueError(f"teacher seed in {item!r} must be a whole number, e.g. {arch}@1")
         out.append(Member(arch, int(seed) if seed else default_seed))
-    if len(set(out)) != len(out):
-        raise ValueError(f"teachers {spec!r} lists the same member twice; give duplicates different seeds (e.g. {out[0].arch}@1)")
+    dup = next((m for i, m in enumerate(out) if m in out[:i]), None)
+    if dup is not None:
+        used = {m.seed for m in out if m.arch == dup.arch}
+        free = next(s for s in range(1, len(out) + 2) if s not in used)
+        raise ValueError(f"teachers {spec!r} lists the same member twice; give duplicates different seeds "
+                         f"(e.g. {dup.arch}@{free})")
     return tuple(out)
 
 

@@ -12,7 +12,6 @@ os.environ["KD_DATA_DIR"] = _DATA_DIR
 # Two cores: one intra-op thread per process avoids oversubscription when the app's jobs run too.
 torch.set_num_threads(1)
 
-FAST_TEACHER_EPOCHS = 1
 
 
 def pytest_sessionfinish(session, exitstatus):
@@ -21,9 +20,10 @@ def pytest_sessionfinish(session, exitstatus):
 
 @pytest.fixture(scope="session")
 def fast_config():
-    """The default preset with 1-epoch teachers and a short student run: seconds, not minutes."""
+    """The default preset with a short student run. Its teachers are the default ones, trained once per
+    test session and then found in the cache by every later test, the app tests included."""
     from kdcore.experiments import default_config
-    return default_config("mnist-sample", teacher_epochs=FAST_TEACHER_EPOCHS, epochs=3)
+    return default_config("mnist-sample", epochs=3)
 
 
 @pytest.fixture(scope="session")

@@ -1,0 +1,148 @@
+"""`python -m kdcore`: dataset states, the model zoo, clear argument errors, and distill as table or JSON.
+
+The end-to-end checks run the real command in a subprocess; argument errors, which all go through
+the same `main()`, are checked in-process so each case costs milliseconds instead of a torch import.
+"""
+import json
+import os
+import re
+import subprocess
+import sys
+import urllib.error
+from pathlib import Path
+
+import pytest
+
+from kdcore import cli, models
+from kdcore import data as kdata
+
+ROOT = Path(__file__).resolve().parent.parent
+STATES = {"offline-sample", "ready", "will-download", "unavailable"}
+
+
+def kdcore(*args, timeout=180):
+    """Run the CLI as a user would, with the test session's data folder (and its cached teachers)."""
+    # One intra-op thread like the rest of the suite (conftest): two busy cores make torch's default far slower.
+    env = {**os.environ, "KD_DATA_DIR": os.environ["KD_DATA_DIR"], "OMP_NUM_THREADS": "1"}
+    return subprocess.run([sys.executable, "-m", "kdcore", *args], cwd=ROOT, env=env, capture_output=True,
+                          text=True, timeout=timeout)
+
+
+def error_lines(stderr):
+    return [line for line in stderr.splitlines() if "error:" in line]
+
+
+# --------------------------------------------------------------------------- datasets and models
+
+def test_datasets_lists_every_dataset_with_its_state():
+    proc = kdcore("datasets")
+    assert proc.returncode == 0, proc.stderr
+    lines = {line.split()[0]: line.split()[1] for line in proc.stdout.splitlines() if line.strip()}
+    assert list(lines) == list(kdata.DATASETS)
+    assert lines["mnist-sample"] == "offline-sample"
+    assert set(lines.values()) <= STATES
+
+
+def test_models_lists_teachers_and_students_with_parameter_counts(capsys):
+    assert cli.main(["models"]) == 0
+    out = capsys.readouterr().out
+    teachers_part, students_part = out.split("students:")
+    assert teachers_part.startswith("teachers:")
+    for spec in models.available():
+        part = teachers_part if spec.role == "teacher" else students_part
+        params = sum(p.numel() for p in models.build(spec.name, "mnist-sample").parameters())
+        assert re.search(rf"^\s+{re.escape(spec.name)}\s+{params:,} params", part, re.M), spec.name
+
+
+# --------------------------------------------------------------------------- argument errors
+
+BAD_ARGUMENTS = [
+    (["--dataset", "imagenet"], ["--dataset", "mnist-sample", "mnist", "fashion-mnist", "cifar10"]),
+    (["--student", "resnet"], ["--student", "mlp-tiny", "mlp-small", "mlp-medium", "cnn-tiny", "cnn-medium"]),
+    (["--temperature", "0"], ["temperature", "> 0"]),
+    (["--temperature", "warm"], ["temperature", "number"]),
+    (["--alpha", "1.5"], ["alpha", "[0, 1]"]),
+    (["--fraction", "0"], ["fraction", "(0, 1]"]),
+    (["--exclude-class", "12"], ["exclude-class", "0 to 9"]),
+    (["--epochs", "0"], ["epochs", "1 to 500"]),
+    (["--teachers", "cnn-wide,vit"], ["'vit'", "cnn-wide", "cnn-deep", "mlp-wide"]),
+    (["--teachers", "cnn-wide,cnn-wide"], ["same member twice", "@1"]),
+    (["--combine", "median"], ["--combine", "prob", "logit"]),
+]
+
+
+@pytest.mark.parametrize("args,expected", BAD_ARGUMENTS, ids=[" ".join(a) for a, _ in BAD_ARGUMENTS])
+def test_a_bad_argument_exits_2_with_one_error_line_listing_the_allowed_values(args, expected, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(["distill", *args])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    (line,) = error_lines(err)
+    assert all(word in line for word in expected), line
+    assert "Traceback" not in err
+
+
+def test_the_real_command_exits_2_on_a_bad_argument():
+    proc = kdcore("distill", "--alpha", "1.5")
+    assert proc.returncode == 2
+    assert proc.stdout == ""
+    (line,) = error_lines(proc.stderr)
+    assert "alpha must be in [0, 1]" in line and "Traceback" not in proc.stderr
+
+
+def test_an_unavailable_dataset_is_a_one_line_error_with_exit_code_1(tmp_path, monkeypatch, capsys):
+    def offline(url, timeout):
+        raise urllib.error.URLError("network is unreachable (test)")
+
+    monkeypatch.setenv("KD_DATA_DIR", str(tmp_path))
+    monkeypatch.setattr(kdata, "_urlopen", offline)
+    monkeypatch.setattr(kdata, "_can_connect", lambda host, port, timeout: False)
+    assert cli.main(["teachers", "--dataset", "mnist", "--epochs", "1"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and "mnist" in err and "Traceback" not in err
+
+
+# --------------------------------------------------------------------------- distill
+
+@pytest.fixture(scope="module")
+def distill_json(fast_run):
+    """One real `distill --json` run; fast_run has already cached its 1-epoch teachers."""
+    return kdcore("distill", "--dataset", "mnist-sample", "--teacher-epochs", "1", "--epochs", "2", "--json")
+
+
+def test_distill_json_prints_exactly_one_json_object(distill_json):
+    assert distill_json.returncode == 0, distill_json.stderr
+    result = json.loads(distill_json.stdout)  # fails on any progress text mixed into stdout
+    assert result["dataset"] == "mnist-sample"
+    assert result["config"]["epochs"] == 2 and result["config"]["teacher_epochs"] == 1
+    assert [m["role"] for m in result["models"]] == ["teacher"] * 3 + ["ensemble", "scratch", "distilled"]
+    acc = {m["role"]: m["accuracy"] for m in result["models"]}
+    assert result["kd_gain"] == pytest.approx(acc["distilled"] - acc["scratch"])
+    assert acc["ensemble"] > 0.5 and acc["scratch"] > 0.5 and acc["distilled"] > 0.5
+
+
+def test_distill_json_still_shows_progress_on_stderr(distill_json):
+    # Scripts read stdout; the person waiting at the terminal still sees how far training got.
+    assert distill_json.returncode == 0, distill_json.stderr
+    assert "distilled" in distill_json.stderr and "scratch" in distill_json.stderr
+
+
+def test_distill_table_shows_every_model_and_the_kd_gain(fast_run, capsys):
+    code = cli.main(["distill", "--teacher-epochs", "1", "--epochs", "1", "--student", "mlp-tiny",
+                     "--fraction", "0.25", "-T", "2", "--alpha", "0.7"])
+    assert code == 0
+    out, err = capsys.readouterr()
+    assert "KD gain" in out
+    assert "T=2, alpha=0.7, 1 epochs" in out
+    for name in ("cnn-wide", "cnn-deep", "mlp-wide", "ensemble", "scratch (mlp-tiny)", "distilled (mlp-tiny)"):
+        assert name in out
+    assert "loaded from cache" in err  # progress goes to stderr, never into the table
+    assert "loaded from cache" not in out
+
+
+def test_teachers_command_reports_a_cached_teacher(fast_run, capsys):
+    assert cli.main(["teachers", "--teachers", "cnn-wide", "--epochs", "1"]) == 0
+    out, err = capsys.readouterr()
+    assert "teacher cnn-wide: loaded from cache" in err
+    row = next(line for line in out.splitlines() if line.startswith("cnn-wide"))
+    assert "ensemble" in row  # a lone teacher is the ensemble

@@ -1,0 +1,223 @@
+"""Distillation runs: validated configs, per-dataset presets, and what a finished or stopped run reports."""
+import json
+import threading
+from dataclasses import replace
+
+import pytest
+import torch
+
+from kdcore import data as kdata
+from kdcore import experiments
+from kdcore.experiments import RunConfig, default_config, distill
+
+MODEL_KEYS = {"name", "role", "accuracy", "params", "size_bytes", "latency_ms_b1", "throughput_b256",
+              "agreement", "ece"}
+
+
+# --------------------------------------------------------------------------- validation
+
+@pytest.mark.parametrize("kwargs,names", [
+    ({"dataset": "imagenet"}, ["dataset", "mnist-sample", "fashion-mnist", "cifar10"]),
+    ({"student": "resnet-50"}, ["student", "mlp-tiny", "cnn-medium"]),
+    ({"teachers": ("cnn-wide", "vit")}, ["teacher", "cnn-wide", "cnn-deep", "mlp-wide"]),
+    ({"teachers": ("cnn-wide", "cnn-wide")}, ["@1"]),
+    ({"teachers": ()}, ["1 to 5"]),
+    ({"temperature": 0}, ["temperature", "> 0"]),
+    ({"temperature": -2.0}, ["temperature", "> 0"]),
+    ({"temperature": float("nan")}, ["temperature"]),
+    ({"alpha": 1.5}, ["alpha", "[0, 1]"]),
+    ({"alpha": -0.1}, ["alpha", "[0, 1]"]),
+    ({"fraction": 0}, ["fraction", "(0, 1]"]),
+    ({"fraction": 1.5}, ["fraction", "(0, 1]"]),
+    ({"exclude_class": 10}, ["exclude_class", "0 to 9"]),
+    ({"exclude_class": -1}, ["exclude_class", "0 to 9"]),
+    ({"epochs": 0}, ["epochs", "1 to 500"]),
+    ({"epochs": 501}, ["epochs", "1 to 500"]),
+    ({"epochs": 2.5}, ["epochs", "whole number"]),
+    ({"teacher_epochs": 0}, ["teacher_epochs", "1 to 500"]),
+    ({"combine": "median"}, ["combine", "prob", "logit"]),
+])
+def test_bad_config_names_the_argument_and_the_allowed_values(kwargs, names):
+    with pytest.raises(ValueError) as info:
+        RunConfig(**kwargs)
+    message = str(info.value)
+    assert all(name in message for name in names), message
+
+
+def test_a_fractional_class_index_is_rejected_up_front():
+    # Accepting 3.5 here would only fail inside distill(), after the teachers have been trained.
+    with pytest.raises(ValueError, match="exclude_class"):
+        RunConfig(exclude_class=3.5)
+
+
+def test_config_normalises_teacher_names_and_is_frozen():
+    config = RunConfig(teachers=["cnn-wide@0", "mlp-wide@2"])
+    assert config.teachers == ("cnn-wide", "mlp-wide@2")
+    assert config.to_dict()["teachers"] == ["cnn-wide", "mlp-wide@2"]
+    with pytest.raises(AttributeError):
+        config.alpha = 0.9  # type: ignore[misc]
+    assert config.key() == RunConfig(teachers=("cnn-wide", "mlp-wide@2")).key()
+    assert config.key() != replace(config, temperature=2.0).key()
+
+
+def test_default_config_per_dataset():
+    sample = default_config("mnist-sample")
+    assert (sample.dataset, sample.student, sample.teachers) == ("mnist-sample", "mlp-medium",
+                                                                 ("cnn-wide", "cnn-deep", "mlp-wide"))
+    assert (sample.temperature, sample.alpha, sample.fraction, sample.exclude_class) == (4.0, 0.5, 1.0, None)
+    for name in ("mnist", "fashion-mnist"):
+        assert default_config(name).dataset == name and default_config(name).epochs == 5
+    cifar = default_config("cifar10")
+    assert cifar.student.startswith("cnn") and len(cifar.teachers) == 3
+    assert all(t.startswith("cnn") for t in cifar.teachers)
+    assert default_config() == sample
+
+
+def test_default_config_overrides_are_validated():
+    assert default_config("mnist", alpha=0.9).alpha == 0.9
+    with pytest.raises(ValueError, match="alpha"):
+        default_config("mnist", alpha=2)
+    with pytest.raises(ValueError, match="mnist-sample"):
+        default_config("svhn")
+
+
+# --------------------------------------------------------------------------- a finished run
+
+def test_rows_come_in_display_order(fast_run, fast_config):
+    result, _ = fast_run
+    assert [r.role for r in result.rows] == ["teacher"] * 3 + ["ensemble", "scratch", "distilled"]
+    assert [r.name for r in result.rows[:3]] == list(fast_config.teachers)
+    assert result.rows[-2].name == f"scratch ({fast_config.student})"
+    assert result.row("distilled") is result.rows[-1]
+    assert result.partial is False
+    assert result.classes == kdata.load("mnist-sample").classes
+
+
+def test_everyone_beats_chance_by_far(fast_run):
+    result, _ = fast_run
+    for row in result.rows:
+        assert 0.2 < row.accuracy <= 1.0, row
+    for role in ("ensemble", "scratch", "distilled"):
+        assert result.row(role).accuracy > 0.5
+    assert len(result.per_class_gain) == 10
+
+
+def test_sizes_params_and_latency_add_up(fast_run):
+    result, _ = fast_run
+    members = result.rows[:3]
+    for row in result.rows:
+        assert row.params > 0 and row.size_bytes >= 4 * row.params
+        assert row.latency_ms_b1 > 0 and row.throughput_b256 > 0
+    ens = result.row("ensemble")
+    assert ens.params == sum(r.params for r in members)
+    assert ens.size_bytes == sum(r.size_bytes for r in members)
+    assert ens.latency_ms_b1 >= max(r.latency_ms_b1 for r in members)
+    assert result.row("scratch").params == result.row("distilled").params < ens.params
+
+
+def test_agreement_with_the_teacher(fast_run):
+    result, _ = fast_run
+    assert result.row("ensemble").agreement is None
+    for row in result.rows:
+        if row.role != "ensemble":
+            assert 0.0 <= row.agreement <= 1.0
+    # A student that learns from the ensemble should mostly agree with it.
+    assert result.row("distilled").agreement > 0.5
+
+
+def test_run_events_cover_teachers_students_and_the_end(fast_run, fast_config):
+    result, events = fast_run
+    kinds = [e["kind"] for e in events]
+    assert kinds.index("students_start") > max(i for i, k in enumerate(kinds) if k == "teacher_start")
+    start = next(e for e in events if e["kind"] == "students_start")
+    assert start["epochs"] == fast_config.epochs and start["train_size"] == len(kdata.load("mnist-sample").train_y)
+    for role in ("scratch", "distilled"):
+        epochs = [e for e in events if e["kind"] == "epoch" and e["model"] == role]
+        assert [e["epoch"] for e in epochs] == list(range(1, fast_config.epochs + 1))
+        assert epochs == result.curves[role]
+    assert "measuring" in kinds
+    done = events[-1]
+    assert done["kind"] == "done" and done["partial"] is False and done["kd_gain"] == result.kd_gain
+
+
+def test_to_json_matches_the_published_schema(fast_run, fast_config):
+    result, _ = fast_run
+    out = json.loads(json.dumps(result.to_json()))  # plain JSON types only
+    assert {"dataset", "config", "models", "kd_gain"} <= set(out)
+    assert out["dataset"] == "mnist-sample"
+    assert out["config"] == fast_config.to_dict()
+    assert len(out["models"]) == 6
+    for model, row in zip(out["models"], result.rows):
+        assert MODEL_KEYS <= set(model)
+        assert model["name"] == row.name and model["role"] == row.role and model["accuracy"] == row.accuracy
+    by_role = {m["role"]: m for m in out["models"]}
+    assert out["kd_gain"] == pytest.approx(by_role["distilled"]["accuracy"] - by_role["scratch"]["accuracy"])
+    assert out["kd_gain"] == pytest.approx(result.kd_gain)
+
+
+# --------------------------------------------------------------------------- runs with other settings
+
+def small(fast_config, **overrides):
+    """The fast preset's (already cached) teachers with a tiny student."""
+    return replace(fast_config, **{"student": "mlp-tiny", "epochs": 2, **overrides})
+
+
+def test_alpha_zero_makes_the_two_students_identical(fast_run, fast_config):
+    # Same initial weights and batch order: with no teacher term the students cannot differ at all.
+    result = distill(small(fast_config, alpha=0.0, epochs=1, fraction=0.25), measure=False)
+    assert torch.equal(result.test_logits["scratch"], result.test_logits["distilled"])
+    assert result.kd_gain == 0.0
+
+
+def test_excluding_a_class_removes_it_from_the_students_training_set(fast_run, fast_config):
+    config = small(fast_config, exclude_class=3)
+    data = kdata.load(config.dataset)
+    idx = kdata.subset_indices(data.train_y, fraction=config.fraction, exclude_class=3, seed=config.seed)
+    assert (data.train_y[idx] == 3).sum() == 0
+    assert set(data.train_y[idx].tolist()) == set(range(10)) - {3}
+
+    events = []
+    result = distill(config, on_event=events.append, measure=False)
+    start = next(e for e in events if e["kind"] == "students_start")
+    assert start["train_size"] == len(idx) < len(data.train_y)
+    assert result.partial is False and len(result.rows) == 6
+    # Never shown a 3 with its label, the scratch student cannot name one.
+    assert result.row("scratch").per_class[3] < 0.05
+    assert result.row("scratch").per_class[1] > 0.5
+
+
+def test_cancel_during_student_training_keeps_a_partial_result(fast_run, fast_config):
+    cancel = threading.Event()
+    events = []
+
+    def on_event(e):
+        events.append(e)
+        if e["kind"] == "epoch" and e["model"] == "distilled" and e["epoch"] == 1:
+            cancel.set()
+
+    result = distill(small(fast_config, epochs=4), on_event=on_event, cancel=cancel, measure=False)
+    assert result.partial is True
+    assert [r.role for r in result.rows] == ["teacher"] * 3 + ["ensemble", "scratch", "distilled"]
+    assert all(0.0 <= r.accuracy <= 1.0 for r in result.rows)
+    assert [len(result.curves[k]) for k in ("scratch", "distilled")] == [1, 1]
+    assert result.kd_gain is not None
+    assert events[-1]["kind"] == "done" and events[-1]["partial"] is True
+
+
+def test_load_ensemble_and_teacher_rows_without_a_student(fast_run, fast_config):
+    data, ens = experiments.load_ensemble(fast_config)
+    assert all(t.cached for t in ens.members)
+    rows = experiments.teacher_rows(data, ens, measure=False)
+    assert [r.role for r in rows] == ["teacher"] * 3 + ["ensemble"]
+    assert rows[-1].accuracy == fast_run[0].row("ensemble").accuracy
+    assert rows[0].latency_ms_b1 is None
+
+
+def test_the_same_teachers_show_the_same_latency_in_every_run(fast_run, fast_config):
+    # Teachers are measured once per process: a second run must neither re-measure them (seconds of
+    # waiting) nor show different numbers for models that did not change.
+    first = fast_run[0].rows[:4]
+    data, ens = experiments.load_ensemble(fast_config)
+    again = experiments.teacher_rows(data, ens)
+    assert [(r.latency_ms_b1, r.throughput_b256) for r in again] == [(r.latency_ms_b1, r.throughput_b256)
+                                                                     for r in first]

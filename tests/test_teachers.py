@@ -1,0 +1,281 @@
+"""Teacher ensembles: member names, combining members, and a cache that never serves a bad entry."""
+import hashlib
+import math
+import multiprocessing
+import os
+import threading
+
+import pytest
+import torch
+
+from kdcore import data as kdata
+from kdcore import teachers
+from kdcore.teachers import Member, combine_logits, parse_members
+from kdcore.train import teacher_settings
+
+ARCH = "mlp-wide"  # the fastest teacher to train
+
+
+def synthetic(n_train=320, n_test=64, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return kdata.Dataset(
+        name="mnist-sample",
+        train_x=torch.randint(0, 256, (n_train, 1, 28, 28), generator=g, dtype=torch.uint8),
+        train_y=torch.randint(0, 10, (n_train,), generator=g),
+        test_x=torch.randint(0, 256, (n_test, 1, 28, 28), generator=g, dtype=torch.uint8),
+        test_y=torch.randint(0, 10, (n_test,), generator=g),
+        classes=tuple(str(i) for i in range(10)), mean=(0.5,), std=(0.29,))
+
+
+@pytest.fixture
+def cache(tmp_path, monkeypatch):
+    """An empty teacher cache of this test's own, so corrupting entries cannot affect other tests."""
+    monkeypatch.setenv("KD_DATA_DIR", str(tmp_path))
+    return teachers.cache_dir()
+
+
+@pytest.fixture(scope="module")
+def data():
+    return synthetic()
+
+
+def build(data, members=(Member(ARCH, 1),), epochs=1, **kwargs):
+    events = []
+    ens = teachers.ensemble(data, list(members), epochs=epochs, on_event=events.append,
+                            device=torch.device("cpu"), **kwargs)
+    return ens, events
+
+
+def statuses(events):
+    return [(e["member"], e["status"]) for e in events if e["kind"] == "teacher"]
+
+
+def entry_files(cache_dir):
+    return sorted(p.name for p in cache_dir.iterdir() if not p.name.endswith(".lock"))
+
+
+def same_weights(a, b):
+    return all(torch.equal(x, y) for x, y in zip(a.state_dict().values(), b.state_dict().values()))
+
+
+# --------------------------------------------------------------------------- member names
+
+def test_parse_members_accepts_the_same_architecture_with_different_seeds():
+    members = parse_members("cnn-wide, cnn-wide@1 ,mlp-wide@2")
+    assert members == (Member("cnn-wide", 0), Member("cnn-wide", 1), Member("mlp-wide", 2))
+    assert [m.name for m in members] == ["cnn-wide", "cnn-wide@1", "mlp-wide@2"]
+    assert parse_members(["cnn-deep", "cnn-deep@3"]) == (Member("cnn-deep", 0), Member("cnn-deep", 3))
+    assert parse_members("cnn-wide", default_seed=4) == (Member("cnn-wide", 4),)
+
+
+@pytest.mark.parametrize("spec", ["cnn-wide,cnn-wide", "cnn-wide@0,cnn-wide", "cnn-deep@2,cnn-deep@2"])
+def test_an_exact_duplicate_is_rejected_with_a_hint_to_add_a_seed(spec):
+    with pytest.raises(ValueError, match="same member twice") as info:
+        parse_members(spec)
+    assert "@1" in str(info.value)
+
+
+def test_the_duplicate_hint_names_the_duplicated_teacher():
+    with pytest.raises(ValueError) as info:
+        parse_members("mlp-wide,cnn-deep,cnn-deep")
+    assert "cnn-deep@" in str(info.value)
+
+
+def test_unknown_teacher_lists_the_zoo():
+    with pytest.raises(ValueError, match="resnet") as info:
+        parse_members("cnn-wide,resnet")
+    assert all(name in str(info.value) for name in ("cnn-wide", "cnn-deep", "mlp-wide"))
+
+
+@pytest.mark.parametrize("spec,count", [("", 0), (" , ", 0), (",".join(f"cnn-wide@{i}" for i in range(6)), 6)])
+def test_zero_or_six_members_are_rejected(spec, count):
+    with pytest.raises(ValueError, match=rf"1 to 5 members .* got {count}"):
+        parse_members(spec)
+
+
+def test_a_seed_that_is_not_a_number_is_rejected():
+    with pytest.raises(ValueError, match="whole number, e.g. cnn-wide@1"):
+        parse_members("cnn-wide@two")
+
+
+# --------------------------------------------------------------------------- combining members
+
+def test_prob_combine_averages_member_probabilities():
+    a = torch.tensor([[0.0, math.log(3.0)], [2.0, -1.0]])  # first row: probabilities 1/4, 3/4
+    b = torch.tensor([[0.0, 0.0], [-3.0, 5.0]])  # first row: 1/2, 1/2
+    combined = combine_logits([a, b], "prob")
+    assert torch.allclose(combined.softmax(-1)[0], torch.tensor([0.375, 0.625]))
+    assert torch.allclose(combined.softmax(-1), (a.softmax(-1) + b.softmax(-1)) / 2)
+    # Already normalised log-probabilities, so exp sums to one without a softmax.
+    assert torch.allclose(combined.exp().sum(-1), torch.ones(2))
+
+
+def test_logit_combine_averages_logits():
+    a, b = torch.tensor([[1.0, 4.0]]), torch.tensor([[3.0, -2.0]])
+    assert torch.equal(combine_logits([a, b], "logit"), torch.tensor([[2.0, 1.0]]))
+
+
+def test_a_single_member_ensemble_keeps_its_predictions():
+    a = torch.randn(5, 10)
+    assert torch.allclose(combine_logits([a], "prob").softmax(-1), a.softmax(-1), atol=1e-6)
+
+
+def test_unknown_combine_is_rejected_with_the_choices(data):
+    with pytest.raises(ValueError, match="prob.*logit.*'median'"):
+        combine_logits([torch.zeros(1, 10)], "median")
+    with pytest.raises(ValueError, match="prob.*logit"):
+        teachers.ensemble(data, [Member(ARCH)], epochs=1, combine="median")
+
+
+# --------------------------------------------------------------------------- cache
+
+def test_second_ensemble_call_loads_from_the_cache_with_identical_logits(cache, data):
+    first, events = build(data, [Member(ARCH, 1), Member(ARCH, 2)])
+    assert statuses(events) == [(f"{ARCH}@1", "training"), (f"{ARCH}@1", "done"),
+                                (f"{ARCH}@2", "training"), (f"{ARCH}@2", "done")]
+    assert [t.cached for t in first.members] == [False, False]
+    assert torch.equal(first.test_logits, combine_logits([t.test_logits for t in first.members]))
+    assert first.train_logits.shape == (len(data.train_y), 10)
+
+    second, events = build(data, [Member(ARCH, 1), Member(ARCH, 2)])
+    assert [t.cached for t in second.members] == [True, True]
+    assert "training" not in [s for _, s in statuses(events)]
+    assert not any(e["kind"] == "epoch" for e in events)
+    assert torch.equal(second.train_logits, first.train_logits)
+    assert torch.equal(second.test_logits, first.test_logits)
+    for a, b in zip(first.members, second.members):
+        assert same_weights(a.model, b.model)
+    assert not any(".tmp-" in name for name in os.listdir(cache))
+
+
+def test_different_seeds_make_different_teachers(cache, data):
+    ens, _ = build(data, [Member(ARCH, 1), Member(ARCH, 2)])
+    a, b = ens.members
+    assert a.key != b.key
+    assert not torch.equal(a.test_logits, b.test_logits)
+
+
+def test_cache_key_changes_with_epochs_seed_architecture_and_data(data):
+    key = teachers.teacher_key(data, Member(ARCH, 1), teacher_settings(data.name, 1))
+    assert key == teachers.teacher_key(data, Member(ARCH, 1), teacher_settings(data.name, 1))
+    others = [teachers.teacher_key(data, Member(ARCH, 1), teacher_settings(data.name, 2)),
+              teachers.teacher_key(data, Member(ARCH, 2), teacher_settings(data.name, 1)),
+              teachers.teacher_key(data, Member("cnn-wide", 1), teacher_settings(data.name, 1)),
+              teachers.teacher_key(synthetic(seed=1), Member(ARCH, 1), teacher_settings(data.name, 1))]
+    assert key not in others and len(set(others)) == len(others)
+
+
+def _flip_middle_bytes(path):
+    raw = bytearray(path.read_bytes())
+    middle = len(raw) // 2  # inside the tensor data, so the file still parses
+    raw[middle:middle + 64] = bytes(b ^ 0xFF for b in raw[middle:middle + 64])
+    path.write_bytes(bytes(raw))
+
+
+CORRUPTIONS = {
+    "truncated weights": lambda st, mf: st.write_bytes(st.read_bytes()[: st.stat().st_size // 2]),
+    "flipped weight bytes": lambda st, mf: _flip_middle_bytes(st),
+    "missing weights": lambda st, mf: st.unlink(),
+    "missing manifest": lambda st, mf: mf.unlink(),
+    "garbled manifest": lambda st, mf: mf.write_text("{not json"),
+}
+
+
+@pytest.mark.parametrize("corrupt", list(CORRUPTIONS))
+def test_a_damaged_weights_entry_is_rebuilt_never_loaded(cache, data, corrupt):
+    first, _ = build(data)
+    key = first.members[0].key
+    CORRUPTIONS[corrupt](cache / f"{key}.safetensors", cache / f"{key}.json")
+
+    again, events = build(data)
+    assert (f"{ARCH}@1", "training") in statuses(events)
+    assert again.members[0].cached is False
+    # Retraining is deterministic, so the rebuilt teacher equals the original, not the damaged file.
+    assert same_weights(again.members[0].model, first.members[0].model)
+    assert torch.equal(again.test_logits, first.test_logits)
+
+    third, events = build(data)
+    assert third.members[0].cached is True and (f"{ARCH}@1", "training") not in statuses(events)
+    assert not any(".tmp-" in name for name in os.listdir(cache))
+
+
+def test_damaged_cached_logits_are_recomputed_from_the_teacher(cache, data):
+    first, _ = build(data)
+    _flip_middle_bytes(cache / f"{first.members[0].key}.logits.safetensors")
+    again, events = build(data)
+    assert again.members[0].cached is True  # the weights were fine, so no retraining
+    assert torch.allclose(again.train_logits, first.train_logits, atol=1e-5)
+    assert torch.allclose(again.test_logits, first.test_logits, atol=1e-5)
+
+
+def test_weights_that_do_not_fit_the_architecture_are_rebuilt(cache, data):
+    first, _ = build(data)
+    base = cache / first.members[0].key
+    # A complete, correctly hashed entry for some other network.
+    teachers._save_entry(base, {"0.weight": torch.zeros(3, 4)}, {"kind": "teacher"})
+    again, events = build(data)
+    assert (f"{ARCH}@1", "training") in statuses(events)
+    assert same_weights(again.members[0].model, first.members[0].model)
+
+
+def test_cancel_during_teacher_training_raises_and_caches_nothing(cache, data):
+    cancel = threading.Event()
+
+    def on_event(e):
+        if e["kind"] == "epoch":  # the first of two epochs is done: stop mid-training
+            cancel.set()
+
+    with pytest.raises(teachers.Cancelled, match="nothing was cached"):
+        teachers.ensemble(data, [Member(ARCH, 1)], epochs=2, on_event=on_event, cancel=cancel,
+                          device=torch.device("cpu"))
+    assert entry_files(cache) == []
+    _, events = build(data, epochs=2)
+    assert (f"{ARCH}@1", "training") in statuses(events)
+
+
+def test_cancel_between_members_keeps_the_finished_ones_cached(cache, data):
+    cancel = threading.Event()
+
+    def on_event(e):
+        if e["kind"] == "teacher" and e["status"] == "done":
+            cancel.set()
+
+    with pytest.raises(teachers.Cancelled):
+        teachers.ensemble(data, [Member(ARCH, 1), Member(ARCH, 2)], epochs=1, on_event=on_event, cancel=cancel)
+    _, events = build(data, [Member(ARCH, 1), Member(ARCH, 2)])
+    assert statuses(events) == [(f"{ARCH}@1", "cached"), (f"{ARCH}@1", "done"),
+                                (f"{ARCH}@2", "training"), (f"{ARCH}@2", "done")]
+
+
+# --------------------------------------------------------------------------- concurrent writers
+
+def _train_same_teacher(data_dir, barrier, results):
+    """Runs in a fresh (spawned) process: wait for the other one, then train or load the same teacher."""
+    os.environ["KD_DATA_DIR"] = data_dir
+    torch.set_num_threads(1)
+    events = []
+    data = synthetic(n_train=1000)
+    barrier.wait(timeout=60)
+    t = teachers.get_teacher(data, Member(ARCH, 3), teacher_settings(data.name, 1), on_event=events.append,
+                             device=torch.device("cpu"))
+    digest = hashlib.sha256(b"".join(v.contiguous().numpy().tobytes() for v in t.model.state_dict().values()))
+    results.put((t.cached, statuses(events), digest.hexdigest(), t.test_logits.numpy().tobytes()))
+
+
+def test_two_processes_training_the_same_teacher_share_one_training_run(tmp_path):
+    ctx = multiprocessing.get_context("spawn")
+    barrier, results = ctx.Barrier(2), ctx.Queue()
+    procs = [ctx.Process(target=_train_same_teacher, args=(str(tmp_path), barrier, results)) for _ in range(2)]
+    for p in procs:
+        p.start()
+    outcomes = [results.get(timeout=120) for _ in procs]
+    for p in procs:
+        p.join(timeout=30)
+        assert p.exitcode == 0
+    assert sorted(cached for cached, *_ in outcomes) == [False, True]  # exactly one trained
+    trained = next(o for o in outcomes if not o[0])
+    assert (f"{ARCH}@3", "training") in trained[1]
+    assert outcomes[0][2] == outcomes[1][2]  # identical weights
+    assert outcomes[0][3] == outcomes[1][3]  # identical logits
+    leftovers = os.listdir(tmp_path / "cache" / "teachers")
+    assert not any(".tmp-" in name for name in leftovers)

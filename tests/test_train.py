@@ -1,0 +1,250 @@
+"""The training loop: reproducible runs, progress events, clean cancelling, clear divergence errors."""
+import copy
+import math
+import threading
+
+import pytest
+import torch
+
+from kdcore import data as kdata
+from kdcore import models
+from kdcore.train import (Trainer, TrainingDiverged, TrainSettings, default_device, predict_logits,
+                          student_settings, teacher_settings, train)
+
+EPOCH_KEYS = {"kind", "model", "epoch", "epochs", "loss", "hard", "soft", "test_acc", "elapsed"}
+
+
+def synthetic(n_train=320, n_test=64, shape=(1, 28, 28), name="mnist-sample", seed=0):
+    """Random images and labels: enough for loop-level behaviour, nothing to learn."""
+    g = torch.Generator().manual_seed(seed)
+    return kdata.Dataset(
+        name=name,
+        train_x=torch.randint(0, 256, (n_train, *shape), generator=g, dtype=torch.uint8),
+        train_y=torch.randint(0, 10, (n_train,), generator=g),
+        test_x=torch.randint(0, 256, (n_test, *shape), generator=g, dtype=torch.uint8),
+        test_y=torch.randint(0, 10, (n_test,), generator=g),
+        classes=tuple(str(i) for i in range(10)), mean=(0.5,) * shape[0], std=(0.29,) * shape[0])
+
+
+@pytest.fixture(scope="module")
+def tiny_data():
+    return synthetic()
+
+
+def weights(model):
+    return [p.detach().clone() for p in model.state_dict().values()]
+
+
+def same_weights(a, b):
+    return all(torch.equal(x, y) for x, y in zip(weights(a), weights(b)))
+
+
+def numbers(history):
+    """Everything in the epoch events except wall-clock time."""
+    return [{k: v for k, v in e.items() if k != "elapsed"} for e in history]
+
+
+def run(data, seed, epochs=2, arch="mlp-small", **settings):
+    model = models.build(arch, data.name, seed=0)
+    return train(model, data, TrainSettings(epochs=epochs, batch_size=64, **settings), seed=seed, device=torch.device("cpu"))
+
+
+# --------------------------------------------------------------------------- reproducibility
+
+def test_same_seed_and_config_give_identical_weights_and_history(tiny_data):
+    # Dropout (mlp-wide) and augmentation are the random parts that must also repeat.
+    a = run(tiny_data, seed=5, arch="mlp-wide", augment=True)
+    b = run(tiny_data, seed=5, arch="mlp-wide", augment=True)
+    assert same_weights(a.model, b.model)
+    assert numbers(a.history) == numbers(b.history)
+
+
+def test_different_seed_gives_different_weights(tiny_data):
+    a = run(tiny_data, seed=1)
+    b = run(tiny_data, seed=2)
+    assert not same_weights(a.model, b.model)
+    assert numbers(a.history) != numbers(b.history)
+
+
+def test_scratch_and_distilled_trainers_see_the_same_batches(tiny_data):
+    """distill() gives both students one deep-copied model and the same seed and subset; with alpha = 0
+    the teacher's logits must not change a single weight, and interleaving epochs must not matter."""
+    idx = kdata.subset_indices(tiny_data.train_y, fraction=0.5, seed=3)
+    base = models.build("mlp-small", tiny_data.name, seed=3)
+    settings = TrainSettings(epochs=2, batch_size=64)
+    teacher = torch.randn(len(tiny_data.train_y), 10, generator=torch.Generator().manual_seed(9))
+    cpu = torch.device("cpu")
+    scratch = Trainer(base, tiny_data, settings, seed=3, train_idx=idx, device=cpu)
+    distilled = Trainer(copy.deepcopy(base), tiny_data, settings, seed=3, train_idx=idx, teacher_logits=teacher,
+                        alpha=0.0, temperature=4.0, device=cpu)
+    assert torch.equal(scratch.gen.get_state(), distilled.gen.get_state())
+    assert same_weights(scratch.model, distilled.model)
+    while not (scratch.finished and distilled.finished):
+        scratch.run_epoch()
+        distilled.run_epoch()
+    assert same_weights(scratch.model, distilled.model)
+    # ... and it is a real training run on the subset, not a no-op.
+    assert not same_weights(scratch.model, models.build("mlp-small", tiny_data.name, seed=3))
+
+    alone = Trainer(copy.deepcopy(models.build("mlp-small", tiny_data.name, seed=3)), tiny_data, settings, seed=3,
+                    train_idx=idx, device=cpu)
+    while not alone.finished:
+        alone.run_epoch()
+    assert same_weights(alone.model, scratch.model)
+
+
+# --------------------------------------------------------------------------- events
+
+def test_one_epoch_event_per_epoch_with_losses_accuracy_and_time(tiny_data):
+    events = []
+    teacher = torch.randn(len(tiny_data.train_y), 10)
+    model = models.build("mlp-tiny", tiny_data.name, seed=0)
+    result = train(model, tiny_data, TrainSettings(epochs=3, batch_size=64), seed=0, name="distilled",
+                   teacher_logits=teacher, alpha=0.5, temperature=2.0, on_event=events.append,
+                   device=torch.device("cpu"))
+    epochs = [e for e in events if e["kind"] == "epoch"]
+    assert [e["epoch"] for e in epochs] == [1, 2, 3]
+    assert epochs == result.history and not result.partial
+    for e in epochs:
+        assert set(e) == EPOCH_KEYS
+        assert e["model"] == "distilled" and e["epochs"] == 3
+        assert all(math.isfinite(e[k]) and e[k] >= 0 for k in ("loss", "hard", "soft"))
+        # alpha = 0.5: the reported total is the blend of the two parts.
+        assert e["loss"] == pytest.approx(0.5 * e["hard"] + 0.5 * e["soft"], rel=1e-4)
+        assert 0.0 <= e["test_acc"] <= 1.0
+    assert all(a["elapsed"] < b["elapsed"] for a, b in zip(epochs, epochs[1:]))
+    assert result.test_acc == epochs[-1]["test_acc"]
+
+
+def test_without_a_teacher_the_soft_loss_is_none(tiny_data):
+    events = []
+    train(models.build("mlp-tiny", tiny_data.name, seed=0), tiny_data, TrainSettings(epochs=1), seed=0,
+          on_event=events.append, device=torch.device("cpu"))
+    (epoch,) = [e for e in events if e["kind"] == "epoch"]
+    assert epoch["soft"] is None and epoch["loss"] == epoch["hard"]
+
+
+def test_step_events_report_progress_within_an_epoch(tiny_data):
+    events = []
+    train(models.build("mlp-tiny", tiny_data.name, seed=0), tiny_data, TrainSettings(epochs=2, batch_size=32),
+          seed=0, name="scratch", on_event=events.append, progress_every_s=0.0, device=torch.device("cpu"))
+    steps = [e for e in events if e["kind"] == "step"]
+    assert len(steps) >= 2 * (len(tiny_data.train_y) // 32) - 2
+    assert all(e["model"] == "scratch" and e["epochs"] == 2 and math.isfinite(e["loss"]) for e in steps)
+    # Fractional epochs that only move forward, so a live curve never jumps back.
+    positions = [e["epoch"] for e in steps]
+    assert positions == sorted(positions) and 0 < positions[0] < 1 and positions[-1] == pytest.approx(2.0)
+    first_epoch = next(i for i, e in enumerate(events) if e["kind"] == "epoch")
+    assert any(e["kind"] == "step" for e in events[:first_epoch])
+
+
+# --------------------------------------------------------------------------- cancelling
+
+def test_cancel_after_an_epoch_stops_cleanly_with_a_partial_result(tiny_data):
+    cancel = threading.Event()
+
+    def on_event(e):
+        if e["kind"] == "epoch" and e["epoch"] == 1:
+            cancel.set()
+
+    result = train(models.build("mlp-tiny", tiny_data.name, seed=0), tiny_data, TrainSettings(epochs=5), seed=0,
+                   on_event=on_event, cancel=cancel, device=torch.device("cpu"))
+    assert result.partial is True
+    assert [e["epoch"] for e in result.history] == [1]
+    assert not result.model.training  # ready for evaluation like a finished model
+
+
+def test_cancel_mid_epoch_drops_the_unfinished_epoch(tiny_data):
+    cancel = threading.Event()
+
+    def on_event(e):
+        if e["kind"] == "step" and e["epoch"] > 1.2:
+            cancel.set()
+
+    trainer = Trainer(models.build("mlp-tiny", tiny_data.name, seed=0), tiny_data,
+                      TrainSettings(epochs=3, batch_size=32), seed=0, on_event=on_event, cancel=cancel,
+                      progress_every_s=0.0, device=torch.device("cpu"))
+    assert trainer.run_epoch() is not None
+    assert trainer.run_epoch() is None
+    assert trainer.finished
+    result = trainer.result()
+    assert result.partial is True and len(result.history) == 1
+
+
+# --------------------------------------------------------------------------- errors
+
+def test_exploding_learning_rate_raises_training_diverged_with_advice(tiny_data):
+    with pytest.raises(TrainingDiverged) as info:
+        run(tiny_data, seed=0, epochs=2, lr=1e30, optimizer="sgd")
+    message = str(info.value)
+    assert "learning rate" in message and "temperature" in message
+    assert isinstance(info.value, ValueError)
+
+
+def test_infinite_teacher_logits_raise_training_diverged(tiny_data):
+    teacher = torch.zeros(len(tiny_data.train_y), 10)
+    teacher[:, 0] = float("inf")
+    with pytest.raises(TrainingDiverged, match="became nan"):
+        train(models.build("mlp-tiny", tiny_data.name, seed=0), tiny_data, TrainSettings(epochs=1), seed=0,
+              name="distilled", teacher_logits=teacher, alpha=0.5, device=torch.device("cpu"))
+
+
+def test_alpha_without_teacher_logits_is_rejected(tiny_data):
+    with pytest.raises(ValueError, match="teacher_logits"):
+        Trainer(models.build("mlp-tiny", tiny_data.name), tiny_data, TrainSettings(epochs=1), seed=0, alpha=0.5)
+
+
+@pytest.mark.parametrize("kwargs,match", [
+    ({"epochs": 0}, "epochs must be >= 1"),
+    ({"epochs": 1, "optimizer": "rmsprop"}, "'adam' or 'sgd'"),
+    ({"epochs": 1, "schedule": "step"}, "'cosine' or 'constant'"),
+])
+def test_train_settings_name_the_bad_value_and_allowed_ones(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        TrainSettings(**kwargs)
+
+
+# --------------------------------------------------------------------------- defaults and helpers
+
+def test_default_device_is_cpu_on_this_machine():
+    assert default_device() == torch.device("cpu")
+
+
+def test_teacher_settings_per_dataset():
+    cifar = teacher_settings("cifar10")
+    assert (cifar.optimizer, cifar.augment, cifar.epochs) == ("sgd", True, 15)
+    assert teacher_settings("mnist-sample").epochs == 6
+    for name in ("mnist", "fashion-mnist"):
+        s = teacher_settings(name)
+        assert (s.optimizer, s.augment, s.epochs) == ("adam", True, 5)
+    assert teacher_settings("cifar10", epochs=2) == TrainSettings(**{**cifar.__dict__, "epochs": 2})
+
+
+def test_student_settings_per_dataset_never_augment():
+    # The cached teacher logits belong to the un-augmented images, so students must see those images.
+    for name in kdata.DATASETS:
+        s = student_settings(name, 7)
+        assert s.epochs == 7 and s.augment is False
+    assert student_settings("cifar10", 3).optimizer == "sgd"
+    assert student_settings("mnist", 3).optimizer == "adam"
+
+
+@pytest.mark.parametrize("name,shape", [("mnist-sample", (1, 28, 28)), ("cifar10", (3, 32, 32))])
+def test_augmented_training_keeps_image_shapes(name, shape):
+    data = synthetic(n_train=96, n_test=16, shape=shape, name=name)
+    x = data.train_x[:8]
+    out = kdata.augment(x, name, torch.Generator().manual_seed(0))
+    assert out.shape == x.shape and out.dtype == torch.uint8
+    arch = "cnn-tiny"
+    result = train(models.build(arch, name, seed=0), data, TrainSettings(epochs=1, batch_size=32, augment=True),
+                   seed=0, device=torch.device("cpu"))
+    assert len(result.history) == 1
+
+
+def test_predict_logits_gives_one_row_per_image_and_restores_the_mode(tiny_data):
+    model = models.build("mlp-wide", tiny_data.name, seed=0).train()
+    a = predict_logits(model, tiny_data.test_x, tiny_data.mean, tiny_data.std, batch_size=10)
+    b = predict_logits(model, tiny_data.test_x, tiny_data.mean, tiny_data.std)
+    assert a.shape == (len(tiny_data.test_y), 10)
+    assert torch.allclose(a, b, atol=1e-5)  # eval mode: dropout off, batching does not matter
+    assert model.training
