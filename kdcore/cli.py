@@ -8,7 +8,7 @@ import sys
 from tqdm import tqdm
 
 from . import data as kdata
-from . import experiments, models, teachers
+from . import experiments, models, studies, teachers
 from .losses import check_alpha, check_temperature
 
 
@@ -136,6 +136,7 @@ def _parser() -> argparse.ArgumentParser:
 
     pr = sub.add_parser("prepare", help="train and cache the default teacher ensemble ahead of a class")
     dataset_arg(pr)
+    COMMANDS.update(studies.add_cli(sub))
     return p
 
 

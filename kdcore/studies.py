@@ -38,7 +38,7 @@ from torch import nn
 from tqdm import tqdm
 
 from . import data as kdata
-from . import experiments, metrics, models
+from . import experiments, metrics, models, teachers
 from .experiments import RunConfig
 from .losses import check_alpha, check_temperature
 from .train import Trainer, default_device, predict_logits, student_settings
@@ -646,38 +646,62 @@ def capacity_study(config: RunConfig, students: Sequence[str] | None = None, *, 
 # --------------------------------------------------------------------------- command line
 
 class StudyProgress:
-    """CLI progress on stderr: teacher bars while teachers train, then one bar over the study's students."""
+    """CLI progress on stderr (so --json stays clean): a bar per teacher being trained, then one bar
+    over the study's students, labelled with the run in training."""
 
-    def __init__(self, enabled: bool = True):
-        from .cli import ProgressPrinter  # imported late: cli imports this module
-        self.enabled = enabled
-        self.teachers = ProgressPrinter(enabled)
+    def __init__(self):
+        self.teacher_bars: dict[str, tqdm] = {}
         self.bar = None
         self.done = 0
 
     def __call__(self, event: dict) -> None:
-        if not self.enabled:
-            return
         kind = event.get("kind")
-        if kind == "study_start":
-            self.teachers.close()
+        if kind == "teacher" and event["status"] == "cached":
+            tqdm.write(f"teacher {event['member']}: loaded from cache", file=sys.stderr)
+        elif kind == "study_start":
+            self._close_teachers()
             self.bar = tqdm(total=event["total"], desc=event["study"], unit="student", file=sys.stderr,
                             bar_format="{desc} {bar} {n:.1f}/{total} students [{elapsed}<{remaining}] {postfix}")
-        elif self.bar is None:
-            self.teachers(event)
+        elif kind in ("step", "epoch") and self.bar is None:
+            bar = self.teacher_bars.get(event["model"])
+            if bar is None:
+                bar = self.teacher_bars[event["model"]] = tqdm(
+                    total=event["epochs"], desc=f"teacher {event['model']}", file=sys.stderr,
+                    bar_format="{desc} {bar} {n:.1f}/{total} ep [{elapsed}<{remaining}]")
+            bar.n = event["epoch"]
+            bar.refresh()
         elif kind in ("step", "epoch"):
             self.bar.n = self.done + min(1.0, event["epoch"] / event["epochs"])
             self.bar.set_postfix_str(event["model"], refresh=True)
-        elif kind == "progress":
+        elif kind == "progress" and self.bar is not None:
             self.done = event["done"]
             self.bar.n = self.done
             self.bar.refresh()
 
+    def _close_teachers(self) -> None:
+        for bar in self.teacher_bars.values():
+            bar.close()
+        self.teacher_bars.clear()
+
     def close(self) -> None:
-        self.teachers.close()
+        self._close_teachers()
         if self.bar is not None:
             self.bar.close()
             self.bar = None
+
+
+def _download_progress() -> Callable[[int, int, str], None]:
+    bars: dict[str, tqdm] = {}
+
+    def update(done: int, total: int, filename: str) -> None:
+        bar = bars.get(filename)
+        if bar is None:
+            bar = bars[filename] = tqdm(total=total or None, desc=filename, unit="B", unit_scale=True,
+                                        file=sys.stderr)
+        bar.update(done - bar.n)
+        if total and done >= total:
+            bar.close()
+    return update
 
 
 def _number_list(name: str, check: Callable[[float], float], limit: int, example: str):
@@ -692,6 +716,29 @@ def _number_list(name: str, check: Callable[[float], float], limit: int, example
         except ValueError as exc:
             raise argparse.ArgumentTypeError(str(exc)) from None
     return parse
+
+
+def _number(name: str, check: Callable[[float], float]):
+    def parse(text: str) -> float:
+        try:
+            return check(float(text))
+        except ValueError as exc:
+            raise argparse.ArgumentTypeError(str(exc) if "must" in str(exc)
+                                             else f"{name} must be a number, got {text!r}") from None
+    return parse
+
+
+def _epochs(text: str) -> int:
+    if not text.isdigit() or not 1 <= int(text) <= MAX_EPOCHS:
+        raise argparse.ArgumentTypeError(f"epochs must be a whole number from 1 to {MAX_EPOCHS}, got {text!r}")
+    return int(text)
+
+
+def _teacher_list(text: str) -> tuple[str, ...]:
+    try:
+        return tuple(m.name for m in teachers.parse_members(text))
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def _student_list(text: str) -> list[str]:
@@ -719,23 +766,21 @@ def _finite(text: str) -> float:
 
 
 def _common_arguments(p: argparse.ArgumentParser, *, student: bool = True, t_alpha: bool = True) -> None:
-    from . import cli, teachers
-
     d = experiments.default_config()
     p.add_argument("--dataset", choices=kdata.DATASETS, default="mnist-sample",
                    help="dataset (default: mnist-sample, offline)")
-    p.add_argument("--teachers", type=cli._teachers, default=None,
+    p.add_argument("--teachers", type=_teacher_list, default=None,
                    help=f"comma-separated members, arch or arch@seed (default per dataset, e.g. {','.join(d.teachers)})")
     if student:
         p.add_argument("--student", choices=[m.name for m in models.available("student")], default=None,
                        help=f"student architecture and size (default per dataset, e.g. {d.student})")
     if t_alpha:
-        p.add_argument("--temperature", "-T", type=cli._positive_float("temperature", check_temperature),
+        p.add_argument("--temperature", "-T", type=_number("temperature", check_temperature),
                        default=None, help=f"softmax temperature T > 0 (default {d.temperature})")
-        p.add_argument("--alpha", type=cli._positive_float("alpha", check_alpha), default=None,
+        p.add_argument("--alpha", type=_number("alpha", check_alpha), default=None,
                        help=f"weight of the soft (teacher) loss in [0, 1] (default {d.alpha})")
-    p.add_argument("--epochs", type=cli._epochs, default=None, help="student epochs (default per dataset)")
-    p.add_argument("--teacher-epochs", type=cli._epochs, default=None, help="teacher epochs (default per dataset)")
+    p.add_argument("--epochs", type=_epochs, default=None, help="student epochs (default per dataset)")
+    p.add_argument("--teacher-epochs", type=_epochs, default=None, help="teacher epochs (default per dataset)")
     p.add_argument("--seed", type=int, default=d.seed, help="seed of the students' init and data order (default 0)")
     p.add_argument("--combine", choices=teachers.COMBINES, default="prob",
                    help="ensemble averages member probabilities (prob, default) or logits")
@@ -756,11 +801,9 @@ def _config(args) -> RunConfig:
 
 
 def _run(args, study: Callable, *study_args, text: Callable) -> int:
-    from .cli import _download_progress
-
     config = _config(args)
     kdata.load(config.dataset, progress=_download_progress())
-    progress = StudyProgress(enabled=not args.json)
+    progress = StudyProgress()
     try:
         result = study(config, *study_args, on_event=progress)
     finally:
