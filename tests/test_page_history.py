@@ -1,0 +1,153 @@
+"""History page: saved runs are listed, filtered, compared with overlaid curves and deleted; damage recovers."""
+import json
+import sqlite3
+from pathlib import Path
+
+import pytest
+import streamlit as st
+from streamlit.testing.v1 import AppTest
+
+from kdcore import models
+from kdcore.experiments import ModelRow, RunResult, default_config
+from kdcore.store import open_store
+
+PAGE = str(Path(__file__).resolve().parents[1] / "pages" / "6_History.py")
+
+
+def make_result(dataset="mnist-sample", temperature=4.0, alpha=0.5, scratch=0.80, distilled=0.85) -> RunResult:
+    """A hand-built distillation result with a real (untrained) student, shaped like distill()'s."""
+    config = default_config(dataset, student="mlp-tiny", temperature=temperature, alpha=alpha, epochs=3)
+
+    def row(role, acc):
+        return ModelRow(name=role, role=role, accuracy=acc, params=1000, size_bytes=4000, latency_ms_b1=0.1,
+                        throughput_b256=1e4, agreement=None if role == "ensemble" else 0.9,
+                        kl_to_teacher=None if role == "ensemble" else 0.1, ece=0.05, per_class=[acc] * 10)
+
+    curves = {role: [{"kind": "epoch", "model": role, "epoch": e, "epochs": 3, "loss": 1 / e, "hard": 0.5 / e,
+                      "soft": 0.2 / e, "test_acc": acc - 0.1 / e, "elapsed": float(e)} for e in (1, 2, 3)]
+              for role, acc in (("scratch", scratch), ("distilled", distilled))}
+    return RunResult(config, [row("ensemble", 0.95), row("scratch", scratch), row("distilled", distilled)], curves,
+                     False, 2.0, tuple(str(i) for i in range(10)), {"distilled": models.build("mlp-tiny", dataset)})
+
+
+@pytest.fixture
+def data_dir(tmp_path, monkeypatch):
+    monkeypatch.setenv("KD_DATA_DIR", str(tmp_path))
+    yield tmp_path
+    st.cache_resource.clear()  # the page's store holds a connection to this test's file
+
+
+@pytest.fixture
+def two_runs(data_dir):
+    store = open_store()
+    ids = [store.save_run(make_result(scratch=0.80, distilled=0.85)),
+           store.save_run(make_result("cifar10", temperature=8.0, scratch=0.40, distilled=0.41))]
+    return store, ids
+
+
+def open_page() -> AppTest:
+    at = AppTest.from_file(PAGE, default_timeout=30).run()
+    assert not at.exception
+    return at
+
+
+def listed(at: AppTest) -> list[int]:
+    return at.dataframe[0].value["Run"].tolist()
+
+
+def select(at: AppTest, run_ids: list[int]) -> AppTest:
+    """Tick the table rows of these runs, as a click in the browser would."""
+    rows = [listed(at).index(i) for i in run_ids]
+    at.session_state[at.dataframe[0].key] = {"selection": {"rows": rows, "columns": []}}
+    at.run()
+    assert not at.exception
+    return at
+
+
+def traces(at: AppTest) -> list[dict]:
+    charts = at.get("plotly_chart")
+    return json.loads(charts[0].proto.spec)["data"] if charts else []
+
+
+def test_an_empty_history_says_where_runs_come_from(data_dir):
+    at = open_page()
+    assert "Distill" in at.info[0].value
+    assert not at.dataframe and not at.error and not at.warning
+
+
+def test_saved_runs_are_listed_newest_first_and_filters_reduce_them(two_runs):
+    store, (mnist, cifar) = two_runs
+    sweep = store.save_record("sweep", "mnist-sample", default_config("mnist-sample").to_dict(),
+                              {"reading": "T = 4 did best.", "scratch_acc": 0.8})
+    at = open_page()
+    assert listed(at) == [sweep, cifar, mnist]
+    table = at.dataframe[0].value.set_index("Run")
+    assert table.loc[mnist, "KD gain (points)"] == pytest.approx(5.0)
+    assert table.loc[cifar, "Dataset"] == "cifar10" and table.loc[cifar, "T"] == 8.0
+
+    at.selectbox(key="hist_dataset").set_value("cifar10").run()
+    assert listed(at) == [cifar]
+    at.selectbox(key="hist_dataset").set_value("All").run()
+    at.selectbox(key="hist_kind").set_value("sweep").run()
+    assert listed(at) == [sweep]
+    at.selectbox(key="hist_kind").set_value("All").run()
+    at.selectbox(key="hist_sort").set_value("kd_gain").run()
+    assert listed(at) == [mnist, cifar, sweep]  # the sweep has no single KD gain, so it comes last
+    at.radio(key="hist_order").set_value("Ascending").run()
+    assert listed(at) == [cifar, mnist, sweep]
+
+
+def test_selecting_two_runs_compares_them_and_overlays_their_curves(two_runs):
+    _, (mnist, cifar) = two_runs
+    at = select(open_page(), [mnist, cifar])
+    assert at.subheader[0].value == f"Runs {mnist}, {cifar} side by side"
+    settings = at.dataframe[1].value
+    assert list(settings.columns) == [f"Run {mnist}", f"Run {cifar}"]
+    assert settings.loc["Temperature T"].tolist() == ["4", "8"]
+
+    lines = {t["name"]: t for t in traces(at)}
+    assert set(lines) == {f"run {i} · {role}" for i in (mnist, cifar) for role in ("scratch", "distilled")}
+    mine = lines[f"run {mnist} · distilled"]
+    assert mine["y"] == pytest.approx([100 * (0.85 - 0.1 / e) for e in (1, 2, 3)])
+    assert lines[f"run {mnist} · scratch"]["line"]["color"] == mine["line"]["color"]  # one colour per run
+    assert lines[f"run {cifar} · distilled"]["line"]["color"] != mine["line"]["color"]
+    assert mine["line"]["dash"] == "solid" and lines[f"run {mnist} · scratch"]["line"]["dash"] == "dash"
+    assert len(at.get("download_button")) == 2  # each run's distilled student
+
+
+def test_a_study_shows_its_reading_instead_of_curves(two_runs):
+    store, (mnist, _) = two_runs
+    sweep = store.save_record("sweep", "mnist-sample", default_config("mnist-sample").to_dict(),
+                              {"reading": "The best setting was T = 4.", "scratch_acc": 0.8})
+    at = select(open_page(), [mnist, sweep])
+    assert {t["name"] for t in traces(at)} == {f"run {mnist} · scratch", f"run {mnist} · distilled"}
+    assert any(m.value == "The best setting was T = 4." for m in at.markdown)
+
+
+def test_deleting_selected_runs_removes_their_rows_and_student_files(two_runs):
+    store, (mnist, cifar) = two_runs
+    student = store.get_run(mnist).student_path
+    assert student.is_file()
+    at = select(open_page(), [mnist])
+    at.button(key="hist_delete").click().run()
+    assert not at.exception
+    assert listed(at) == [cifar]
+    assert not student.exists() and store.get_run(cifar).student_path.is_file()
+    assert "Deleted 1 run" in at.success[0].value
+    assert not at.get("plotly_chart")  # the deleted run is no longer selected
+
+
+def test_a_damaged_history_file_is_kept_aside_and_a_fresh_one_used(data_dir):
+    (data_dir / "history.sqlite3").write_bytes(b"this is not a database" * 100)
+    at = open_page()
+    assert "damaged" in at.warning[0].value
+    assert "Distill" in at.info[0].value  # the fresh history is empty
+    kept = list(data_dir.glob("history.sqlite3.damaged-*"))
+    assert len(kept) == 1 and kept[0].read_bytes().startswith(b"this is not a database")
+
+
+def test_an_unreadable_history_shows_what_to_do_instead_of_a_traceback(data_dir):
+    with sqlite3.connect(data_dir / "history.sqlite3") as conn:
+        conn.execute("PRAGMA user_version = 99")  # written by a newer app
+    at = open_page()
+    assert "newer" in at.error[0].value and "KD_DATA_DIR" in at.error[0].value
