@@ -19,6 +19,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 import filelock
 import safetensors.torch
@@ -433,3 +434,32 @@ def load_student(record: RunRecord) -> nn.Module:
         raise StoreError(f"The student file of run {record.id} ({record.student_path}) cannot be loaded "
                          f"({exc}). Delete the run from the history, or run it again.") from None
     return model.eval()
+
+
+def recorded(fn: Callable, kind: str) -> Callable:
+    """`fn` (distill or a study) wrapped for a job: what it returns, finished or stopped, is kept in the history.
+
+    A history that cannot be written costs the user the saved copy, not the result: the job still returns
+    it, and a {"kind": "save_failed"} event says why.
+    """
+    def run(*args, on_event=None, cancel=None, **kwargs):
+        on_event = on_event or (lambda e: None)
+        result = fn(*args, on_event=on_event, cancel=cancel, **kwargs)
+        if result is None:
+            return result
+        try:
+            store = open_store()
+            try:
+                if isinstance(result, RunResult):
+                    run_id = store.save_run(result, kind)
+                else:
+                    run_id = store.save_record(kind, result.config.dataset, result.config.to_dict(),
+                                               result.to_json(), None, result.partial)
+                on_event({"kind": "saved", "run_id": run_id, "message": store.recovered_message})
+            finally:
+                store.close()
+        except (StoreError, sqlite3.Error, OSError) as exc:
+            on_event({"kind": "save_failed", "message": f"The run could not be saved in the history: {exc}"})
+        return result
+    run.__name__ = getattr(fn, "__name__", "run")
+    return run

@@ -10,7 +10,7 @@ import torch
 
 from kdcore import models
 from kdcore.experiments import ModelRow, RunResult, default_config
-from kdcore.store import SORT_KEYS, RunStore, StoreError, load_student, open_store
+from kdcore.store import SORT_KEYS, RunStore, StoreError, load_student, open_store, recorded
 
 
 def make_result(dataset="mnist-sample", student="mlp-tiny", temperature=4.0, alpha=0.5, scratch=0.80,
@@ -234,3 +234,28 @@ def test_a_history_from_a_newer_app_is_refused_not_wiped(tmp_path):
     with pytest.raises(StoreError, match="newer"):
         RunStore(path)
     assert path.exists() and not list(tmp_path.glob("*.damaged-*"))
+
+
+def test_a_recorded_job_function_keeps_its_result_in_the_history(store):
+    events = []
+
+    def fake_distill(config, *, on_event=None, cancel=None):
+        return make_result(partial=True)
+
+    result = recorded(fake_distill, "distill")(None, on_event=events.append)
+    assert result.partial
+    saved = next(e for e in events if e["kind"] == "saved")
+    runs = open_store().list_runs()
+    assert [r.id for r in runs] == [saved["run_id"]] and runs[0].partial
+
+
+def test_a_history_that_cannot_be_written_does_not_lose_the_result(store, monkeypatch):
+    events = []
+
+    def broken(*args, **kwargs):
+        raise StoreError("disk full (test)")
+
+    monkeypatch.setattr(RunStore, "save_run", broken)
+    result = recorded(lambda config, **kw: make_result(), "distill")(None, on_event=events.append)
+    assert result.kd_gain == pytest.approx(0.05)
+    assert any(e["kind"] == "save_failed" and "disk full" in e["message"] for e in events)

@@ -1,0 +1,335 @@
+"""Distill page: train a distilled and a scratch student side by side, live, and show what the teacher added."""
+from __future__ import annotations
+
+import math
+import time
+from datetime import datetime
+
+import pandas as pd
+import plotly.graph_objects as go
+import streamlit as st
+
+import ui
+from kdcore import experiments, jobs, report
+
+st.set_page_config(page_title="Distill · KD Playground", page_icon=":material/science:", layout="wide")
+
+ACTIVE = (jobs.JobState.QUEUED, jobs.JobState.RUNNING)
+STUDENTS = ("scratch", "distilled")
+SHORT = {"scratch": "Scratch", "distilled": "Distilled"}
+UP, DOWN = "#009E73", "#D55E00"  # Okabe-Ito green and vermillion: colour-blind-safe better / worse
+CHART_HEIGHT = 430
+FIELD_LABELS = {"dataset": "dataset", "teachers": "teachers", "student": "student", "temperature": "T",
+                "alpha": "α", "epochs": "epochs", "fraction": "data fraction", "seed": "seed"}
+
+
+def describe(cfg: experiments.RunConfig) -> str:
+    return (f"T = {cfg.temperature:g}, α = {cfg.alpha:g}, student {cfg.student}, {cfg.epochs} epochs, "
+            f"{cfg.fraction:.0%} of {cfg.dataset}, teachers {' + '.join(cfg.teachers)}, seed {cfg.seed}")
+
+
+def changed(run: experiments.RunConfig, now: experiments.RunConfig) -> list[str]:
+    return [label for f, label in FIELD_LABELS.items() if getattr(run, f) != getattr(now, f)]
+
+
+def run_config(job: jobs.Job) -> experiments.RunConfig | None:
+    return st.session_state.get("job_configs", {}).get(job.id)
+
+
+def fmt_seconds(s: float) -> str:
+    return f"{s:.0f} s" if s < 90 else f"{int(s // 60)} min {int(s % 60):02d} s"
+
+
+def start(cfg: experiments.RunConfig) -> None:
+    # A dataset that cannot be loaded fails the job at once, with kdcore's explanation of where to put the files.
+    job = ui.submit(experiments.distill, cfg, kind="distill",
+                    name=f"{cfg.student} T={cfg.temperature:g} α={cfg.alpha:g} ({cfg.dataset})")
+    st.session_state.setdefault("job_configs", {})[job.id] = cfg
+    st.session_state.distill_job = job.id
+
+
+# ---- charts -------------------------------------------------------------------------------------
+
+def _series(events: list[dict], model: str, kinds=("step", "epoch")) -> list[dict]:
+    return [e for e in events if e.get("kind") in kinds and e.get("model") == model]
+
+
+def _base_layout(fig: go.Figure, title: str, subtitle: str, epochs: int) -> None:
+    ui.readable(fig, CHART_HEIGHT)
+    # Short titles with a subtitle fit a phone.
+    fig.update_layout(title=dict(text=title, subtitle=dict(text=subtitle, font=dict(size=15, color="#555"))),
+                      margin=dict(t=90), legend=dict(orientation="h", yanchor="top", y=-0.22, xanchor="left", x=0))
+    fig.update_xaxes(title_text="Epoch", range=[0, epochs], dtick=max(1, math.ceil(epochs / 10)))
+
+
+def accuracy_chart(events: list[dict], epochs: int, teacher_acc: float | None = None) -> go.Figure:
+    fig = go.Figure()
+    values = []
+    for m in STUDENTS:
+        pts = _series(events, m, ("epoch",))
+        y = [100 * e["test_acc"] for e in pts]
+        values += y
+        fig.add_scatter(x=[e["epoch"] for e in pts], y=y, name=ui.ROLE_LABELS[m], mode="lines+markers",
+                        line=dict(color=ui.COLORS[m], width=4), marker=dict(size=9),
+                        hovertemplate="epoch %{x}: %{y:.2f} %<extra>" + SHORT[m] + "</extra>")
+    if teacher_acc is not None:
+        values.append(100 * teacher_acc)
+        fig.add_hline(y=100 * teacher_acc, line=dict(color=ui.COLORS["ensemble"], dash="dot", width=3),
+                      annotation_text=f"teacher ensemble {100 * teacher_acc:.1f} %",
+                      annotation_position="top left", annotation_font=dict(color=ui.COLORS["ensemble"]))
+    # The axis only widens in 5-point steps, so it settles after the first epoch instead of following every point.
+    low = 0.0 if not values else max(0.0, 5 * math.floor((min(values) - 1) / 5))
+    _base_layout(fig, "Test accuracy", "higher is better", epochs)
+    fig.update_yaxes(title_text="Test accuracy (%)", range=[low, 100.5])
+    if not values:
+        fig.add_annotation(text="appears after the first epoch", showarrow=False, x=epochs / 2, y=50,
+                           font=dict(size=18, color="#777"))
+    return fig
+
+
+def loss_chart(events: list[dict], epochs: int) -> go.Figure:
+    fig = go.Figure()
+    values = []
+    for m in STUDENTS:
+        pts = _series(events, m)
+        x = [e["epoch"] for e in pts]
+        for part, dash in (("hard", "solid"), ("soft", "dash")):
+            y = [e.get(part) for e in pts]
+            values += [v for v in y if v is not None and v > 0]
+            # A dot on the newest point shows where each curve is heading, even before it has two points.
+            fig.add_scatter(x=x, y=y, name=f"{SHORT[m]} {part}", mode="lines+markers",
+                            line=dict(color=ui.COLORS[m], dash=dash, width=3),
+                            marker=dict(size=[0] * (len(x) - 1) + [9] if x else [], color=ui.COLORS[m]),
+                            hovertemplate="epoch %{x:.2f}: %{y:.3f}<extra>" + f"{SHORT[m]} {part}</extra>")
+    _base_layout(fig, "Training loss", "solid: hard part (labels) · dashed: soft part (teacher)", epochs)
+    # Half-decade steps on a log axis: both parts stay readable although they differ by 10x or more.
+    if values:
+        lo, hi = math.floor(2 * math.log10(min(values))) / 2, math.ceil(2 * math.log10(max(values))) / 2
+        hi = max(hi, lo + 1)
+    else:
+        lo, hi = -1.5, 1.0
+        fig.add_annotation(text="appears when the students start", showarrow=False, x=epochs / 2, y=-0.25,
+                           font=dict(size=18, color="#777"))
+    ticks = [m * 10 ** e for e in range(-4, 4) for m in (1, 2, 5) if lo <= math.log10(m * 10 ** e) <= hi]
+    # Two entries per row, so the four loss parts line up as a 2 x 2 key.
+    fig.update_layout(legend=dict(entrywidth=0.5, entrywidthmode="fraction"))
+    fig.update_yaxes(title_text="Loss (log scale)", type="log", range=[lo, hi], tickvals=ticks,
+                     ticktext=[f"{v:g}" for v in ticks])
+    return fig
+
+
+def curves(events: list[dict], epochs: int, teacher_acc: float | None = None, *, live: bool = False) -> None:
+    # Stable keys let the browser update the live charts in place instead of redrawing them twice a second.
+    left, right = st.columns(2)
+    config = {"displayModeBar": not live, "displaylogo": False}
+    left.plotly_chart(accuracy_chart(events, epochs, teacher_acc), width="stretch", config=config,
+                      key=f"acc_{'live' if live else 'final'}")
+    right.plotly_chart(loss_chart(events, epochs), width="stretch", config=config,
+                       key=f"loss_{'live' if live else 'final'}")
+
+
+def per_class_chart(result: experiments.RunResult) -> go.Figure:
+    gains = result.per_class_gain
+    x = [c for c, g in zip(result.classes, gains) if g is not None]
+    y = [100 * g for g in gains if g is not None]
+    fig = go.Figure(go.Bar(x=x, y=y, marker_color=[UP if v >= 0 else DOWN for v in y],
+                           text=[f"{v:+.1f}" for v in y], textposition="outside", cliponaxis=False,
+                           hovertemplate="%{x}: %{y:+.2f} points<extra></extra>"))
+    # Zero always shows; the axis covers only the side(s) the bars use, plus room for the labels.
+    lo, hi = min(y + [0.0]), max(y + [0.0])
+    pad = max(1.0, 0.25 * (hi - lo))
+    ui.readable(fig, CHART_HEIGHT)
+    fig.update_layout(title=dict(text="KD gain per class", subtitle=dict(
+        text="distilled − scratch · green: distilled better", font=dict(size=15, color="#555"))),
+        margin=dict(t=90), showlegend=False)
+    fig.update_yaxes(title_text="Accuracy difference (points)", range=[lo - pad, hi + pad], zeroline=True,
+                     zerolinewidth=2, zerolinecolor="#444")
+    fig.update_xaxes(title_text="Class", type="category")
+    missing = [c for c, g in zip(result.classes, gains) if g is None]
+    if missing:
+        fig.add_annotation(text=f"no test images of: {', '.join(missing)}", showarrow=False, xref="paper",
+                           yref="paper", x=1, y=1.02, xanchor="right", font=dict(size=14, color="#777"))
+    return fig
+
+
+# ---- live view ----------------------------------------------------------------------------------
+
+def student_status(job: jobs.Job, cfg: experiments.RunConfig, events: list[dict]) -> None:
+    started = next((e for e in events if e.get("kind") == "students_start"), None)
+    if any(e.get("kind") == "measuring" for e in events):
+        st.progress(1.0, text="Both students trained · measuring accuracy, size and latency…")
+        return
+    if started is None:
+        p = ui.teacher_progress(list(cfg.teachers), events)
+        if not p.total_epochs:
+            st.progress(0.0, text=f"Step 1 of 2 · loading the {cfg.dataset} images…")
+            return
+        eta = "" if p.eta_seconds is None else f" · about {fmt_seconds(p.eta_seconds)} left at most"
+        st.progress(p.fraction, text=f"Step 1 of 2 · preparing the teacher ensemble: {p.done_epochs:.1f} of "
+                                     f"{p.total_epochs} teacher epochs{eta}")
+        st.markdown(" · ".join(f"**{m}** {s}" for m, s in p.status.items()))
+        return
+    latest = {m: max((e["epoch"] for e in _series(events, m)), default=0.0) for m in STUDENTS}
+    done = sum(latest.values()) / (2 * cfg.epochs)
+    spent = max(0.0, events[-1].get("t", 0.0) - started.get("t", 0.0))
+    eta = f" · about {fmt_seconds(spent * (1 - done) / done)} left" if done > 0.02 else ""
+    st.progress(min(1.0, done), text=f"Step 2 of 2 · training both students on {started['train_size']:,} images: "
+                                     f"epoch {done * cfg.epochs:.1f} of {cfg.epochs}{eta}")
+
+
+@st.fragment(run_every=0.5)
+def live(job_id: str) -> None:
+    job = ui.job_by_id(job_id)
+    if job is None:
+        return
+    if job.done:
+        st.rerun()  # once: the whole page re-runs and draws the result section instead of this fragment
+    cfg = run_config(job)
+    events = job.events()
+    elapsed = time.time() - job.started if job.started else 0.0
+    if job.state is jobs.JobState.QUEUED:
+        ui.job_status(job)
+    elif job.cancel_requested:
+        st.warning("Stopping after the current batch…")
+    else:
+        st.caption(f":material/timer: {fmt_seconds(elapsed)} elapsed")
+    if cfg is not None:
+        student_status(job, cfg, events)
+        curves(events, cfg.epochs, live=True)
+
+
+# ---- results ------------------------------------------------------------------------------------
+
+def verdict(gain: float) -> str:
+    points = 100 * gain
+    if abs(points) < 0.3:
+        return (f"The teacher made almost no difference this time ({points:+.1f} points) — within what a different "
+                "seed can change. Try less training data or a smaller student, where the teacher's hints matter more.")
+    if points > 0:
+        return (f"Learning from the teacher made the same small model **{points:.1f} points more accurate** than "
+                "training it on the labels alone.")
+    return (f"The distilled student is **{-points:.1f} points worse** than the scratch one. Try a lower α or "
+            "another T, or train longer.")
+
+
+def results(job: jobs.Job, result: experiments.RunResult) -> None:
+    cfg = result.config
+    done_epochs = min(len(result.curves.get(m, [])) for m in STUDENTS)
+    if result.partial:
+        st.warning(f"**Stopped after {done_epochs} of {cfg.epochs} epochs — partial result.** The numbers describe "
+                   "both students as they were when stopped.")
+    d, s, t = result.row("distilled"), result.row("scratch"), result.row("ensemble")
+    gain = result.kd_gain
+    cols = st.columns([1.4, 1, 1, 1, 1.2])
+    cols[0].metric("KD gain", ui.fmt_points(gain), border=True,
+                   help="Test accuracy of the distilled student minus that of the same student trained "
+                        "from scratch: what the teacher added.")
+    cols[1].metric(ui.ROLE_LABELS["distilled"], f"{100 * d.accuracy:.1f} %")
+    cols[2].metric("Scratch student", f"{100 * s.accuracy:.1f} %")
+    cols[3].metric(ui.ROLE_LABELS["ensemble"], f"{100 * t.accuracy:.1f} %")
+    if t.params and d.params:
+        speed = (f"{t.latency_ms_b1 / d.latency_ms_b1:.0f}× faster" if t.latency_ms_b1 and d.latency_ms_b1
+                 else None)
+        cols[4].metric("Student vs. teachers", f"{t.params / d.params:.0f}× smaller", speed, delta_arrow="off",
+                       help="Parameters and single-image latency of the ensemble divided by the student's.")
+    if gain is not None:
+        st.markdown(verdict(gain) + f" Run took {fmt_seconds(result.seconds)}.")
+    curves(job.events() or [e for m in STUDENTS for e in result.curves.get(m, [])], cfg.epochs, t.accuracy)
+    left, right = st.columns(2)
+    left.plotly_chart(per_class_chart(result), width="stretch", config={"displaylogo": False})
+    right.markdown("**What to try next**\n"
+                   "- Raise **T** to share more of the teacher's view of similar classes, or set it to 1 to see "
+                   "what is lost.\n"
+                   "- Set **α** to 0: the 'distilled' student then ignores the teacher — the gain should vanish.\n"
+                   "- Use a **smaller fraction** of the training data: the teacher's soft targets help most when "
+                   "labels are scarce.\n"
+                   "- Open **Dark knowledge** to see the soft targets, or **Compare** for size and latency.")
+    st.markdown("**Every model of this run**")
+    num = st.column_config.NumberColumn
+    table = report.comparison_table([result]).drop(columns=[report.DATASET, report.RUN, report.PARTIAL])
+    st.dataframe(table, hide_index=True, width="stretch", column_config={
+        report.ACCURACY: num(format="%.1f"), report.PARAMS: num(format="localized"),
+        report.SIZE: num(format="%.2f"), report.LATENCY: num(format="%.2f", help="One image at a time on this CPU."),
+        report.THROUGHPUT: num(format="localized", help="In batches of 256."),
+        report.SPEEDUP: num(format="%.1f"), report.COMPRESSION: num(format="%.1f"),
+        report.AGREEMENT: num(format="%.1f", help="How often the model picks the teacher ensemble's class."),
+        report.ECE: num(format="%.3f", help="Calibration error: gap between confidence and accuracy (0 is ideal).")})
+
+
+def history() -> None:
+    runs = ui.my_jobs("distill")
+    if not runs:
+        return
+    rows = []
+    for number, job in zip(range(len(runs), 0, -1), runs):
+        result = job.result(timeout=0) if job.state in (jobs.JobState.DONE, jobs.JobState.CANCELLED) else None
+        cfg = result.config if result is not None else run_config(job)
+        state = {jobs.JobState.QUEUED: "queued", jobs.JobState.RUNNING: "running", jobs.JobState.FAILED: "failed",
+                 jobs.JobState.CANCELLED: "stopped"}.get(job.state, "done")
+        if result is not None and result.partial:
+            state = "partial"
+
+        def acc(role: str) -> float | None:
+            row = None if result is None else result.row(role)
+            return None if row is None else round(100 * row.accuracy, 2)
+
+        rows.append({"Run": number, "Started": datetime.fromtimestamp(job.created).strftime("%H:%M:%S"),
+                     "Student": cfg.student if cfg else "?", "T": cfg.temperature if cfg else None,
+                     "α": cfg.alpha if cfg else None, "Epochs": cfg.epochs if cfg else None,
+                     "Data": f"{cfg.fraction:.0%}" if cfg else "?",
+                     "Scratch (%)": acc("scratch"), "Distilled (%)": acc("distilled"),
+                     "KD gain (points)": None if result is None or result.kd_gain is None
+                     else round(100 * result.kd_gain, 2),
+                     "Status": state})
+    with st.expander(f"This session's runs ({len(rows)})", expanded=len(rows) > 1):
+        st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch", column_config={
+            "KD gain (points)": st.column_config.NumberColumn(format="%+.2f"),
+            "T": st.column_config.NumberColumn(format="%g"), "α": st.column_config.NumberColumn(format="%g")})
+
+
+# ---- page ---------------------------------------------------------------------------------------
+
+st.title("Distill")
+st.markdown("Two copies of the same small student start from the same weights and see the same batches. "
+            "The **scratch** student learns from the labels only; the **distilled** one also learns from the "
+            "teacher ensemble's soft targets. The difference in their test accuracy is the KD gain.")
+st.caption("Changing T or α reuses the cached teachers and their logits, so only the two students train — "
+           "a run takes seconds once the teachers exist.")
+cfg = ui.controls()
+
+job = ui.job_by_id(st.session_state.get("distill_job"))
+running = job is not None and job.state in ACTIVE
+b1, b2, _ = st.columns([1, 1, 4])
+start_clicked = b1.button("Start", type="primary", icon=":material/play_arrow:", width="stretch", disabled=running,
+                          help="Stop the current run first." if running else "Train both students with these settings.")
+if b2.button("Stop", icon=":material/stop:", width="stretch", disabled=not running or job.cancel_requested,
+             help="Stops after the current batch; finished epochs are kept as a partial result."):
+    job.cancel()
+autostart = st.session_state.pop("autostart", False)
+if (start_clicked or autostart) and not running:
+    start(cfg)
+    st.rerun()  # so Start and Stop are drawn for the running job
+
+if job is None:
+    st.info("Set up the teachers and the student in the sidebar and press **Start**. You will see both students' "
+            "test accuracy and training loss live, epoch by epoch.")
+else:
+    run_cfg = run_config(job)
+    if run_cfg is not None:
+        verb = "Running" if running else "This run used"
+        st.markdown(f"**{verb}:** {describe(run_cfg)}")
+        diff = changed(run_cfg, cfg)
+        if diff:
+            st.caption(f":material/warning: Settings changed since this run started ({', '.join(diff)}) — press **Start** to "
+                       "run with the new ones.")
+    if running:
+        live(job.id)
+    elif job.state is jobs.JobState.FAILED:
+        ui.show_job_failure(job, "Change the settings in the sidebar (for example a lower T or a different "
+                                 "student) and press **Start** again.")
+    elif job.result() is None:
+        st.warning("Stopped before the students started training. Teachers that finished stay cached; press "
+                   "**Start** to run again.")
+    else:
+        results(job, job.result())
+history()

@@ -1,0 +1,127 @@
+"""Runs the real app (`streamlit run app.py`) on a free localhost port and drives it in Debian's Chromium.
+
+Used by tests/test_browser.py and, as a script, to make the README's screenshots:
+
+    python tests/browser.py assets/screenshots     # needs /usr/bin/chromium and trained default teachers
+"""
+from __future__ import annotations
+
+import contextlib
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--no-first-run"]
+DESKTOP = {"width": 1400, "height": 1000}
+NARROW = {"width": 420, "height": 900}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextlib.contextmanager
+def serve(env: dict | None = None, timeout: float = 90):
+    """The app on http://127.0.0.1:<free port>; stopped on exit."""
+    port = free_port()
+    cmd = [sys.executable, "-m", "streamlit", "run", str(ROOT / "app.py"), "--server.headless", "true",
+           "--server.port", str(port), "--server.address", "127.0.0.1", "--browser.gatherUsageStats", "false"]
+    proc = subprocess.Popen(cmd, cwd=ROOT, env={**os.environ, **(env or {})},
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.time() + timeout
+        while True:
+            try:
+                with urllib.request.urlopen(url + "/_stcore/health", timeout=2) as r:
+                    if r.status == 200:
+                        break
+            except OSError:
+                if proc.poll() is not None or time.time() > deadline:
+                    raise RuntimeError(f"streamlit did not start on {url}")
+                time.sleep(0.5)
+        yield url
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+@contextlib.contextmanager
+def browser():
+    from playwright.sync_api import sync_playwright
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            yield b
+        finally:
+            b.close()
+
+
+def wait_idle(page, timeout_ms: int = 60_000) -> None:
+    """Until Streamlit has finished the current script run (its status widget disappears)."""
+    page.wait_for_timeout(500)
+    page.wait_for_selector('[data-testid="stStatusWidget"]', state="detached", timeout=timeout_ms)
+
+
+def run_default_demo(page, url: str, timeout_ms: int = 600_000) -> None:
+    """Home → "Run the default demo" → wait until the Distill page shows the KD gain and the model table."""
+    page.goto(url)
+    page.get_by_role("button", name="Run the default demo").click()
+    page.get_by_text("KD gain", exact=True).first.wait_for(timeout=timeout_ms)
+    page.locator('[data-testid="stDataFrame"]').first.wait_for(timeout=60_000)
+    wait_idle(page)
+
+
+PAGES = {"home": "Home", "teachers": "Teachers", "distill": "Distill", "dark-knowledge": "Dark knowledge",
+         "compare": "Compare", "experiments": "Experiments", "history": "History"}
+
+
+def open_page(page, title: str) -> None:
+    """Follow the sidebar link, which keeps the session (a new URL would start a fresh one)."""
+    nav = page.get_by_test_id("stSidebarNav")
+    if not nav.is_visible():
+        page.get_by_test_id("stExpandSidebarButton").click()
+    nav.get_by_role("link", name=title, exact=True).click()
+    wait_idle(page)
+    page.wait_for_timeout(1500)  # plotly draws after the script run ends
+
+
+def capture_all(out_dir: Path) -> list[Path]:
+    """A screenshot of every page after the default demo (desktop), and of Home and Distill when narrow."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    shots = []
+    with serve() as url, browser() as b:
+        page = b.new_page(viewport=DESKTOP)
+        run_default_demo(page, url)
+        for name, title in PAGES.items():
+            if page.get_by_test_id("stSidebarNav").get_by_role("link", name=title, exact=True).count():
+                open_page(page, title)
+                shots.append(out_dir / f"{name}.png")
+                page.screenshot(path=str(shots[-1]), full_page=True)
+        page.close()
+        page = b.new_page(viewport=NARROW)
+        page.goto(url)
+        wait_idle(page)
+        shots.append(out_dir / "home-narrow.png")
+        page.screenshot(path=str(shots[-1]))
+        run_default_demo(page, url)
+        shots.append(out_dir / "distill-narrow.png")
+        page.screenshot(path=str(shots[-1]))
+        page.close()
+    return shots
+
+
+if __name__ == "__main__":
+    for shot in capture_all(Path(sys.argv[1] if len(sys.argv) > 1 else ROOT / "assets" / "screenshots")):
+        print(shot)

@@ -1,0 +1,128 @@
+"""The Streamlit pages, driven in-process with AppTest: they render, run the demo, and explain bad input."""
+from __future__ import annotations
+
+import json
+import time
+import urllib.error
+from pathlib import Path
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from kdcore import data as kdata
+from kdcore import jobs, teachers
+from kdcore.experiments import default_config
+
+ROOT = Path(__file__).resolve().parent.parent
+PAGES = sorted(str(p.relative_to(ROOT)) for p in (ROOT / "pages").glob("*.py"))
+TIMEOUT = 180
+
+
+def _app(path: str) -> AppTest:
+    return AppTest.from_file(str(ROOT / path), default_timeout=TIMEOUT)
+
+
+def _wait_for_jobs(timeout: float = 300) -> None:
+    deadline = time.time() + timeout
+    for job in jobs.default_runner().jobs():
+        job.wait(max(0.0, deadline - time.time()))
+
+
+def _texts(at: AppTest) -> str:
+    parts = [e.value for e in at.markdown] + [e.value for e in at.caption] + [e.value for e in at.info]
+    parts += [e.value for e in at.error] + [e.value for e in at.warning] + [e.value for e in at.success]
+    return "\n".join(str(p) for p in parts)
+
+
+def _metric(at: AppTest, label: str) -> str:
+    return next(m.value for m in at.metric if m.label == label)
+
+
+@pytest.mark.parametrize("path", ["app.py", *PAGES])
+def test_every_page_renders_in_a_fresh_session(path, fast_run):
+    at = _app(path).run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert at.title or at.header or at.markdown, "the page drew nothing"
+
+
+def test_the_default_demo_through_the_ui_gives_the_model_table(fast_run):
+    at = _app("pages/2_Distill.py")
+    at.session_state["config"] = default_config("mnist-sample", epochs=2)
+    at.run()
+    next(b for b in at.button if b.label == "Start").click().run()
+    _wait_for_jobs()
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    gain = _metric(at, "KD gain")
+    assert gain.endswith("points")
+    table = next(df.value for df in at.dataframe if "Accuracy (%)" in df.value.columns)
+    assert {"Model", "Role", "Accuracy (%)", "Params", "Size (MB)", "Latency b=1 (ms)"} <= set(table.columns)
+    assert set(table["Role"]) >= {"teacher", "ensemble", "scratch", "distilled"}
+    # Two epochs on the MNIST sample are far above the 10 % of guessing.
+    assert (table["Accuracy (%)"] > 70).all(), table
+
+
+def _probability_traces(at: AppTest) -> list:
+    figures = [json.loads(chart.proto.spec) for chart in at.get("plotly_chart")]
+    return [tuple(round(y, 6) for y in trace["y"]) for fig in figures for trace in fig["data"]
+            if trace.get("type") == "bar" and "y" in trace]
+
+
+def test_moving_t_changes_the_soft_targets_without_training(fast_run, fast_config):
+    at = _app("pages/3_Dark_knowledge.py")
+    at.session_state["config"] = fast_config
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    cache = list(teachers.cache_dir().glob("*.safetensors"))
+    before_mtimes = {p: p.stat().st_mtime for p in cache}
+    jobs_before = len(jobs.default_runner().jobs())
+    low = _probability_traces(at)
+    at.slider(key="w_temperature").set_value(12.0).run()
+    assert not at.exception, [e.value for e in at.exception]
+    high = _probability_traces(at)
+    assert low and high and low != high, "the soft-target bars did not change with T"
+    assert len(jobs.default_runner().jobs()) == jobs_before, "moving T started a job"
+    assert {p: p.stat().st_mtime for p in cache} == before_mtimes, "moving T rewrote a cached teacher"
+
+
+@pytest.fixture
+def offline(monkeypatch):
+    """No network at all, whatever the machine has: downloads and the probe both fail."""
+    def refuse(*args, **kwargs):
+        raise urllib.error.URLError("network is unreachable (test)")
+    monkeypatch.setattr(kdata, "_urlopen", refuse)
+    monkeypatch.setattr(kdata, "_can_connect", lambda *a, **k: False)
+
+
+def test_an_unavailable_dataset_gives_the_explained_error(offline, fast_run):
+    at = _app("pages/2_Distill.py")
+    at.session_state["config"] = default_config("mnist", epochs=1)
+    at.run()
+    next(b for b in at.button if b.label == "Start").click().run()
+    _wait_for_jobs()
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    text = "\n".join(e.value for e in at.error)
+    assert "mnist" in text and "train-images-idx3-ubyte.gz" in text and "KD_DATA_DIR" in text, text
+    assert "Traceback" not in _texts(at)
+
+
+def test_a_shared_link_sets_the_controls_and_the_url_follows_them(fast_run):
+    at = _app("pages/2_Distill.py")
+    at.query_params.update({"student": "cnn-small", "T": "8", "alpha": "0.7", "epochs": "3", "seed": "5"})
+    at.run()
+    assert not at.exception
+    assert at.slider(key="w_temperature").value == 8.0 and at.slider(key="w_alpha").value == 0.7
+    assert at.session_state["config"].student == "cnn-small"
+    at.slider(key="w_temperature").set_value(2.5).run()
+    assert at.query_params["T"] == ["2.5"] and at.query_params["student"] == ["cnn-small"]
+
+
+def test_a_bad_link_is_clamped_with_a_visible_warning(fast_run):
+    at = _app("pages/2_Distill.py")
+    at.query_params.update({"T": "99", "alpha": "banana", "dataset": "imagenet"})
+    at.run()
+    assert not at.exception
+    warnings = "\n".join(w.value for w in at.warning)
+    assert "T=99" in warnings and "alpha" in warnings and "imagenet" in warnings
+    assert at.slider(key="w_temperature").value == 20.0
