@@ -115,7 +115,7 @@ def test_a_shared_link_sets_the_controls_and_the_url_follows_them(fast_run):
     assert at.slider(key="w_temperature").value == 8.0 and at.slider(key="w_alpha").value == 0.7
     assert at.session_state["config"].student == "cnn-small"
     at.slider(key="w_temperature").set_value(2.5).run()
-    assert at.query_params["T"] == ["2.5"] and at.query_params["student"] == ["cnn-small"]
+    assert at.query_params["T"] == "2.5" and at.query_params["student"] == "cnn-small"
 
 
 def test_a_bad_link_is_clamped_with_a_visible_warning(fast_run):

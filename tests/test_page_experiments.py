@@ -160,3 +160,18 @@ def test_capacity_plots_the_gain_against_student_size(fast_run):
     assert gain["layout"]["xaxis"]["type"] == "log"
     assert gain["data"][0]["x"] == [p.params for p in result.points]
     assert [t.split("<br>")[0] for t in gain["layout"]["xaxis"]["ticktext"]] == ["mlp-tiny", "mlp-small"]
+
+
+def test_a_failed_study_shows_what_went_wrong_without_a_traceback(monkeypatch):
+    def broken_sweep(*args, on_event, cancel, **kwargs):
+        raise ValueError("temperatures: temperature must be > 0, got 0")
+
+    monkeypatch.setattr(studies, "sweep", broken_sweep)
+    at = page()
+    job = start_sweep(at, [2.0], [0.5])
+    assert job.wait(30)
+    at.run()
+    assert not at.exception
+    (error,) = at.error
+    assert "temperature must be > 0" in error.body and "Traceback" not in error.body
+    assert not at.button(key="start_sweep").disabled  # the user can fix the grid and start again
