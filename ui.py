@@ -5,10 +5,12 @@ job, and draw. Nothing here trains or measures anything; that is kdcore's job.
 """
 from __future__ import annotations
 
+import os
 import uuid
 from dataclasses import dataclass
 
 import streamlit as st
+import torch
 
 from kdcore import data as kdata
 from kdcore import experiments, jobs, links, models, store, teachers
@@ -45,7 +47,11 @@ def session_id() -> str:
 
 @st.cache_resource
 def runner() -> jobs.JobRunner:
-    return jobs.default_runner()
+    job_runner = jobs.default_runner()
+    # Jobs train in parallel threads of this one process: splitting the cores between them avoids the
+    # oversubscription that makes every job many times slower than it would be alone.
+    torch.set_num_threads(max(1, (os.cpu_count() or 1) // job_runner.max_workers))
+    return job_runner
 
 
 def config() -> experiments.RunConfig:

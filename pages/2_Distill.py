@@ -54,42 +54,50 @@ def _series(events: list[dict], model: str, kinds=("step", "epoch")) -> list[dic
     return [e for e in events if e.get("kind") in kinds and e.get("model") == model]
 
 
-def _base_layout(fig: go.Figure, title: str, subtitle: str, epochs: int) -> None:
+def _figure(traces: list[dict], title: str, subtitle: str, epochs: int, yaxis: dict, *, empty_text: str | None,
+            empty_y: float, shapes=(), annotations=(), legend=None) -> go.Figure:
+    """One figure from plain dicts, validated once: the live charts are rebuilt twice a second."""
+    notes = list(annotations)
+    if empty_text:
+        notes.append(dict(text=empty_text, showarrow=False, x=epochs / 2, y=empty_y, font=dict(size=18, color="#777")))
+    fig = go.Figure(data=traces, layout=dict(
+        # Short titles with a subtitle fit a phone.
+        title=dict(text=title, subtitle=dict(text=subtitle, font=dict(size=15, color="#555"))),
+        legend=dict(orientation="h", yanchor="top", y=-0.22, xanchor="left", x=0, **(legend or {})),
+        xaxis=dict(title=dict(text="Epoch"), range=[0, epochs], dtick=max(1, math.ceil(epochs / 10))),
+        yaxis=yaxis, shapes=list(shapes), annotations=notes))
     ui.readable(fig, CHART_HEIGHT)
-    # Short titles with a subtitle fit a phone.
-    fig.update_layout(title=dict(text=title, subtitle=dict(text=subtitle, font=dict(size=15, color="#555"))),
-                      margin=dict(t=90), legend=dict(orientation="h", yanchor="top", y=-0.22, xanchor="left", x=0))
-    fig.update_xaxes(title_text="Epoch", range=[0, epochs], dtick=max(1, math.ceil(epochs / 10)))
+    fig.update_layout(margin=dict(t=90))
+    return fig
 
 
 def accuracy_chart(events: list[dict], epochs: int, teacher_acc: float | None = None) -> go.Figure:
-    fig = go.Figure()
-    values = []
+    traces, values = [], []
     for m in STUDENTS:
         pts = _series(events, m, ("epoch",))
         y = [100 * e["test_acc"] for e in pts]
         values += y
-        fig.add_scatter(x=[e["epoch"] for e in pts], y=y, name=ui.ROLE_LABELS[m], mode="lines+markers",
-                        line=dict(color=ui.COLORS[m], width=4), marker=dict(size=9),
-                        hovertemplate="epoch %{x}: %{y:.2f} %<extra>" + SHORT[m] + "</extra>")
+        traces.append(dict(type="scatter", x=[e["epoch"] for e in pts], y=y, name=ui.ROLE_LABELS[m],
+                           mode="lines+markers", line=dict(color=ui.COLORS[m], width=4), marker=dict(size=9),
+                           hovertemplate="epoch %{x}: %{y:.2f} %<extra>" + SHORT[m] + "</extra>"))
+    shapes, notes = [], []
     if teacher_acc is not None:
-        values.append(100 * teacher_acc)
-        fig.add_hline(y=100 * teacher_acc, line=dict(color=ui.COLORS["ensemble"], dash="dot", width=3),
-                      annotation_text=f"teacher ensemble {100 * teacher_acc:.1f} %",
-                      annotation_position="top left", annotation_font=dict(color=ui.COLORS["ensemble"]))
+        t = 100 * teacher_acc
+        values.append(t)
+        shapes.append(dict(type="line", xref="paper", x0=0, x1=1, y0=t, y1=t,
+                           line=dict(color=ui.COLORS["ensemble"], dash="dot", width=3)))
+        notes.append(dict(text=f"teacher ensemble {t:.1f} %", xref="paper", x=0, y=t, xanchor="left",
+                          yanchor="bottom", showarrow=False, font=dict(color=ui.COLORS["ensemble"])))
     # The axis only widens in 5-point steps, so it settles after the first epoch instead of following every point.
     low = 0.0 if not values else max(0.0, 5 * math.floor((min(values) - 1) / 5))
-    _base_layout(fig, "Test accuracy", "higher is better", epochs)
-    fig.update_yaxes(title_text="Test accuracy (%)", range=[low, 100.5])
-    if not values:
-        fig.add_annotation(text="appears after the first epoch", showarrow=False, x=epochs / 2, y=50,
-                           font=dict(size=18, color="#777"))
-    return fig
+    return _figure(traces, "Test accuracy", "higher is better", epochs,
+                   dict(title=dict(text="Test accuracy (%)"), range=[low, 100.5]),
+                   empty_text=None if values else "appears after the first epoch", empty_y=50,
+                   shapes=shapes, annotations=notes)
 
 
 def loss_chart(events: list[dict], epochs: int) -> go.Figure:
-    fig = go.Figure()
-    values = []
+    traces, values = [], []
     for m in STUDENTS:
         pts = _series(events, m)
         x = [e["epoch"] for e in pts]
@@ -97,35 +105,40 @@ def loss_chart(events: list[dict], epochs: int) -> go.Figure:
             y = [e.get(part) for e in pts]
             values += [v for v in y if v is not None and v > 0]
             # A dot on the newest point shows where each curve is heading, even before it has two points.
-            fig.add_scatter(x=x, y=y, name=f"{SHORT[m]} {part}", mode="lines+markers",
-                            line=dict(color=ui.COLORS[m], dash=dash, width=3),
-                            marker=dict(size=[0] * (len(x) - 1) + [9] if x else [], color=ui.COLORS[m]),
-                            hovertemplate="epoch %{x:.2f}: %{y:.3f}<extra>" + f"{SHORT[m]} {part}</extra>")
-    _base_layout(fig, "Training loss", "solid: hard part (labels) · dashed: soft part (teacher)", epochs)
+            traces.append(dict(type="scatter", x=x, y=y, name=f"{SHORT[m]} {part}", mode="lines+markers",
+                               line=dict(color=ui.COLORS[m], dash=dash, width=3),
+                               marker=dict(size=[0] * (len(x) - 1) + [9] if x else [], color=ui.COLORS[m]),
+                               hovertemplate="epoch %{x:.2f}: %{y:.3f}<extra>" + f"{SHORT[m]} {part}</extra>"))
     # Half-decade steps on a log axis: both parts stay readable although they differ by 10x or more.
     if values:
         lo, hi = math.floor(2 * math.log10(min(values))) / 2, math.ceil(2 * math.log10(max(values))) / 2
         hi = max(hi, lo + 1)
     else:
         lo, hi = -1.5, 1.0
-        fig.add_annotation(text="appears when the students start", showarrow=False, x=epochs / 2, y=-0.25,
-                           font=dict(size=18, color="#777"))
     ticks = [m * 10 ** e for e in range(-4, 4) for m in (1, 2, 5) if lo <= math.log10(m * 10 ** e) <= hi]
-    # Two entries per row, so the four loss parts line up as a 2 x 2 key.
-    fig.update_layout(legend=dict(entrywidth=0.5, entrywidthmode="fraction"))
-    fig.update_yaxes(title_text="Loss (log scale)", type="log", range=[lo, hi], tickvals=ticks,
-                     ticktext=[f"{v:g}" for v in ticks])
-    return fig
+    return _figure(traces, "Training loss", "solid: hard part (labels) · dashed: soft part (teacher)", epochs,
+                   dict(title=dict(text="Loss (log scale)"), type="log", range=[lo, hi], tickvals=ticks,
+                        ticktext=[f"{v:g}" for v in ticks]),
+                   empty_text=None if values else "appears when the students start", empty_y=(lo + hi) / 2,
+                   # Two entries per row, so the four loss parts line up as a 2 x 2 key.
+                   legend=dict(entrywidth=0.5, entrywidthmode="fraction"))
 
 
-def curves(events: list[dict], epochs: int, teacher_acc: float | None = None, *, live: bool = False) -> None:
-    # Stable keys let the browser update the live charts in place instead of redrawing them twice a second.
+def curves(acc: go.Figure, loss: go.Figure, *, live: bool = False) -> None:
     left, right = st.columns(2)
     config = {"displayModeBar": not live, "displaylogo": False}
-    left.plotly_chart(accuracy_chart(events, epochs, teacher_acc), width="stretch", config=config,
-                      key=f"acc_{'live' if live else 'final'}")
-    right.plotly_chart(loss_chart(events, epochs), width="stretch", config=config,
-                       key=f"loss_{'live' if live else 'final'}")
+    left.plotly_chart(acc, width="stretch", config=config, key=f"acc_{'live' if live else 'final'}")
+    right.plotly_chart(loss, width="stretch", config=config, key=f"loss_{'live' if live else 'final'}")
+
+
+def live_figures(job_id: str, events: list[dict], epochs: int) -> tuple[go.Figure, go.Figure]:
+    """The live charts, rebuilt only when new events arrived (building a plotly figure costs real CPU)."""
+    key = (job_id, len(events), events[-1].get("t") if events else None)
+    cached = st.session_state.get("live_figures")
+    if cached is None or cached[0] != key:
+        cached = (key, accuracy_chart(events, epochs), loss_chart(events, epochs))
+        st.session_state.live_figures = cached
+    return cached[1], cached[2]
 
 
 def per_class_chart(result: experiments.RunResult) -> go.Figure:
@@ -177,7 +190,7 @@ def student_status(job: jobs.Job, cfg: experiments.RunConfig, events: list[dict]
                                      f"epoch {done * cfg.epochs:.1f} of {cfg.epochs}{eta}")
 
 
-@st.fragment(run_every=0.5)
+@st.fragment(run_every=1.0)
 def live(job_id: str) -> None:
     job = ui.job_by_id(job_id)
     if job is None:
@@ -195,7 +208,7 @@ def live(job_id: str) -> None:
         st.caption(f":material/timer: {fmt_seconds(elapsed)} elapsed")
     if cfg is not None:
         student_status(job, cfg, events)
-        curves(events, cfg.epochs, live=True)
+        curves(*live_figures(job.id, events, cfg.epochs), live=True)
 
 
 # ---- results ------------------------------------------------------------------------------------
@@ -234,7 +247,8 @@ def results(job: jobs.Job, result: experiments.RunResult) -> None:
                        help="Parameters and single-image latency of the ensemble divided by the student's.")
     if gain is not None:
         st.markdown(verdict(gain) + f" Run took {fmt_seconds(result.seconds)}.")
-    curves(job.events() or [e for m in STUDENTS for e in result.curves.get(m, [])], cfg.epochs, t.accuracy)
+    events = job.events() or [e for m in STUDENTS for e in result.curves.get(m, [])]
+    curves(accuracy_chart(events, cfg.epochs, t.accuracy), loss_chart(events, cfg.epochs))
     left, right = st.columns(2)
     left.plotly_chart(per_class_chart(result), width="stretch", config={"displaylogo": False})
     right.markdown("**What to try next**\n"

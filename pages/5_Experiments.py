@@ -1,4 +1,4 @@
-"""Experiments page: four what-if studies over distillation (T × α sweep, less data, a missing class, student size)."""
+"""Experiments page: four what-if studies of distillation (T × α sweep, less data, missing class, student size)."""
 from __future__ import annotations
 
 import math
@@ -43,6 +43,10 @@ def _share(f: float) -> str:
     return f"{f * 100:g} %"
 
 
+def epochs(n: int) -> str:
+    return f"{n} epoch" if n == 1 else f"{n} epochs"
+
+
 def fmt_seconds(s: float) -> str:
     return f"{s:.0f} s" if s < 90 else f"{int(s // 60)} min {int(s % 60):02d} s"
 
@@ -53,7 +57,7 @@ def fmt_params(n: int) -> str:
 
 def uses(cfg: experiments.RunConfig, skip: tuple[str, ...] = ()) -> str:
     parts = {"student": f"student {cfg.student}", "temperature": f"T = {cfg.temperature:g}",
-             "alpha": f"α = {cfg.alpha:g}", "epochs": f"{cfg.epochs} epochs",
+             "alpha": f"α = {cfg.alpha:g}", "epochs": epochs(cfg.epochs),
              "fraction": f"{cfg.fraction:.0%} of the training images",
              "teachers": f"teachers {' + '.join(cfg.teachers)}", "seed": f"seed {cfg.seed}"}
     return f"{cfg.dataset}, " + ", ".join(text for field, text in parts.items() if field not in skip)
@@ -164,7 +168,8 @@ def sweep_chart(snap: dict, live: bool) -> go.Figure:
         fig.add_heatmap(z=z, x=x, y=y, text=text, texttemplate="%{text}", textfont=dict(size=17),
                         colorscale=[[0, DOWN], [0.5, NEUTRAL], [1, UP]], zmin=100 * s - span, zmax=100 * s + span,
                         xgap=4, ygap=4,
-                        colorbar=dict(title=dict(text="Test accuracy (%)", side="right", font=dict(size=16, color="#333")),
+                        colorbar=dict(title=dict(text="Test accuracy (%)", side="right",
+                                                 font=dict(size=16, color="#333")),
                                       thickness=18, tickfont=dict(size=14)),
                         hovertemplate="T = %{y}, α = %{x}: %{z:.2f} %<extra></extra>")
     if best is not None:
@@ -316,7 +321,8 @@ def draw(kind: str, snap: dict, *, live: bool) -> None:
         left, right = st.columns([3, 2])
         left.plotly_chart(missing_chart(snap), width="stretch", config=config, key=f"missing_{tag}")
         right.markdown(bias_sentence(snap))
-        right.caption(f"The students trained on {snap['transfer_size']:,} images without a single {snap['class_name']}. "
+        right.caption(f"The students trained on {snap['transfer_size']:,} images without a single "
+                      f"{snap['class_name']}. "
                       "A student that never sees a class learns to rarely predict it; Hinton et al. raise that "
                       "class's output bias so the knowledge the soft targets carried can show.")
         return
@@ -417,7 +423,7 @@ def sweep_tab(cfg: experiments.RunConfig) -> None:
     used = uses(cfg, skip=("temperature", "alpha"))
     ready = bool(ts and als)
     if ready:
-        st.caption(f"{len(ts)} × {len(als)} grid: {students} students of {cfg.epochs} epochs each, including the "
+        st.caption(f"{len(ts)} × {len(als)} grid: {students} students of {epochs(cfg.epochs)} each, including the "
                    f"scratch student · also uses {used} from the sidebar.")
     else:
         st.warning("Pick at least one temperature and one α.")
@@ -438,8 +444,8 @@ def fraction_tab(cfg: experiments.RunConfig) -> None:
     fs = sorted(fs)
     used = uses(cfg, skip=("fraction",))
     if fs:
-        epochs = ", ".join(f"{_share(f)}: {studies.fraction_epochs(cfg.epochs, f)}" for f in fs)
-        st.caption(f"{2 * len(fs)} students · epochs per share ({epochs}): smaller shares train longer so each "
+        per_share = ", ".join(f"{_share(f)}: {studies.fraction_epochs(cfg.epochs, f)}" for f in fs)
+        st.caption(f"{2 * len(fs)} students · epochs per share ({per_share}): smaller shares train longer so each "
                    f"student gets enough steps · also uses {used} from the sidebar.")
     else:
         st.warning("Pick at least one share of the data.")
@@ -471,7 +477,7 @@ def missing_tab(cfg: experiments.RunConfig) -> None:
         if own:
             bias = float(right.number_input("Bias increase", 0.0, 50.0, 3.0, step=0.5, key="missing_bias"))
     used = uses(cfg)
-    st.caption(f"2 students of {cfg.epochs} epochs · uses {used} from the sidebar.")
+    st.caption(f"2 students of {epochs(cfg.epochs)} · uses {used} from the sidebar.")
     job, clicked = controls_and_job("missing-class", True, "")
     if clicked:
         start("missing-class", studies.missing_class_study, cfg,
@@ -490,7 +496,7 @@ def capacity_tab(cfg: experiments.RunConfig) -> None:
                             format_func=lambda n: f"{n} ({models.ZOO[n].description})", help=ui.HELP["student"])
     used = uses(cfg, skip=("student",))
     if picked:
-        st.caption(f"{2 * len(picked)} students of {cfg.epochs} epochs · also uses {used} from the sidebar.")
+        st.caption(f"{2 * len(picked)} students of {epochs(cfg.epochs)} · also uses {used} from the sidebar.")
     else:
         st.warning("Pick at least one student size.")
     job, clicked = controls_and_job("capacity", bool(picked), "" if picked else "Pick at least one student.")

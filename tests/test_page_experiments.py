@@ -23,10 +23,10 @@ PAGE = str(ROOT / "pages" / "5_Experiments.py")
 TABS = ["T × α sweep", "Less data", "Missing class", "Student capacity"]
 
 
-def page(**config) -> AppTest:
+def page(dataset: str = "mnist-sample", **config) -> AppTest:
     at = AppTest.from_file(PAGE, default_timeout=60)
-    if config:
-        at.session_state.config = default_config("mnist-sample", **config)
+    if config or dataset != "mnist-sample":
+        at.session_state.config = default_config(dataset, **config)
     return at.run()
 
 
@@ -175,3 +175,15 @@ def test_a_failed_study_shows_what_went_wrong_without_a_traceback(monkeypatch):
     (error,) = at.error
     assert "temperature must be > 0" in error.body and "Traceback" not in error.body
     assert not at.button(key="start_sweep").disabled  # the user can fix the grid and start again
+
+
+def test_start_on_an_unavailable_dataset_explains_instead_of_running(monkeypatch):
+    from kdcore import data as kdata
+    offline = kdata.DatasetStatus("cifar10", "unavailable", 170_498_071, "", "CIFAR-10 is not on this computer "
+                                  "and there is no internet connection to download it.")
+    monkeypatch.setattr(ui, "dataset_status", lambda: {"cifar10": offline})
+    at = page("cifar10")
+    at.button(key="start_capacity").click().run()
+    assert not at.exception
+    assert any("The dataset is not available" in e.body and "no internet" in e.body for e in at.error)
+    assert "experiment_job_capacity" not in at.session_state
