@@ -397,7 +397,7 @@ def show(kind: str, job: jobs.Job | None, what_to_do: str) -> None:
         return
     result = job.result()
     if result is None:
-        st.warning("Stopped while the teachers were being prepared. Teachers that finished stay cached; press "
+        st.warning("Stopped before any student started training. Teachers that finished stay cached; press "
                    "**Start** to run again.")
         return
     if result.partial:
