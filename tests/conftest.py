@@ -15,6 +15,9 @@ torch.set_num_threads(1)
 
 
 def pytest_sessionfinish(session, exitstatus):
+    from kdcore import jobs
+    # Join the app tests' worker threads before the interpreter tears down torch's own threads.
+    jobs.default_runner().shutdown(wait=True)
     shutil.rmtree(_DATA_DIR, ignore_errors=True)
 
 
