@@ -92,6 +92,10 @@ def _widget(name: str, default):
 def controls(show=_FIELDS) -> experiments.RunConfig:
     """Draw the sidebar controls and return the validated config; invalid combinations keep the last good one."""
     cfg = config()
+    for name in _FIELDS:
+        # A widget's value does not follow it to another page unless it is re-assigned (Streamlit's own advice).
+        if f"w_{name}" in st.session_state:
+            st.session_state[f"w_{name}"] = st.session_state[f"w_{name}"]
     sb = st.sidebar
     sb.header("Setup")
     values = cfg.to_dict()
