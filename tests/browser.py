@@ -94,6 +94,8 @@ def open_page(page, title: str) -> None:
         page.get_by_test_id("stExpandSidebarButton").click()
     nav.get_by_role("link", name=title, exact=True).click()
     wait_idle(page)
+    page.wait_for_timeout(2000)  # a page that loads teachers shows its status widget only after a moment
+    wait_idle(page)
     page.wait_for_timeout(1500)  # plotly draws after the script run ends
 
 
