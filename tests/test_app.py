@@ -126,3 +126,18 @@ def test_a_bad_link_is_clamped_with_a_visible_warning(fast_run):
     warnings = "\n".join(w.value for w in at.warning)
     assert "T=99" in warnings and "alpha" in warnings and "imagenet" in warnings
     assert at.slider(key="w_temperature").value == 20.0
+
+
+def test_compare_offers_the_table_weights_and_onnx_of_this_sessions_run(fast_run):
+    distill_page = _app("pages/2_Distill.py")
+    distill_page.session_state["config"] = default_config("mnist-sample", epochs=1)
+    distill_page.run()
+    next(b for b in distill_page.button if b.label == "Start").click().run()
+    _wait_for_jobs()
+    compare = _app("pages/4_Compare.py")
+    compare.session_state["session_id"] = distill_page.session_state["session_id"]  # the same browser session
+    compare.run()
+    assert not compare.exception, [e.value for e in compare.exception]
+    labels = [b.label for b in compare.get("download_button")]
+    assert "Download table (CSV)" in labels and "Download as ONNX + model card (.zip)" in labels
+    assert any("ONNX Runtime runs this student" in c.value for c in compare.caption)
