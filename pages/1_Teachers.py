@@ -67,7 +67,7 @@ def table(rows, ens) -> pd.DataFrame:
         "Parameters": r.params,
         "Size (MB)": r.size_bytes / 1e6,
         "Latency (ms / image)": r.latency_ms_b1,
-        "Throughput (images / s)": r.throughput_b256,
+        "Throughput (images / s)": None if r.throughput_b256 is None else round(r.throughput_b256),
         "Source": source.get(r.name, "members combined"),
     } for r in rows])
 

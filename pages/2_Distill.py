@@ -56,7 +56,7 @@ def _series(events: list[dict], model: str, kinds=("step", "epoch")) -> list[dic
 
 def _figure(traces: list[dict], title: str, subtitle: str, epochs: int, yaxis: dict, *, empty_text: str | None,
             empty_y: float, shapes=(), annotations=(), legend=None) -> go.Figure:
-    """One figure from plain dicts, validated once: the live charts are rebuilt twice a second."""
+    """One figure from plain dicts, validated once: the live charts are rebuilt every second."""
     notes = list(annotations)
     if empty_text:
         notes.append(dict(text=empty_text, showarrow=False, x=epochs / 2, y=empty_y, font=dict(size=18, color="#777")))
@@ -247,7 +247,14 @@ def results(job: jobs.Job, result: experiments.RunResult) -> None:
                        help="Parameters and single-image latency of the ensemble divided by the student's.")
     if gain is not None:
         st.markdown(verdict(gain) + f" Run took {fmt_seconds(result.seconds)}.")
-    events = job.events() or [e for m in STUDENTS for e in result.curves.get(m, [])]
+    events = job.events()
+    saved = next((e for e in reversed(events) if e.get("kind") in ("saved", "save_failed")), None)
+    if saved is not None and saved["kind"] == "save_failed":
+        st.warning(f"{saved['message']} The result below is complete; only the saved copy is missing.")
+    elif saved is not None:
+        st.caption(f":material/history: Saved as run {saved['run_id']} on the History page."
+                   + (f" {saved['message']}" if saved.get("message") else ""))
+    events = events or [e for m in STUDENTS for e in result.curves.get(m, [])]
     curves(accuracy_chart(events, cfg.epochs, t.accuracy), loss_chart(events, cfg.epochs))
     left, right = st.columns(2)
     left.plotly_chart(per_class_chart(result), width="stretch", config={"displaylogo": False})
@@ -261,6 +268,9 @@ def results(job: jobs.Job, result: experiments.RunResult) -> None:
     st.markdown("**Every model of this run**")
     num = st.column_config.NumberColumn
     table = report.comparison_table([result]).drop(columns=[report.DATASET, report.RUN, report.PARTIAL])
+    table[report.THROUGHPUT] = table[report.THROUGHPUT].round()
+    # One run here, so the table's "run 1:" prefixes would only clash with the History page's run numbers.
+    table[report.MODEL] = table[report.MODEL].str.replace(r"^run \d+: ", "", regex=True)
     st.dataframe(table, hide_index=True, width="stretch", column_config={
         report.ACCURACY: num(format="%.1f"), report.PARAMS: num(format="localized"),
         report.SIZE: num(format="%.2f"), report.LATENCY: num(format="%.2f", help="One image at a time on this CPU."),
@@ -334,8 +344,8 @@ else:
         st.markdown(f"**{verb}:** {describe(run_cfg)}")
         diff = changed(run_cfg, cfg)
         if diff:
-            st.caption(f":material/warning: Settings changed since this run started ({', '.join(diff)}) — press **Start** to "
-                       "run with the new ones.")
+            st.caption(f":material/warning: Settings changed since this run started ({', '.join(diff)}) — "
+                       "press **Start** to run with the new ones.")
     if running:
         live(job.id)
     elif job.state is jobs.JobState.FAILED:
