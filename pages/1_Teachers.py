@@ -10,7 +10,7 @@ import streamlit as st
 import ui
 from kdcore import experiments, export, jobs
 
-st.set_page_config(page_title="Teachers · KD Playground", page_icon=":material/school:", layout="wide")
+st.set_page_config(page_title="Teachers · KD Playground", page_icon=":material/groups:", layout="wide")
 
 ACTIVE = (jobs.JobState.QUEUED, jobs.JobState.RUNNING)
 
