@@ -34,7 +34,8 @@ from datetime import datetime, timezone
 from pathlib import PurePosixPath
 from typing import BinaryIO, Iterable, Sequence
 
-import safetensors.torch
+from safetensors.torch import load as load_safetensors
+from safetensors.torch import save as save_safetensors
 import torch
 from filelock import FileLock
 from torch import nn
@@ -97,7 +98,7 @@ def student_onnx_bytes(model: nn.Module, dataset_name: str) -> bytes:
 def student_safetensors_bytes(model: nn.Module, *, metadata: dict[str, str] | None = None) -> bytes:
     """The model's state dict in safetensors format (loadable with safetensors.torch.load, no pickle)."""
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-    return safetensors.torch.save(state, metadata=metadata)
+    return save_safetensors(state, metadata=metadata)
 
 
 def _student(result: RunResult, role: str) -> nn.Module:
@@ -440,7 +441,7 @@ def _check_weights(entry: dict, blob: bytes) -> dict[str, torch.Tensor]:
         raise _refuse(f"the weights of teacher {key} do not match their sha256 in {ZOO_MANIFEST} "
                       "(the file was changed or damaged).")
     try:
-        tensors = safetensors.torch.load(blob)
+        tensors = load_safetensors(blob)
     except Exception as exc:  # noqa: BLE001 - safetensors raises its own error types for malformed headers
         raise _refuse(f"the weights of teacher {key} are not a valid safetensors file ({exc}).") from None
     if {k: list(v.shape) for k, v in tensors.items()} != entry["shapes"]:

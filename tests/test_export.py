@@ -9,7 +9,8 @@ import zipfile
 import numpy as np
 import onnxruntime as ort
 import pytest
-import safetensors.torch
+from safetensors.torch import load as load_safetensors
+from safetensors.torch import save as save_safetensors
 import torch
 
 from kdcore import data as kdata
@@ -145,7 +146,7 @@ def test_student_bundle_holds_onnx_weights_and_card_that_describe_the_same_model
     for fname in (f"{name}.onnx", f"{name}.safetensors"):
         assert card["files"][fname] == hashlib.sha256(files[fname]).hexdigest()
     reloaded = models.build("cnn-tiny", "mnist-sample")
-    reloaded.load_state_dict(safetensors.torch.load(files[f"{name}.safetensors"]))
+    reloaded.load_state_dict(load_safetensors(files[f"{name}.safetensors"]))
     x = kdata.normalize(data.test_x[:5], card["normalisation"]["mean"], card["normalisation"]["std"])
     (onnx_logits,) = ort.InferenceSession(files[f"{name}.onnx"]).run(None, {"image": x.numpy()})
     with torch.no_grad():
@@ -225,10 +226,10 @@ def _flip_a_weight_byte(files, manifest):
 
 def _wrong_shapes_with_fresh_hash(files, manifest):
     entry = manifest["teachers"][0]
-    tensors = safetensors.torch.load(files[entry["file"]])
+    tensors = load_safetensors(files[entry["file"]])
     first = next(iter(tensors))
     tensors[first] = tensors[first][:-1].clone()
-    blob = safetensors.torch.save(tensors)
+    blob = save_safetensors(tensors)
     files[entry["file"]] = blob
     entry["sha256"] = hashlib.sha256(blob).hexdigest()
     entry["shapes"] = {k: list(v.shape) for k, v in tensors.items()}
