@@ -44,11 +44,6 @@ from kdcore import data as kdata  # noqa: E402
 from kdcore import experiments, models, teachers  # noqa: E402
 from kdcore.train import Trainer, default_device, student_settings  # noqa: E402
 
-# Other datasets use the app's default epochs. Fashion-MNIST's (5) would take over ten minutes on two
-# cores, because every reference epoch runs three teachers over 60k images.
-EPOCH_OVERRIDES = {"fashion-mnist": 2}
-
-
 def _log(msg: str) -> None:
     print(msg, file=sys.stderr, flush=True)
 
@@ -213,8 +208,7 @@ def main(argv: list[str] | None = None) -> int:
                         help=f"comma-separated, from: {', '.join(kdata.DATASETS)}")
     parser.add_argument("--repeats", type=int, default=3, help="timed runs per side; the table shows the median")
     parser.add_argument("--epochs", type=int, default=None,
-                        help="student epochs for every dataset (default: the app's, except "
-                             + ", ".join(f"{k} {v}" for k, v in EPOCH_OVERRIDES.items()) + ")")
+                        help="student epochs for every dataset (default: the app's default for each)")
     parser.add_argument("--threads", type=int, default=2, help="torch intra-op threads for both sides")
     parser.add_argument("--workers", type=int, default=0,
                         help="DataLoader worker processes for the reference (the tutorial's loaders use 2)")
@@ -237,7 +231,7 @@ def main(argv: list[str] | None = None) -> int:
     device = default_device()
     _log(f"torch {torch.__version__} on {device}, {args.threads} threads, "
          f"{platform.processor() or platform.machine()}; data dir {kdata.data_dir()}")
-    results = [bench_dataset(d, args.epochs or EPOCH_OVERRIDES.get(d) or experiments.default_config(d).epochs,
+    results = [bench_dataset(d, args.epochs or experiments.default_config(d).epochs,
                              args.repeats, device, args.workers) for d in datasets]
     for r in results:
         if "skipped" in r:

@@ -39,6 +39,10 @@ def same_weights(a, b):
     return all(torch.equal(x, y) for x, y in zip(weights(a), weights(b)))
 
 
+def same_weights_as(model, saved):
+    return all(torch.equal(x, y) for x, y in zip(weights(model), saved))
+
+
 def numbers(history):
     """Everything in the epoch events except wall-clock time."""
     return [{k: v for k, v in e.items() if k != "elapsed"} for e in history]
@@ -248,3 +252,18 @@ def test_predict_logits_gives_one_row_per_image_and_restores_the_mode(tiny_data)
     assert a.shape == (len(tiny_data.test_y), 10)
     assert torch.allclose(a, b, atol=1e-5)  # eval mode: dropout off, batching does not matter
     assert model.training
+
+
+@pytest.mark.parametrize("arch", ["cnn-wide", "cnn-deep"])
+def test_predict_logits_on_a_conv_net_matches_plain_eval_and_leaves_the_model_untouched(tiny_data, arch):
+    model = models.build(arch, tiny_data.name, seed=0).train()
+    before = weights(model)
+    fast = predict_logits(model, tiny_data.test_x, tiny_data.mean, tiny_data.std, batch_size=16)
+    assert model.training
+    model.eval()
+    with torch.no_grad():
+        plain = model(kdata.normalize(tiny_data.test_x, tiny_data.mean, tiny_data.std))
+    assert len(tiny_data.test_x) > 16  # more than one batch, so the channels-last copy is the path taken
+    assert torch.allclose(fast, plain, atol=1e-5)
+    assert same_weights_as(model, before)
+    assert all(p.is_contiguous() for p in model.parameters())  # still saveable as safetensors

@@ -1,0 +1,52 @@
+"""The speed benchmark runs end to end, times an honestly cold kdcore run, and rejects bad arguments."""
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+
+from kdcore import experiments
+
+SCRIPT = Path(__file__).resolve().parent.parent / "benchmarks" / "distill_speed.py"
+
+
+@pytest.fixture(scope="module")
+def distill_speed():
+    spec = importlib.util.spec_from_file_location("distill_speed", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_a_short_run_prints_the_table_and_writes_comparable_results(distill_speed, fast_config, tmp_path, capsys):
+    out = tmp_path / "bench.json"
+    assert distill_speed.main(["--datasets", "mnist-sample", "--repeats", "1", "--epochs", "2",
+                               "--threads", "1", "--json", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "| mnist-sample (4,000 train) | 2 |" in printed
+    (row,) = json.loads(out.read_text())["results"]
+    assert row["teachers"] == list(fast_config.teachers) and row["student"] == fast_config.student
+    for side in ("kdcore_cold", "kdcore_warm", "reference"):
+        assert len(row["runs"][side]) == 1 and row["runs"][side][0]["seconds"] > 0
+    # Same student, init, teachers and epochs on both sides: both learn, to about the same accuracy.
+    assert row["kdcore_acc"] > 0.85 and row["reference_acc"] > 0.85
+    assert abs(row["diff_points"]) < 2.0
+    # Warm reuses exactly the logits the cold run recomputed, so its student is the same one.
+    assert row["runs"]["kdcore_warm"][0]["accuracy"] == row["runs"]["kdcore_cold"][0]["accuracy"]
+
+
+def test_a_cold_run_refuses_to_time_when_there_are_no_logits_to_delete(distill_speed, fast_config):
+    _, ens = experiments.load_ensemble(fast_config)
+    distill_speed.delete_cached_logits(ens)
+    with pytest.raises(RuntimeError, match="no cached logits"):
+        distill_speed.delete_cached_logits(ens)  # a second delete finds nothing: the layout check works
+    experiments.load_ensemble(fast_config)  # recompute them for the tests that follow
+
+
+@pytest.mark.parametrize("args", [["--datasets", "imagenet"], ["--repeats", "0"], ["--epochs", "0"],
+                                  ["--threads", "0"], ["--workers", "-1"]])
+def test_bad_arguments_exit_2_naming_the_option(distill_speed, args, capsys):
+    with pytest.raises(SystemExit) as exc:
+        distill_speed.main(args)
+    assert exc.value.code == 2
+    assert args[0] in capsys.readouterr().err
