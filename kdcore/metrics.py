@@ -10,7 +10,6 @@ costs the sum of its members, because every member has to be stored and run.
 """
 from __future__ import annotations
 
-import os
 import statistics
 import time
 from collections.abc import Sequence

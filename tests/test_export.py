@@ -19,24 +19,15 @@ from kdcore.experiments import ModelRow, RunConfig, RunResult
 from kdcore.teachers import Member
 from kdcore.train import TrainSettings
 
+from tests.synthetic import synthetic
+
 SETTINGS = TrainSettings(epochs=1)
 MEMBERS = (Member("mlp-wide"), Member("cnn-deep", 1))  # cnn-deep has batch-norm buffers (an int64 tensor too)
 
 
-def synthetic(n_train=256, n_test=64, seed=0):
-    g = torch.Generator().manual_seed(seed)
-    return kdata.Dataset(
-        name="mnist-sample",
-        train_x=torch.randint(0, 256, (n_train, 1, 28, 28), generator=g, dtype=torch.uint8),
-        train_y=torch.randint(0, 10, (n_train,), generator=g),
-        test_x=torch.randint(0, 256, (n_test, 1, 28, 28), generator=g, dtype=torch.uint8),
-        test_y=torch.randint(0, 10, (n_test,), generator=g),
-        classes=tuple(str(i) for i in range(10)), mean=(0.13,), std=(0.31,))
-
-
 @pytest.fixture(scope="module")
 def data():
-    return synthetic()
+    return synthetic(n_train=256)
 
 
 @pytest.fixture(scope="module")
@@ -202,7 +193,7 @@ def test_zoo_key_is_checked_against_local_data_when_given(zoo, data, cache):
     with pytest.raises(export.ZooImportError, match="this app's key would be"):
         export.import_zoo(other_settings, datasets=[data])
     with pytest.raises(export.ZooImportError, match="this app's key would be"):
-        export.import_zoo(zoo_bytes, datasets=[synthetic(seed=1)])
+        export.import_zoo(zoo_bytes, datasets=[synthetic(n_train=256, seed=1)])
 
 
 def test_export_of_chosen_keys_holds_only_those(zoo, tmp_path, monkeypatch):

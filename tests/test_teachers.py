@@ -8,23 +8,13 @@ import threading
 import pytest
 import torch
 
-from kdcore import data as kdata
 from kdcore import teachers
 from kdcore.teachers import Member, combine_logits, parse_members
 from kdcore.train import teacher_settings
 
+from tests.synthetic import synthetic
+
 ARCH = "mlp-wide"  # the fastest teacher to train
-
-
-def synthetic(n_train=320, n_test=64, seed=0):
-    g = torch.Generator().manual_seed(seed)
-    return kdata.Dataset(
-        name="mnist-sample",
-        train_x=torch.randint(0, 256, (n_train, 1, 28, 28), generator=g, dtype=torch.uint8),
-        train_y=torch.randint(0, 10, (n_train,), generator=g),
-        test_x=torch.randint(0, 256, (n_test, 1, 28, 28), generator=g, dtype=torch.uint8),
-        test_y=torch.randint(0, 10, (n_test,), generator=g),
-        classes=tuple(str(i) for i in range(10)), mean=(0.5,), std=(0.29,))
 
 
 @pytest.fixture

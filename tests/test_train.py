@@ -11,19 +11,9 @@ from kdcore import models
 from kdcore.train import (Trainer, TrainingDiverged, TrainSettings, default_device, predict_logits,
                           student_settings, teacher_settings, train)
 
+from tests.synthetic import synthetic
+
 EPOCH_KEYS = {"kind", "model", "epoch", "epochs", "loss", "hard", "soft", "test_acc", "elapsed"}
-
-
-def synthetic(n_train=320, n_test=64, shape=(1, 28, 28), name="mnist-sample", seed=0):
-    """Random images and labels: enough for loop-level behaviour, nothing to learn."""
-    g = torch.Generator().manual_seed(seed)
-    return kdata.Dataset(
-        name=name,
-        train_x=torch.randint(0, 256, (n_train, *shape), generator=g, dtype=torch.uint8),
-        train_y=torch.randint(0, 10, (n_train,), generator=g),
-        test_x=torch.randint(0, 256, (n_test, *shape), generator=g, dtype=torch.uint8),
-        test_y=torch.randint(0, 10, (n_test,), generator=g),
-        classes=tuple(str(i) for i in range(10)), mean=(0.5,) * shape[0], std=(0.29,) * shape[0])
 
 
 @pytest.fixture(scope="module")
