@@ -195,6 +195,17 @@ def job_by_id(job_id: str | None) -> jobs.Job | None:
     return next((j for j in my_jobs() if j.id == job_id), None) if job_id else None
 
 
+def live_job(job_id: str | None) -> jobs.Job | None:
+    """For a page's live-progress fragment: the job while it runs, None if unknown.
+
+    Once the job has finished the whole page re-runs, so it draws the result in place of the fragment.
+    """
+    job = job_by_id(job_id)
+    if job is not None and job.done:
+        st.rerun()
+    return job
+
+
 @dataclass
 class TeacherProgress:
     """Where a teacher-ensemble job is, summarised from its events."""

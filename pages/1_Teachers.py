@@ -26,11 +26,9 @@ def fmt_seconds(s: float) -> str:
 
 @st.fragment(run_every=1.0)
 def live(job_id: str) -> None:
-    job = ui.job_by_id(job_id)
+    job = ui.live_job(job_id)
     if job is None:
         return
-    if job.done:
-        st.rerun()  # the whole page switches to the result view
     ui.job_status(job)
     if job.state is jobs.JobState.RUNNING:
         p = ui.teacher_progress(member_names(job), job.events())

@@ -192,11 +192,9 @@ def student_status(job: jobs.Job, cfg: experiments.RunConfig, events: list[dict]
 
 @st.fragment(run_every=1.0)
 def live(job_id: str) -> None:
-    job = ui.job_by_id(job_id)
+    job = ui.live_job(job_id)
     if job is None:
         return
-    if job.done:
-        st.rerun()  # once: the whole page re-runs and draws the result section instead of this fragment
     cfg = run_config(job)
     events = job.events()
     elapsed = time.time() - job.started if job.started else 0.0

@@ -344,11 +344,9 @@ def skeleton(kind: str, run: Study) -> dict | None:
 
 @st.fragment(run_every=1.0)
 def live(kind: str, job_id: str) -> None:
-    job = ui.job_by_id(job_id)
+    job = ui.live_job(job_id)
     if job is None:
         return
-    if job.done:
-        st.rerun()  # once: the whole page re-runs and draws the final result instead of this fragment
     run = studies_run().get(job_id)
     events = job.events()
     if job.state is jobs.JobState.QUEUED:
