@@ -219,10 +219,12 @@ def distill(config: RunConfig, *, on_event: Callable[[dict], None] | None = None
     rows = teacher_rows(data, ens, measure=measure)
     test_logits = {"ensemble": ens.test_logits}
     students = {}
+    # Both students are the same architecture, so they cost the same to run: one measurement serves both,
+    # where two would show timing noise as a speed difference between them.
+    lat = metrics.measure_latency(trainers["distilled"].model.eval(), data.image_shape) if measure else None
     for role, trainer in trainers.items():
         model = trainer.model.eval()
         logits = predict_logits(model, data.test_x, data.mean, data.std, device=device)
-        lat = metrics.measure_latency(model, data.image_shape) if measure else None
         rows.append(_row(f"{role} ({config.student})", role, model, logits, data.test_y, data.num_classes,
                          ens.test_logits, lat))
         students[role] = model

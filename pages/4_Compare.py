@@ -1,5 +1,6 @@
 """Compare page: every model this session's distillation runs produced, in one table and an accuracy-latency chart."""
 import json
+import math
 
 import plotly.graph_objects as go
 import streamlit as st
@@ -14,9 +15,11 @@ st.set_page_config(page_title="Compare models · KD Playground", page_icon="⚖�
 ACTIVE = (jobs.JobState.QUEUED, jobs.JobState.RUNNING)
 FINISHED = (jobs.JobState.DONE, jobs.JobState.CANCELLED)
 MAX_MARKER_PX = 60  # diameter of the largest model's marker
-# A run's two students share an architecture and so a latency: label them on opposite sides.
-TEXT_POSITION = {"teacher": "top center", "ensemble": "top center", "scratch": "middle left",
-                 "distilled": "middle right"}
+# A run's two students share an architecture and so a latency: label them on different sides, the
+# distilled one above, clear of the Pareto staircase. Teachers label below their markers, so the member
+# nearest the ensemble (often the best one) does not write over the ensemble's label.
+TEXT_POSITION = {"teacher": "bottom center", "ensemble": "top center", "scratch": "middle left",
+                 "distilled": "top center"}
 
 
 def finished_results() -> list:
@@ -76,6 +79,21 @@ def point_label(model: str, role: str, run: str) -> str:
     return f"run {run}"
 
 
+def latency_ticks(latencies) -> list[float]:
+    """Ticks for the log latency axis, in 1-2-5 steps (powers of ten over wide spans), from the last one
+    at or below the fastest model / 1.3 to the first at or above the slowest x 1.3. The axis spans exactly
+    these, so every point has a labelled tick on each side and room for its marker."""
+    if len(latencies) == 0:
+        return []
+    lo, hi = float(min(latencies)) / 1.3, float(max(latencies)) * 1.3
+    decades = range(math.floor(math.log10(lo)), math.ceil(math.log10(hi)) + 1)
+    steps = (1, 2, 5) if hi / lo <= 10 ** 3.5 else (1,)  # wider spans would crowd a narrow screen
+    ticks = [m * 10.0 ** k for k in decades for m in steps]
+    first = max(t for t in ticks if t <= lo)
+    last = min(t for t in ticks if t >= hi)
+    return [t for t in ticks if first <= t <= last]
+
+
 def accuracy_latency_figure(df) -> go.Figure:
     plot = df.dropna(subset=[report.LATENCY, report.ACCURACY])
     fig = go.Figure()
@@ -102,12 +120,14 @@ def accuracy_latency_figure(df) -> go.Figure:
                           "Parameters: %{customdata[1]:,}<br>Dataset: %{customdata[2]}<br>"
                           "Partial: %{customdata[3]}<extra></extra>"))
     base = ui.PLOT_FONT.get("size", 16)
+    ticks = latency_ticks(plot[report.LATENCY])
     # Explicit sizes: Streamlit's chart theme otherwise shrinks titles and ticks below projector size.
     fig.update_layout(
         title=dict(text="Accuracy vs. latency: up and to the left is better", font=dict(size=base + 6)),
         font=ui.PLOT_FONT, height=600,
         xaxis=dict(title=dict(text="Latency for one image (ms, log scale)", font=dict(size=base + 2)), type="log",
-                   tickfont=dict(size=base)),
+                   tickvals=ticks, ticktext=[f"{t:g}" for t in ticks], tickfont=dict(size=base),
+                   range=[math.log10(ticks[0]), math.log10(ticks[-1])] if ticks else None),
         yaxis=dict(title=dict(text="Test accuracy (%)", font=dict(size=base + 2)), tickfont=dict(size=base)),
         legend=dict(itemsizing="constant", orientation="h", yanchor="top", y=-0.16, x=0, font=dict(size=base)),
         margin=dict(t=90, b=40),

@@ -1,11 +1,14 @@
 """The Streamlit pages, driven in-process with AppTest: they render, run the demo, and explain bad input."""
 from __future__ import annotations
 
+import base64
 import json
+import math
 import time
 import urllib.error
 from pathlib import Path
 
+import numpy as np
 import pytest
 from streamlit.testing.v1 import AppTest
 
@@ -60,6 +63,13 @@ def test_the_default_demo_through_the_ui_gives_the_model_table(fast_run):
     assert set(table["Role"]) >= {"teacher", "ensemble", "scratch", "distilled"}
     # Two epochs on the MNIST sample are far above the 10 % of guessing.
     assert (table["Accuracy (%)"] > 70).all(), table
+
+
+def _values(array) -> list:
+    """A Plotly JSON array: a plain list, or numpy data Plotly sent as {"dtype", "bdata": base64}."""
+    if isinstance(array, dict):
+        return np.frombuffer(base64.b64decode(array["bdata"]), dtype=array["dtype"]).tolist()
+    return list(array)
 
 
 def _probability_traces(at: AppTest) -> list:
@@ -141,3 +151,13 @@ def test_compare_offers_the_table_weights_and_onnx_of_this_sessions_run(fast_run
     labels = [b.label for b in compare.get("download_button")]
     assert "Download table (CSV)" in labels and "Download as ONNX + model card (.zip)" in labels
     assert any("ONNX Runtime runs this student" in c.value for c in compare.caption)
+    (chart,) = [json.loads(c.proto.spec) for c in compare.get("plotly_chart")]
+    xaxis = chart["layout"]["xaxis"]
+    latencies = [x for trace in chart["data"] if trace.get("mode") == "markers+text" for x in _values(trace["x"])]
+    assert xaxis["type"] == "log" and len(latencies) == 6  # 3 teachers, the ensemble, 2 students
+    # Every tick carries its value in ms, and the axis runs from a tick below the fastest model to one
+    # above the slowest, so each latency can be read off between two labels.
+    ticks = xaxis["tickvals"]
+    assert xaxis["ticktext"] == [f"{t:g}" for t in ticks] and len(ticks) >= 2
+    assert ticks[0] < min(latencies) and ticks[-1] > max(latencies)
+    assert xaxis["range"] == pytest.approx([math.log10(ticks[0]), math.log10(ticks[-1])])

@@ -113,6 +113,9 @@ def test_sizes_params_and_latency_add_up(fast_run):
     assert ens.size_bytes == sum(r.size_bytes for r in members)
     assert ens.latency_ms_b1 >= max(r.latency_ms_b1 for r in members)
     assert result.row("scratch").params == result.row("distilled").params < ens.params
+    # Same architecture, same cost: the table must not present timing noise as one student being faster.
+    scratch, distilled = result.row("scratch"), result.row("distilled")
+    assert (scratch.latency_ms_b1, scratch.throughput_b256) == (distilled.latency_ms_b1, distilled.throughput_b256)
 
 
 def test_agreement_with_the_teacher(fast_run):
