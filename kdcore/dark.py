@@ -16,7 +16,7 @@ from PIL import Image, ImageOps
 
 from . import teachers
 from .losses import soft_targets
-from .train import predict_logits, teacher_settings
+from .train import predict_logits
 
 PICK_MODES = ("class", "random", "ambiguous", "mistakes")
 MAX_UPLOAD_BYTES = 10 * 1024 * 1024
@@ -148,13 +148,6 @@ def pick_images(logits: torch.Tensor, y: torch.Tensor, how: str, *, cls: int | N
 
 
 # --- the teacher ensemble on disk and on new images ---------------------------------------------
-
-def ensemble_is_cached(data, members: Sequence[teachers.Member], epochs: int | None = None) -> bool:
-    """True when every member's trained weights are on disk, so loading needs no training."""
-    settings = teacher_settings(data.name, epochs)
-    root = teachers.cache_dir()
-    return all((root / f"{teachers.teacher_key(data, m, settings)}.json").exists() for m in members)
-
 
 def predict_image(models: Sequence[torch.nn.Module], image: torch.Tensor, mean, std,
                   combine: str = "prob") -> tuple[list[torch.Tensor], torch.Tensor]:

@@ -199,6 +199,16 @@ def combine_logits(logits: Sequence[torch.Tensor], combine: str = "prob") -> tor
     return torch.logsumexp(torch.log_softmax(stacked, -1), 0) - torch.log(torch.tensor(float(len(logits))))
 
 
+def missing_members(data: kdata.Dataset, members: Sequence[Member], epochs: int | None = None) -> list[Member]:
+    """The members that loading would have to train, because their weights are not in the cache.
+
+    Reads file names only, so pages can ask on every rerun; a damaged entry counts as present here and
+    is rebuilt when it is loaded.
+    """
+    settings = teacher_settings(data.name, epochs)
+    return [m for m in members if not (cache_dir() / f"{teacher_key(data, m, settings)}.json").exists()]
+
+
 def get_teacher(data: kdata.Dataset, member: Member, settings: TrainSettings, *,
                 on_event: Callable[[dict], None] | None = None, cancel: threading.Event | None = None,
                 device: torch.device | None = None) -> Teacher:

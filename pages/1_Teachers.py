@@ -8,7 +8,8 @@ import plotly.graph_objects as go
 import streamlit as st
 
 import ui
-from kdcore import experiments, export, jobs
+from kdcore import data as kdata
+from kdcore import experiments, export, jobs, teachers
 
 st.set_page_config(page_title="Teachers · KD Playground", page_icon=":material/groups:", layout="wide")
 
@@ -135,19 +136,53 @@ st.markdown("The teacher is an **ensemble**: several big networks whose predicte
             "them into one small student.")
 cfg = ui.controls(show=("dataset", "teachers"))
 
+def selection(c: experiments.RunConfig) -> tuple:
+    """What decides the teachers on this page: the same selection loads the same ensemble."""
+    return c.dataset, tuple(c.teachers), c.teacher_epochs, c.combine
+
+
+def load(c: experiments.RunConfig) -> jobs.Job:
+    # A dataset that cannot be loaded fails the job at once, with kdcore's explanation of where to put the files.
+    new_job = ui.submit(experiments.load_ensemble, c, name=f"Teachers {c.dataset}", kind="teachers")
+    st.session_state.setdefault("job_configs", {})[new_job.id] = c
+    st.session_state.teachers_job = new_job.id
+    return new_job
+
+
+def still_to_train(c: experiments.RunConfig) -> list[str] | None:
+    """The selected members that are not trained on this machine yet, or None if the dataset is not here."""
+    try:
+        data = kdata.load(c.dataset, download=False)
+    except kdata.DatasetError:
+        return None
+    return [m.name for m in teachers.missing_members(data, ui.teacher_members(c), c.teacher_epochs)]
+
+
 job = ui.job_by_id(st.session_state.get("teachers_job"))
 running = job is not None and job.state in ACTIVE
+shown = st.session_state.get("job_configs", {}).get(job.id) if job else None
+stale = job is None or (job.state is jobs.JobState.DONE and shown is not None and selection(shown) != selection(cfg))
+missing = still_to_train(cfg) if stale else None
+if stale and missing == []:
+    # Already trained here: loading takes a second, so show them without asking.
+    load(cfg)
+    st.rerun()
 if st.button("Train / load teachers", type="primary", icon=":material/model_training:", disabled=running,
              help="Stop the current job first." if running else
              "Loads cached teachers in a second; trains missing ones (minutes on a CPU)."):
-    # A dataset that cannot be loaded fails the job at once, with kdcore's explanation of where to put the files.
-    job = ui.submit(experiments.load_ensemble, cfg, name=f"Teachers {cfg.dataset}", kind="teachers")
-    st.session_state.setdefault("job_configs", {})[job.id] = cfg
-    st.session_state.teachers_job = job.id
+    load(cfg)
     st.rerun()  # so the button is drawn disabled while the job runs
 
+if stale and missing:
+    already = len(cfg.teachers) - len(missing)
+    st.info(f"**{', '.join(missing)}** {'is' if len(missing) == 1 else 'are'} not trained on this machine yet"
+            + (f" ({already} of the {len(cfg.teachers)} selected teachers are)" if already else "")
+            + ". Press **Train / load teachers** to train " + ("it" if len(missing) == 1 else "them")
+            + ": under a minute on mnist-sample, minutes on the full datasets on a CPU. Trained teachers are "
+              "cached, so they load in a second next time.")
 if job is None:
-    st.info("Pick a dataset and the ensemble's members in the sidebar, then press **Train / load teachers**.")
+    if missing is None:
+        st.info("Pick a dataset and the ensemble's members in the sidebar, then press **Train / load teachers**.")
 elif running:
     cfg_run = st.session_state.get("job_configs", {}).get(job.id)
     if cfg_run is not None:
@@ -159,6 +194,8 @@ elif job.state is jobs.JobState.CANCELLED and job.result() is None:
     st.warning("Stopped before all teachers were ready. The members that finished stay cached; press "
                "**Train / load teachers** to continue where it stopped.")
 else:
+    if stale and shown is not None:
+        st.caption(f"Below: the ensemble loaded before ({shown.dataset}: {' + '.join(shown.teachers)}).")
     results(job)
 
 

@@ -315,7 +315,7 @@ except kdata.DatasetError as exc:
     st.stop()
 
 members = ui.teacher_members(cfg)
-if not dark.ensemble_is_cached(data, members, cfg.teacher_epochs):
+if teachers.missing_members(data, members, cfg.teacher_epochs):
     offer_training(cfg)
     st.stop()
 try:

@@ -78,6 +78,29 @@ def _probability_traces(at: AppTest) -> list:
             if trace.get("type") == "bar" and "y" in trace]
 
 
+def test_teachers_already_trained_here_show_without_pressing_the_button(fast_run, fast_config):
+    at = _app("pages/1_Teachers.py")
+    at.session_state["config"] = fast_config
+    at.run()
+    _wait_for_jobs()
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    table = next(df.value for df in at.dataframe if "Test accuracy (%)" in df.value.columns)
+    assert len(table) == len(fast_config.teachers) + 1  # every member and the ensemble
+    assert "loaded from cache" in set(table.astype(str).to_numpy().ravel())
+
+
+def test_untrained_teachers_are_named_and_wait_for_the_button(fast_run, fast_config):
+    at = _app("pages/1_Teachers.py")
+    at.session_state["config"] = default_config("mnist-sample", teachers=("cnn-wide", "mlp-wide@2"))
+    jobs_before = len(jobs.default_runner().jobs())
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    note = "\n".join(e.value for e in at.info)
+    assert "mlp-wide@2" in note and "is not trained on this machine yet" in note and "1 of the 2" in note, note
+    assert len(jobs.default_runner().jobs()) == jobs_before  # nothing trains until the user asks
+
+
 def test_moving_t_changes_the_soft_targets_without_training(fast_run, fast_config):
     at = _app("pages/3_Dark_knowledge.py")
     at.session_state["config"] = fast_config

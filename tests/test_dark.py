@@ -7,8 +7,7 @@ import pytest
 import torch
 from PIL import Image, ImageDraw
 
-from kdcore import dark, teachers
-from kdcore.train import teacher_settings
+from kdcore import dark
 
 DIGITS = tuple(str(i) for i in range(10))
 
@@ -239,24 +238,7 @@ def test_drawn_stroke_becomes_a_centred_digit():
     assert abs(cy - 13.5) <= 1 and abs(cx - 13.5) <= 1
 
 
-# --- the ensemble on disk and its training progress --------------------------------------------
-
-def test_ensemble_is_cached_only_when_every_member_has_a_manifest(tmp_path, monkeypatch):
-    monkeypatch.setenv("KD_DATA_DIR", str(tmp_path))
-    data = type("Data", (), {})()
-    data.name = "mnist-sample"
-    data.train_x = torch.zeros(4, 1, 28, 28, dtype=torch.uint8)
-    data.test_x = torch.zeros(2, 1, 28, 28, dtype=torch.uint8)
-    data.train_y, data.test_y = torch.zeros(4, dtype=torch.long), torch.zeros(2, dtype=torch.long)
-    members = teachers.parse_members("cnn-wide,mlp-wide")
-    assert not dark.ensemble_is_cached(data, members)
-    settings = teacher_settings(data.name, None)
-    (teachers.cache_dir() / f"{teachers.teacher_key(data, members[0], settings)}.json").write_text("{}")
-    assert not dark.ensemble_is_cached(data, members)
-    (teachers.cache_dir() / f"{teachers.teacher_key(data, members[1], settings)}.json").write_text("{}")
-    assert dark.ensemble_is_cached(data, members)
-    assert not dark.ensemble_is_cached(data, members, epochs=3)
-
+# --- the ensemble's training progress --------------------------------------------
 
 def test_progress_counts_epochs_across_members():
     events = [{"kind": "teacher_start", "member": "a", "index": 0, "count": 2, "epochs": 4, "t": 0.0},

@@ -269,3 +269,15 @@ def test_two_processes_training_the_same_teacher_share_one_training_run(tmp_path
     assert outcomes[0][3] == outcomes[1][3]  # identical logits
     leftovers = os.listdir(tmp_path / "cache" / "teachers")
     assert not any(".tmp-" in name for name in leftovers)
+
+
+def test_missing_members_are_the_ones_loading_would_train(cache):
+    data = synthetic()
+    members = parse_members("mlp-wide,mlp-wide@1")
+    assert teachers.missing_members(data, members, epochs=1) == list(members)
+    teachers.ensemble(data, members[:1], epochs=1)
+    assert teachers.missing_members(data, members, epochs=1) == [members[1]]
+    # Other teacher epochs are another teacher: nothing of that is cached yet.
+    assert teachers.missing_members(data, members, epochs=2) == list(members)
+    teachers.ensemble(data, members, epochs=1)
+    assert teachers.missing_members(data, members, epochs=1) == []
