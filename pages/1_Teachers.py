@@ -130,23 +130,17 @@ def results(job: jobs.Job) -> None:
     st.plotly_chart(per_class_chart(rows, classes), width="stretch")
 
 
-st.title("Teachers")
-st.markdown("The teacher is an **ensemble**: several big networks whose predicted probabilities are averaged. "
-            "Ensembles are usually more accurate than any member — but slow and large, which is why we distil "
-            "them into one small student.")
-cfg = ui.controls(show=("dataset", "teachers"))
-
 def selection(c: experiments.RunConfig) -> tuple:
     """What decides the teachers on this page: the same selection loads the same ensemble."""
     return c.dataset, tuple(c.teachers), c.teacher_epochs, c.combine
 
 
-def load(c: experiments.RunConfig) -> jobs.Job:
+def load(c: experiments.RunConfig) -> None:
+    """Starts this session's teachers job; the page then follows it."""
     # A dataset that cannot be loaded fails the job at once, with kdcore's explanation of where to put the files.
     new_job = ui.submit(experiments.load_ensemble, c, name=f"Teachers {c.dataset}", kind="teachers")
     st.session_state.setdefault("job_configs", {})[new_job.id] = c
     st.session_state.teachers_job = new_job.id
-    return new_job
 
 
 def still_to_train(c: experiments.RunConfig) -> list[str] | None:
@@ -157,6 +151,12 @@ def still_to_train(c: experiments.RunConfig) -> list[str] | None:
         return None
     return [m.name for m in teachers.missing_members(data, ui.teacher_members(c), c.teacher_epochs)]
 
+
+st.title("Teachers")
+st.markdown("The teacher is an **ensemble**: several big networks whose predicted probabilities are averaged. "
+            "Ensembles are usually more accurate than any member — but slow and large, which is why we distil "
+            "them into one small student.")
+cfg = ui.controls(show=("dataset", "teachers"))
 
 job = ui.job_by_id(st.session_state.get("teachers_job"))
 running = job is not None and job.state in ACTIVE
