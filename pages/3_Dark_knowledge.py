@@ -80,7 +80,8 @@ def offer_training(cfg: experiments.RunConfig) -> None:
     """The teachers are not on disk: train them in the background, never in this script."""
     name = job_name(cfg)
     mine = [j for j in ui.my_jobs("teachers") if j.name == name]
-    st.info("**These teachers are not trained yet.** Train them once (a few minutes on a laptop CPU); they are "
+    st.info("**These teachers are not trained yet.** Train them once (on a CPU: under a "
+            "minute for mnist-sample, minutes for the full datasets); they are "
             "then kept on disk and this page shows their soft targets instantly. Training runs in the "
             "background, so you can visit other pages meanwhile.")
     active = next((j for j in mine if j.state in ACTIVE), None)
