@@ -1,4 +1,4 @@
-"""The speed benchmark runs end to end, times an honestly cold kdcore run, and rejects bad arguments."""
+"""The benchmark scripts: the speed benchmark runs end to end and times an honestly cold kdcore run; both reject bad arguments."""
 import importlib.util
 import json
 from pathlib import Path
@@ -7,15 +7,19 @@ import pytest
 
 from kdcore import experiments
 
-SCRIPT = Path(__file__).resolve().parent.parent / "benchmarks" / "distill_speed.py"
+BENCHMARKS = Path(__file__).resolve().parent.parent / "benchmarks"
+
+
+def _script(name: str):
+    spec = importlib.util.spec_from_file_location(name, BENCHMARKS / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 @pytest.fixture(scope="module")
 def distill_speed():
-    spec = importlib.util.spec_from_file_location("distill_speed", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return _script("distill_speed")
 
 
 def test_a_short_run_prints_the_table_and_writes_comparable_results(distill_speed, fast_config, tmp_path, capsys):
@@ -50,3 +54,9 @@ def test_bad_arguments_exit_2_naming_the_option(distill_speed, args, capsys):
         distill_speed.main(args)
     assert exc.value.code == 2
     assert args[0] in capsys.readouterr().err
+
+
+def test_the_demo_timer_rejects_zero_repeats_before_starting_anything(capsys):
+    with pytest.raises(SystemExit) as exc:
+        _script("demo_time").main(["--repeats", "0"])
+    assert exc.value.code == 2 and "--repeats must be >= 1" in capsys.readouterr().err
