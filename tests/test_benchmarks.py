@@ -1,4 +1,4 @@
-"""The benchmark scripts: the speed benchmark runs end to end and times an honestly cold kdcore run; both reject bad arguments."""
+"""The benchmark scripts run end to end, time an honestly cold kdcore run, and reject bad arguments."""
 import importlib.util
 import json
 from pathlib import Path
