@@ -114,6 +114,8 @@ def capture_all(out_dir: Path) -> list[Path]:
         page.close()
         page = b.new_page(viewport=NARROW)
         page.goto(url)
+        # Before the first script run the status widget is absent too, so wait for the page's own content.
+        page.get_by_role("button", name="Run the default demo").wait_for(timeout=60_000)
         wait_idle(page)
         shots.append(out_dir / "home-narrow.png")
         page.screenshot(path=str(shots[-1]))
