@@ -13,7 +13,7 @@ import streamlit as st
 import torch
 
 from kdcore import data as kdata
-from kdcore import experiments, jobs, links, models, store, teachers
+from kdcore import dark, experiments, jobs, links, models, store, teachers
 
 # One colour per role, used by every chart (colour-blind-safe Okabe-Ito hues).
 COLORS = {"teacher": "#7F7F7F", "ensemble": "#CC79A7", "scratch": "#0072B2", "distilled": "#E69F00"}
@@ -204,6 +204,33 @@ def live_job(job_id: str | None) -> jobs.Job | None:
     if job is not None and job.done:
         st.rerun()
     return job
+
+
+def finished_distill_results() -> list[experiments.RunResult]:
+    """This session's finished (or stopped) distillations that produced a result, oldest first."""
+    results = []
+    for job in reversed(my_jobs("distill")):
+        if job.state not in (jobs.JobState.DONE, jobs.JobState.CANCELLED):
+            continue
+        try:
+            result = job.result(timeout=0)
+        except Exception:  # noqa: BLE001 - a run stopped before its students existed has nothing to show
+            continue
+        if result is not None:
+            results.append(result)
+    return results
+
+
+def show_teacher_step(teachers_: list[str], dataset: str, events: list[dict], prefix: str = "") -> None:
+    """The "preparing the teacher ensemble" part of a run's progress: a bar with an ETA and each member's status."""
+    p = teacher_progress(teachers_, events)
+    if not p.total_epochs:
+        st.progress(0.0, text=f"{prefix}Loading the {dataset} images…")
+        return
+    eta = "" if p.eta_seconds is None else f" · about {dark.format_seconds(p.eta_seconds)} left at most"
+    st.progress(p.fraction, text=f"{prefix}Preparing the teacher ensemble: {p.done_epochs:.1f} of "
+                                 f"{p.total_epochs} teacher epochs{eta}")
+    st.markdown(" · ".join(f"**{m}** {s}" for m, s in p.status.items()))
 
 
 @dataclass

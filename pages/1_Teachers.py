@@ -9,7 +9,7 @@ import streamlit as st
 
 import ui
 from kdcore import data as kdata
-from kdcore import experiments, export, jobs, teachers
+from kdcore import dark, experiments, export, jobs, teachers
 
 st.set_page_config(page_title="Teachers · KD Playground", page_icon=":material/groups:", layout="wide")
 
@@ -21,10 +21,6 @@ def member_names(job: jobs.Job) -> list[str]:
     return list(cfg.teachers) if cfg else []
 
 
-def fmt_seconds(s: float) -> str:
-    return f"{s:.0f} s" if s < 90 else f"{s / 60:.1f} min"
-
-
 @st.fragment(run_every=1.0)
 def live(job_id: str) -> None:
     job = ui.live_job(job_id)
@@ -33,11 +29,11 @@ def live(job_id: str) -> None:
     ui.job_status(job)
     if job.state is jobs.JobState.RUNNING:
         p = ui.teacher_progress(member_names(job), job.events())
-        eta = "" if p.eta_seconds is None else f" · about {fmt_seconds(p.eta_seconds)} left at most"
+        eta = "" if p.eta_seconds is None else f" · about {dark.format_seconds(p.eta_seconds)} left at most"
         elapsed = time.time() - (job.started or time.time())
         done = (f"{p.done_epochs:.1f} of {p.total_epochs} teacher epochs" if p.total_epochs
                 else "loading the images")
-        st.progress(p.fraction, text=f"{done} · {fmt_seconds(elapsed)} elapsed{eta}")
+        st.progress(p.fraction, text=f"{done} · {dark.format_seconds(elapsed)} elapsed{eta}")
         st.markdown("\n".join(f"- **{m}**: {s}" for m, s in p.status.items()))
         st.caption("Trained teachers are cached on disk, so they load in a second next time — on this page, "
                    "on Distill and on Dark knowledge. A stopped job keeps the members it finished.")
@@ -57,7 +53,7 @@ def rows_for(job: jobs.Job):
 
 
 def table(rows, ens) -> pd.DataFrame:
-    source = {t.name: "loaded from cache" if t.cached else f"trained in {fmt_seconds(t.train_seconds)}"
+    source = {t.name: "loaded from cache" if t.cached else f"trained in {dark.format_seconds(t.train_seconds)}"
               for t in ens.members}
     return pd.DataFrame([{
         "Model": r.name if r.role == "teacher" or len(ens.members) == 1 else f"Ensemble of {len(ens.members)}",

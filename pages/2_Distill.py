@@ -10,7 +10,7 @@ import plotly.graph_objects as go
 import streamlit as st
 
 import ui
-from kdcore import experiments, jobs, report
+from kdcore import dark, experiments, jobs, report
 
 st.set_page_config(page_title="Distill · KD Playground", page_icon=":material/science:", layout="wide")
 
@@ -34,10 +34,6 @@ def changed(run: experiments.RunConfig, now: experiments.RunConfig) -> list[str]
 
 def run_config(job: jobs.Job) -> experiments.RunConfig | None:
     return st.session_state.get("job_configs", {}).get(job.id)
-
-
-def fmt_seconds(s: float) -> str:
-    return f"{s:.0f} s" if s < 90 else f"{int(s // 60)} min {int(s % 60):02d} s"
 
 
 def start(cfg: experiments.RunConfig) -> None:
@@ -173,19 +169,12 @@ def student_status(job: jobs.Job, cfg: experiments.RunConfig, events: list[dict]
         st.progress(1.0, text="Both students trained · measuring accuracy, size and latency…")
         return
     if started is None:
-        p = ui.teacher_progress(list(cfg.teachers), events)
-        if not p.total_epochs:
-            st.progress(0.0, text=f"Step 1 of 2 · loading the {cfg.dataset} images…")
-            return
-        eta = "" if p.eta_seconds is None else f" · about {fmt_seconds(p.eta_seconds)} left at most"
-        st.progress(p.fraction, text=f"Step 1 of 2 · preparing the teacher ensemble: {p.done_epochs:.1f} of "
-                                     f"{p.total_epochs} teacher epochs{eta}")
-        st.markdown(" · ".join(f"**{m}** {s}" for m, s in p.status.items()))
+        ui.show_teacher_step(list(cfg.teachers), cfg.dataset, events, prefix="Step 1 of 2 · ")
         return
     latest = {m: max((e["epoch"] for e in _series(events, m)), default=0.0) for m in STUDENTS}
     done = sum(latest.values()) / (2 * cfg.epochs)
     spent = max(0.0, events[-1].get("t", 0.0) - started.get("t", 0.0))
-    eta = f" · about {fmt_seconds(spent * (1 - done) / done)} left" if done > 0.02 else ""
+    eta = f" · about {dark.format_seconds(spent * (1 - done) / done)} left" if done > 0.02 else ""
     st.progress(min(1.0, done), text=f"Step 2 of 2 · training both students on {started['train_size']:,} images: "
                                      f"epoch {done * cfg.epochs:.1f} of {cfg.epochs}{eta}")
 
@@ -203,7 +192,7 @@ def live(job_id: str) -> None:
     elif job.cancel_requested:
         st.warning("Stopping after the current batch…")
     else:
-        st.caption(f":material/timer: {fmt_seconds(elapsed)} elapsed")
+        st.caption(f":material/timer: {dark.format_seconds(elapsed)} elapsed")
     if cfg is not None:
         student_status(job, cfg, events)
         curves(*live_figures(job.id, events, cfg.epochs), live=True)
@@ -244,7 +233,7 @@ def results(job: jobs.Job, result: experiments.RunResult) -> None:
         cols[4].metric("Student vs. teachers", f"{t.params / d.params:.0f}× smaller", speed, delta_arrow="off",
                        help="Parameters and single-image latency of the ensemble divided by the student's.")
     if gain is not None:
-        st.markdown(verdict(gain) + f" Run took {fmt_seconds(result.seconds)}.")
+        st.markdown(verdict(gain) + f" Run took {dark.format_seconds(result.seconds)}.")
     events = job.events()
     saved = next((e for e in reversed(events) if e.get("kind") in ("saved", "save_failed")), None)
     if saved is not None and saved["kind"] == "save_failed":

@@ -21,7 +21,6 @@ PICKS = {"By class": "class", "At random": "random", "Most ambiguous to the teac
 UPLOAD = "Upload an image"
 THUMBS, THUMB_PX, BIG_PX = 12, 84, 224
 ACTIVE = (jobs.JobState.QUEUED, jobs.JobState.RUNNING)
-FINISHED = (jobs.JobState.DONE, jobs.JobState.CANCELLED)
 LOG_FLOOR = 1e-4  # percent; smaller probabilities sit at the bottom of the log axis
 
 
@@ -97,16 +96,8 @@ def offer_training(cfg: experiments.RunConfig) -> None:
 
 def distilled_result(dataset: str):
     """This session's newest finished distillation on this dataset that produced a distilled student."""
-    for job in ui.my_jobs("distill"):
-        if job.state not in FINISHED:
-            continue
-        try:
-            result = job.result(timeout=0)
-        except Exception:  # a run stopped before its students existed has nothing to show
-            continue
-        if result is not None and result.config.dataset == dataset and "distilled" in result.students:
-            return result
-    return None
+    return next((r for r in reversed(ui.finished_distill_results())
+                 if r.config.dataset == dataset and "distilled" in r.students), None)
 
 
 def choose(index: int) -> None:

@@ -13,28 +13,12 @@ from kdcore.experiments import ROLES
 st.set_page_config(page_title="Compare models · KD Playground", page_icon="⚖️", layout="wide")
 
 ACTIVE = (jobs.JobState.QUEUED, jobs.JobState.RUNNING)
-FINISHED = (jobs.JobState.DONE, jobs.JobState.CANCELLED)
 MAX_MARKER_PX = 60  # diameter of the largest model's marker
 # A run's two students share an architecture and so a latency: label them on different sides, the
 # distilled one above, clear of the Pareto staircase. Teachers label below their markers, so the member
 # nearest the ensemble (often the best one) does not write over the ensemble's label.
 TEXT_POSITION = {"teacher": "bottom center", "ensemble": "top center", "scratch": "middle left",
                  "distilled": "top center"}
-
-
-def finished_results() -> list:
-    """This session's distillation results, oldest first so that run numbers grow with time."""
-    results = []
-    for job in reversed(ui.my_jobs("distill")):
-        if job.state not in FINISHED:
-            continue
-        try:
-            result = job.result(timeout=0)
-        except Exception:  # a run stopped before its students existed has nothing to compare
-            continue
-        if result is not None:
-            results.append(result)
-    return results
 
 
 @st.fragment(run_every=3)
@@ -196,7 +180,7 @@ st.write("Every model your distillation runs trained, side by side: the teachers
          "student trained from scratch and distilled from the ensemble.")
 
 try:
-    results = finished_results()
+    results = ui.finished_distill_results()
     active = sum(j.state in ACTIVE for j in ui.my_jobs("distill"))
 except Exception as exc:
     st.error(f"Could not read this session's runs ({exc}). Reload the page; if it persists, restart the app.")

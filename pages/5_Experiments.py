@@ -11,7 +11,7 @@ import streamlit as st
 
 import ui
 from kdcore import data as kdata
-from kdcore import experiments, jobs, models, studies
+from kdcore import dark, experiments, jobs, models, studies
 
 st.set_page_config(page_title="Experiments · KD Playground", page_icon=":material/grid_on:", layout="wide")
 
@@ -45,10 +45,6 @@ def _share(f: float) -> str:
 
 def epochs(n: int) -> str:
     return f"{n} epoch" if n == 1 else f"{n} epochs"
-
-
-def fmt_seconds(s: float) -> str:
-    return f"{s:.0f} s" if s < 90 else f"{int(s // 60)} min {int(s % 60):02d} s"
 
 
 def fmt_params(n: int) -> str:
@@ -91,14 +87,7 @@ def progress(events: list[dict], run: Study) -> None:
     begun = latest(events, "study_start")
     done_event = latest(events, "progress")
     if begun is None and done_event is None:
-        p = ui.teacher_progress(list(run.config.teachers), events)
-        if not p.total_epochs:
-            st.progress(0.0, text=f"Loading the {run.config.dataset} images…")
-            return
-        eta = "" if p.eta_seconds is None else f" · about {fmt_seconds(p.eta_seconds)} left at most"
-        st.progress(p.fraction, text=f"Preparing the teacher ensemble: {p.done_epochs:.1f} of {p.total_epochs} "
-                                     f"teacher epochs{eta}")
-        st.markdown(" · ".join(f"**{m}** {s}" for m, s in p.status.items()))
+        ui.show_teacher_step(list(run.config.teachers), run.config.dataset, events)
         return
     done = done_event["done"] if done_event else 0
     total = done_event["total"] if done_event else begun["total"]
@@ -112,7 +101,7 @@ def progress(events: list[dict], run: Study) -> None:
     t0 = begun.get("t", 0.0) if begun else 0.0
     spent = max(0.0, events[-1].get("t", 0.0) - t0)
     left = spent * (1 - share) / share if share > 0.02 else None
-    eta = "" if left is None else " · almost done" if left < 1 else f" · about {fmt_seconds(left)} left"
+    eta = "" if left is None else " · almost done" if left < 1 else f" · about {dark.format_seconds(left)} left"
     now = f" · training {current['model']}, epoch {current['epoch']:.1f} of {current['epochs']}" \
         if current and done < total else ""
     st.progress(min(1.0, share), text=f"{done} of {total} students trained{now}{eta}")
@@ -354,7 +343,7 @@ def live(kind: str, job_id: str) -> None:
     elif job.cancel_requested:
         st.warning("Stopping after the current batch… finished cells stay shown.")
     elif job.started:
-        st.caption(f":material/timer: {fmt_seconds(time.time() - job.started)} elapsed")
+        st.caption(f":material/timer: {dark.format_seconds(time.time() - job.started)} elapsed")
     if run is None:
         return
     progress(events, run)
@@ -402,7 +391,7 @@ def show(kind: str, job: jobs.Job | None, what_to_do: str) -> None:
         st.warning("**Stopped — partial result.** Only the finished students are shown; the reading describes them.")
     draw(kind, result.to_json(), live=False)
     st.info(result.reading())
-    st.caption(f"Took {fmt_seconds(result.seconds)}.")
+    st.caption(f"Took {dark.format_seconds(result.seconds)}.")
 
 
 def sweep_tab(cfg: experiments.RunConfig) -> None:
