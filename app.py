@@ -1,4 +1,5 @@
 """Streamlit entry point (`streamlit run app.py`): page setup, navigation, and the Home page explaining KD."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -17,9 +18,10 @@ def home() -> None:
         "**Knowledge distillation** trains a small, fast *student* model to imitate a big, accurate *teacher*. "
         "Here the teacher is an **ensemble** of several networks whose probabilities are averaged. "
         "Besides the true label of each image, the student also learns from the teacher's full "
-        "probability distribution, softened by a **temperature T**: a teacher that says *\"a 7, but a bit "
-        "like a 1\"* carries more information than the label *\"7\"* alone. A weight **α** decides how much "
-        "the student listens to the teacher versus the labels.")
+        'probability distribution, softened by a **temperature T**: a teacher that says *"a 7, but a bit '
+        'like a 1"* carries more information than the label *"7"* alone. A weight **α** decides how much '
+        "the student listens to the teacher versus the labels."
+    )
     left, right = st.columns([1, 3], vertical_alignment="center")
     if left.button("Run the default demo", type="primary", icon=":material/play_arrow:", width="stretch"):
         ui.set_config(default_config("mnist-sample"))
@@ -29,29 +31,38 @@ def home() -> None:
         "Distils three teachers into a small MLP on a 5 000-image MNIST sample that ships with the app, next to "
         "the same student trained **from scratch**, so you see what the teacher adds. Offline, on the CPU: the "
         "very first run also trains the teachers (about a minute and a half on two cores); after that a run "
-        "takes well under a minute.")
-    st.image(str(DIAGRAM), width="stretch",
-             caption="The teacher ensemble is trained once and frozen; only the student learns.")
+        "takes well under a minute."
+    )
+    st.image(
+        str(DIAGRAM),
+        width="stretch",
+        caption="The teacher ensemble is trained once and frozen; only the student learns.",
+    )
 
     st.subheader("The loss the student minimises")
-    st.latex(r"\mathcal{L} \;=\; (1-\alpha)\,\mathrm{CE}\big(\text{student},\ \text{labels}\big)"
-             r"\;+\;\alpha\,T^{2}\,\mathrm{KL}\Big(\operatorname{softmax}(z_{\text{teacher}}/T)\ \big\|\ "
-             r"\operatorname{softmax}(z_{\text{student}}/T)\Big)")
+    st.latex(
+        r"\mathcal{L} \;=\; (1-\alpha)\,\mathrm{CE}\big(\text{student},\ \text{labels}\big)"
+        r"\;+\;\alpha\,T^{2}\,\mathrm{KL}\Big(\operatorname{softmax}(z_{\text{teacher}}/T)\ \big\|\ "
+        r"\operatorname{softmax}(z_{\text{student}}/T)\Big)"
+    )
     st.markdown(
         "- $z$ are the models' logits; the ensemble's logits are the log of its members' mean probabilities.\n"
         "- **T** (1 to 20): $T = 1$ uses the teacher's probabilities as they are; larger $T$ flattens them so the "
         "small probabilities of similar-looking classes (the *dark knowledge*) become visible.\n"
         "- **α** (0 to 1): $\\alpha = 0$ is ordinary training on labels (our *scratch* student), $\\alpha = 1$ "
         "learns from the teacher alone.\n"
-        "- The factor $T^2$ keeps the soft term's gradients about as strong as the hard term's when $T$ changes.")
+        "- The factor $T^2$ keeps the soft term's gradients about as strong as the hard term's when $T$ changes."
+    )
 
     st.subheader("Explore")
-    for page, text in ((TEACHERS, "train or load the teacher ensemble and see what each member adds"),
-                       (DISTILL, "distil with your own T, α, student size and data fraction, live"),
-                       (DARK, "look at the teacher's soft targets and what the temperature does to them"),
-                       (COMPARE, "accuracy, size and latency of teachers and students side by side"),
-                       (EXPERIMENTS, "what-if studies: a T × α sweep, less data, a missing class, student size"),
-                       (HISTORY, "saved runs: compare them, download their students")):
+    for page, text in (
+        (TEACHERS, "train or load the teacher ensemble and see what each member adds"),
+        (DISTILL, "distil with your own T, α, student size and data fraction, live"),
+        (DARK, "look at the teacher's soft targets and what the temperature does to them"),
+        (COMPARE, "accuracy, size and latency of teachers and students side by side"),
+        (EXPERIMENTS, "what-if studies: a T × α sweep, less data, a missing class, student size"),
+        (HISTORY, "saved runs: compare them, download their students"),
+    ):
         cols = st.columns([1, 3], vertical_alignment="center")
         cols[0].page_link(page, width="stretch")
         cols[1].markdown(text)

@@ -3,6 +3,7 @@
 Pages stay short: they call `controls()` to get the current RunConfig, start or look up a kdcore
 job, and draw. Nothing here trains or measures anything; that is kdcore's job.
 """
+
 from __future__ import annotations
 
 import os
@@ -12,24 +13,27 @@ from dataclasses import dataclass
 import streamlit as st
 import torch
 
-from kdcore import data as kdata
 from kdcore import dark, experiments, jobs, links, models, store, teachers
+from kdcore import data as kdata
 
 # One colour per role, used by every chart (colour-blind-safe Okabe-Ito hues).
 COLORS = {"teacher": "#7F7F7F", "ensemble": "#CC79A7", "scratch": "#0072B2", "distilled": "#E69F00"}
-ROLE_LABELS = {"teacher": "Teacher", "ensemble": "Teacher ensemble", "scratch": "Scratch student (no teacher)",
-               "distilled": "Distilled student"}
+ROLE_LABELS = {
+    "teacher": "Teacher",
+    "ensemble": "Teacher ensemble",
+    "scratch": "Scratch student (no teacher)",
+    "distilled": "Distilled student",
+}
 PLOT_FONT = dict(size=16)
 
 HELP = {
     "dataset": "Which images to learn from. The MNIST sample works offline; the others download once.",
     "teachers": "The big models that teach. Several members form one ensemble teacher that averages their "
-                "probabilities. Add '@1', '@2' variants to repeat an architecture with another seed.",
+    "probabilities. Add '@1', '@2' variants to repeat an architecture with another seed.",
     "student": "The small model that learns. Both students (scratch and distilled) use this architecture.",
     "temperature": "T softens the teacher's probabilities: T = 1 is the teacher as is, higher T reveals "
-                   "which wrong classes it finds similar (the 'dark knowledge').",
-    "alpha": "alpha weighs the teacher's soft targets against the true labels: 0 = labels only, "
-             "1 = teacher only.",
+    "which wrong classes it finds similar (the 'dark knowledge').",
+    "alpha": "alpha weighs the teacher's soft targets against the true labels: 0 = labels only, 1 = teacher only.",
     "epochs": "How many passes over the training images each student makes.",
     "fraction": "Share of the training images the students see (the same stratified subset for both).",
     "seed": "Fixes the students' starting weights and the order of batches, so a run can be repeated.",
@@ -77,8 +81,12 @@ def dataset_status() -> dict[str, kdata.DatasetStatus]:
 
 def _status_label(name: str) -> str:
     st_ = dataset_status().get(name)
-    short = {"offline-sample": "offline sample", "ready": "ready", "unavailable": "unavailable offline",
-             "will-download": f"will download {st_.size_bytes / 1e6:.0f} MB" if st_ else "will download"}
+    short = {
+        "offline-sample": "offline sample",
+        "ready": "ready",
+        "unavailable": "unavailable offline",
+        "will-download": f"will download {st_.size_bytes / 1e6:.0f} MB" if st_ else "will download",
+    }
     return f"{name} ({short.get(st_.state, st_.state)})" if st_ else name
 
 
@@ -100,8 +108,13 @@ def controls(show=_FIELDS) -> experiments.RunConfig:
     sb.header("Setup")
     values = cfg.to_dict()
     if "dataset" in show:
-        ds = sb.selectbox("Dataset", kdata.DATASETS, key=_widget("dataset", cfg.dataset),
-                          format_func=_status_label, help=HELP["dataset"])
+        ds = sb.selectbox(
+            "Dataset",
+            kdata.DATASETS,
+            key=_widget("dataset", cfg.dataset),
+            format_func=_status_label,
+            help=HELP["dataset"],
+        )
         if ds != cfg.dataset:  # a new dataset brings its own preset
             base = experiments.default_config(ds)
             set_config(base)
@@ -110,31 +123,55 @@ def controls(show=_FIELDS) -> experiments.RunConfig:
         if status is not None and status.state == "unavailable":
             sb.error(status.message)
     if "teachers" in show:
-        picked = sb.multiselect("Teacher ensemble (1 to 5)", TEACHER_CHOICES, key=_widget("teachers", list(cfg.teachers)),
-                                max_selections=5, help=HELP["teachers"])
+        picked = sb.multiselect(
+            "Teacher ensemble (1 to 5)",
+            TEACHER_CHOICES,
+            key=_widget("teachers", list(cfg.teachers)),
+            max_selections=5,
+            help=HELP["teachers"],
+        )
         values["teachers"] = tuple(picked) or cfg.teachers
         if not picked:
             sb.warning("Pick at least one teacher; keeping the previous ensemble.")
     if "student" in show:
         students = [m.name for m in models.available("student")]
-        values["student"] = sb.selectbox("Student size", students, key=_widget("student", cfg.student),
-                                         format_func=lambda n: f"{n} ({models.ZOO[n].description})",
-                                         help=HELP["student"])
+        values["student"] = sb.selectbox(
+            "Student size",
+            students,
+            key=_widget("student", cfg.student),
+            format_func=lambda n: f"{n} ({models.ZOO[n].description})",
+            help=HELP["student"],
+        )
     if "temperature" in show:
-        values["temperature"] = sb.slider("Temperature T", *links.TEMPERATURE_RANGE, key=_widget("temperature", float(cfg.temperature)),
-                                          step=0.5, help=HELP["temperature"])
+        values["temperature"] = sb.slider(
+            "Temperature T",
+            *links.TEMPERATURE_RANGE,
+            key=_widget("temperature", float(cfg.temperature)),
+            step=0.5,
+            help=HELP["temperature"],
+        )
     if "alpha" in show:
-        values["alpha"] = sb.slider("Weight α of the teacher", 0.0, 1.0, key=_widget("alpha", float(cfg.alpha)),
-                                    step=0.05, help=HELP["alpha"])
+        values["alpha"] = sb.slider(
+            "Weight α of the teacher", 0.0, 1.0, key=_widget("alpha", float(cfg.alpha)), step=0.05, help=HELP["alpha"]
+        )
     if "epochs" in show:
-        values["epochs"] = int(sb.number_input("Student epochs", *links.EPOCH_RANGE, key=_widget("epochs", int(cfg.epochs)),
-                                               help=HELP["epochs"]))
+        values["epochs"] = int(
+            sb.number_input(
+                "Student epochs", *links.EPOCH_RANGE, key=_widget("epochs", int(cfg.epochs)), help=HELP["epochs"]
+            )
+        )
     if "fraction" in show:
-        values["fraction"] = sb.select_slider("Fraction of training data", links.FRACTIONS,
-                                              key=_widget("fraction", float(cfg.fraction)),
-                                              format_func=lambda f: f"{f:.0%}", help=HELP["fraction"])
+        values["fraction"] = sb.select_slider(
+            "Fraction of training data",
+            links.FRACTIONS,
+            key=_widget("fraction", float(cfg.fraction)),
+            format_func=lambda f: f"{f:.0%}",
+            help=HELP["fraction"],
+        )
     if "seed" in show:
-        values["seed"] = int(sb.number_input("Seed", *links.SEED_RANGE, key=_widget("seed", int(cfg.seed)), help=HELP["seed"]))
+        values["seed"] = int(
+            sb.number_input("Seed", *links.SEED_RANGE, key=_widget("seed", int(cfg.seed)), help=HELP["seed"])
+        )
     try:
         new = experiments.RunConfig(**{**values, "teachers": tuple(values["teachers"])})
     except ValueError as exc:
@@ -170,8 +207,10 @@ def job_status(job: jobs.Job) -> None:
     """One line saying where a job is: queued (with position), running, stopped, failed or done."""
     state = job.state
     if state == jobs.JobState.QUEUED:
-        st.info(f"⏳ {job.name}: waiting in the queue, position {job.queue_position()} "
-                f"(the server trains {runner().max_workers} jobs at a time).")
+        st.info(
+            f"⏳ {job.name}: waiting in the queue, position {job.queue_position()} "
+            f"(the server trains {runner().max_workers} jobs at a time)."
+        )
     elif state == jobs.JobState.FAILED:
         st.error(f"{job.name} failed: {job.error}")
     elif state == jobs.JobState.CANCELLED:
@@ -214,7 +253,7 @@ def finished_distill_results() -> list[experiments.RunResult]:
             continue
         try:
             result = job.result(timeout=0)
-        except Exception:  # noqa: BLE001 - a run stopped before its students existed has nothing to show
+        except Exception:
             continue
         if result is not None:
             results.append(result)
@@ -228,8 +267,10 @@ def show_teacher_step(teachers_: list[str], dataset: str, events: list[dict], pr
         st.progress(0.0, text=f"{prefix}Loading the {dataset} images…")
         return
     eta = "" if p.eta_seconds is None else f" · about {dark.format_seconds(p.eta_seconds)} left at most"
-    st.progress(p.fraction, text=f"{prefix}Preparing the teacher ensemble: {p.done_epochs:.1f} of "
-                                 f"{p.total_epochs} teacher epochs{eta}")
+    st.progress(
+        p.fraction,
+        text=f"{prefix}Preparing the teacher ensemble: {p.done_epochs:.1f} of {p.total_epochs} teacher epochs{eta}",
+    )
     st.markdown(" · ".join(f"**{m}** {s}" for m, s in p.status.items()))
 
 
@@ -251,9 +292,9 @@ class TeacherProgress:
 def teacher_progress(members: list[str], events: list[dict]) -> TeacherProgress:
     """Per-member status, epochs done out of all members' epochs, and an ETA from the time per trained epoch."""
     per_member, count = 0, len(members)
-    state = {m: "waiting" for m in members}
-    epochs = {m: 0.0 for m in members}
-    seconds = {m: 0.0 for m in members}
+    state = dict.fromkeys(members, "waiting")
+    epochs = dict.fromkeys(members, 0.0)
+    seconds = dict.fromkeys(members, 0.0)
     current = None
     for e in events:
         kind, member = e.get("kind"), e.get("member", e.get("model"))
@@ -311,8 +352,13 @@ def show_job_failure(job: jobs.Job, what_to_do: str) -> None:
 
 def readable(fig, height: int = 430):
     """Projector-sized text on every part of a plotly figure; Streamlit's chart theme would shrink ticks and legend."""
-    fig.update_layout(font=PLOT_FONT, title_font=dict(size=20), legend_font=dict(size=15), height=height,
-                      margin=dict(l=10, r=10, t=60, b=10))
+    fig.update_layout(
+        font=PLOT_FONT,
+        title_font=dict(size=20),
+        legend_font=dict(size=15),
+        height=height,
+        margin=dict(l=10, r=10, t=60, b=10),
+    )
     fig.update_xaxes(tickfont=dict(size=15), title_font=dict(size=17, color="#333"))
     fig.update_yaxes(tickfont=dict(size=15), title_font=dict(size=17, color="#333"))
     return fig

@@ -7,6 +7,7 @@ run after that). Medians of --repeats runs; needs /usr/bin/chromium (Debian's `c
 
     python benchmarks/demo_time.py [--repeats 3] [--json out.json]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -20,7 +21,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from tests.browser import CHROMIUM, DESKTOP, browser, run_default_demo, serve  # noqa: E402
+from tests.browser import CHROMIUM, DESKTOP, browser, run_default_demo, serve
 
 
 def time_demo(data_dir: str) -> float:

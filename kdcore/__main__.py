@@ -1,4 +1,5 @@
 """Entry point for `python -m kdcore`."""
+
 import sys
 
 from .cli import main

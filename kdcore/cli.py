@@ -1,4 +1,5 @@
 """Command line front end (`python -m kdcore ...`) over the same functions the app calls."""
+
 from __future__ import annotations
 
 import argparse
@@ -25,9 +26,14 @@ class ProgressPrinter:
         elif kind in ("step", "epoch"):
             bar = self.bars.get(name)
             if bar is None:
-                bar = self.bars[name] = tqdm(total=event["epochs"], desc=f"{name:>12}", unit="epoch",
-                                             file=sys.stderr, leave=True,
-                                             bar_format="{desc} {bar} {n:.1f}/{total} ep [{elapsed}<{remaining}] {postfix}")
+                bar = self.bars[name] = tqdm(
+                    total=event["epochs"],
+                    desc=f"{name:>12}",
+                    unit="epoch",
+                    file=sys.stderr,
+                    leave=True,
+                    bar_format="{desc} {bar} {n:.1f}/{total} ep [{elapsed}<{remaining}] {postfix}",
+                )
             bar.n = event["epoch"]
             post = f"loss {event['loss']:.3f}"
             if kind == "epoch":
@@ -46,14 +52,19 @@ class ProgressPrinter:
 
 
 def _fmt_rows(rows: list[experiments.ModelRow]) -> str:
-    header = f"{'model':<24} {'role':<9} {'acc':>7} {'params':>10} {'size':>9} {'ms@b1':>7} {'img/s@256':>10} {'agree':>6} {'ECE':>6}"
+    header = (
+        f"{'model':<24} {'role':<9} {'acc':>7} {'params':>10} {'size':>9} {'ms@b1':>7} {'img/s@256':>10} "
+        f"{'agree':>6} {'ECE':>6}"
+    )
     lines = [header, "-" * len(header)]
     for r in rows:
         lat = "-" if r.latency_ms_b1 is None else f"{r.latency_ms_b1:.2f}"
         thr = "-" if r.throughput_b256 is None else f"{r.throughput_b256:,.0f}"
         agree = "-" if r.agreement is None else f"{r.agreement:.1%}"
-        lines.append(f"{r.name:<24} {r.role:<9} {r.accuracy:>7.2%} {r.params:>10,} {r.size_bytes / 1e6:>7.2f}MB "
-                     f"{lat:>7} {thr:>10} {agree:>6} {r.ece:>6.3f}")
+        lines.append(
+            f"{r.name:<24} {r.role:<9} {r.accuracy:>7.2%} {r.params:>10,} {r.size_bytes / 1e6:>7.2f}MB "
+            f"{lat:>7} {thr:>10} {agree:>6} {r.ece:>6.3f}"
+        )
     return "\n".join(lines)
 
 
@@ -62,7 +73,10 @@ def _positive_float(name, check):
         try:
             return check(float(text))
         except ValueError as exc:
-            raise argparse.ArgumentTypeError(str(exc) if "must" in str(exc) else f"{name} must be a number, got {text!r}")
+            raise argparse.ArgumentTypeError(
+                str(exc) if "must" in str(exc) else f"{name} must be a number, got {text!r}"
+            ) from None
+
     return parse
 
 
@@ -78,7 +92,9 @@ def _fraction(text):
 
 def _exclude_class(text):
     if not text.isdigit() or not 0 <= int(text) < models.NUM_CLASSES:
-        raise argparse.ArgumentTypeError(f"exclude-class must be a class index from 0 to {models.NUM_CLASSES - 1}, got {text!r}")
+        raise argparse.ArgumentTypeError(
+            f"exclude-class must be a class index from 0 to {models.NUM_CLASSES - 1}, got {text!r}"
+        )
     return int(text)
 
 
@@ -92,46 +108,80 @@ def _teachers(text):
     try:
         return tuple(m.name for m in teachers.parse_members(text))
     except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc))
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def _parser() -> argparse.ArgumentParser:
     d = experiments.default_config()
-    p = argparse.ArgumentParser(prog="python -m kdcore",
-                                description="KD Playground engine: datasets, teacher ensembles and knowledge distillation.")
+    p = argparse.ArgumentParser(
+        prog="python -m kdcore",
+        description="KD Playground engine: datasets, teacher ensembles and knowledge distillation.",
+    )
     sub = p.add_subparsers(dest="command", required=True)
     sub.add_parser("datasets", help="each dataset and whether it is ready, will download, or is unavailable offline")
     sub.add_parser("models", help="the model zoo: teachers and student sizes with parameter counts")
 
     def dataset_arg(sp):
-        sp.add_argument("--dataset", choices=kdata.DATASETS, default="mnist-sample",
-                        help="dataset (default: mnist-sample, offline)")
+        sp.add_argument(
+            "--dataset", choices=kdata.DATASETS, default="mnist-sample", help="dataset (default: mnist-sample, offline)"
+        )
 
     t = sub.add_parser("teachers", help="train or load a teacher ensemble and report each member and the ensemble")
     dataset_arg(t)
-    t.add_argument("--teachers", type=_teachers, default=None,
-                   help=f"comma-separated members, arch or arch@seed (default per dataset, e.g. {','.join(d.teachers)})")
+    t.add_argument(
+        "--teachers",
+        type=_teachers,
+        default=None,
+        help=f"comma-separated members, arch or arch@seed (default per dataset, e.g. {','.join(d.teachers)})",
+    )
     t.add_argument("--epochs", type=_epochs, default=None, help="teacher epochs (default per dataset)")
     t.add_argument("--seed", type=int, default=0, help="seed of members given without @seed (default 0)")
 
     s = sub.add_parser("distill", help="distill a student from a teacher ensemble next to a scratch student")
     dataset_arg(s)
-    s.add_argument("--teachers", type=_teachers, default=None,
-                   help=f"comma-separated members, arch or arch@seed (default per dataset, e.g. {','.join(d.teachers)})")
-    s.add_argument("--student", choices=[m.name for m in models.available("student")], default=None,
-                   help=f"student architecture and size (default per dataset, e.g. {d.student})")
-    s.add_argument("--temperature", "-T", type=_positive_float("temperature", check_temperature), default=d.temperature,
-                   help=f"softmax temperature T > 0 for the soft targets (default {d.temperature})")
-    s.add_argument("--alpha", type=_positive_float("alpha", check_alpha), default=d.alpha,
-                   help=f"weight of the soft (teacher) loss in [0, 1]; 0 = labels only (default {d.alpha})")
+    s.add_argument(
+        "--teachers",
+        type=_teachers,
+        default=None,
+        help=f"comma-separated members, arch or arch@seed (default per dataset, e.g. {','.join(d.teachers)})",
+    )
+    s.add_argument(
+        "--student",
+        choices=[m.name for m in models.available("student")],
+        default=None,
+        help=f"student architecture and size (default per dataset, e.g. {d.student})",
+    )
+    s.add_argument(
+        "--temperature",
+        "-T",
+        type=_positive_float("temperature", check_temperature),
+        default=d.temperature,
+        help=f"softmax temperature T > 0 for the soft targets (default {d.temperature})",
+    )
+    s.add_argument(
+        "--alpha",
+        type=_positive_float("alpha", check_alpha),
+        default=d.alpha,
+        help=f"weight of the soft (teacher) loss in [0, 1]; 0 = labels only (default {d.alpha})",
+    )
     s.add_argument("--epochs", type=_epochs, default=None, help="student epochs (default per dataset)")
     s.add_argument("--teacher-epochs", type=_epochs, default=None, help="teacher epochs (default per dataset)")
     s.add_argument("--seed", type=int, default=d.seed, help="seed of the students' init and data order (default 0)")
-    s.add_argument("--fraction", type=_fraction, default=1.0, help="stratified fraction of the training set (default 1)")
-    s.add_argument("--exclude-class", type=_exclude_class, default=None,
-                   help="leave this class out of the students' training set (default: none)")
-    s.add_argument("--combine", choices=teachers.COMBINES, default="prob",
-                   help="ensemble averages member probabilities (prob, default) or logits")
+    s.add_argument(
+        "--fraction", type=_fraction, default=1.0, help="stratified fraction of the training set (default 1)"
+    )
+    s.add_argument(
+        "--exclude-class",
+        type=_exclude_class,
+        default=None,
+        help="leave this class out of the students' training set (default: none)",
+    )
+    s.add_argument(
+        "--combine",
+        choices=teachers.COMBINES,
+        default="prob",
+        help="ensemble averages member probabilities (prob, default) or logits",
+    )
     s.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
 
     pr = sub.add_parser("prepare", help="train and cache the default teacher ensemble ahead of a class")
@@ -156,8 +206,9 @@ def cmd_models(args) -> int:
 
 
 def cmd_teachers(args) -> int:
-    members = teachers.parse_members(args.teachers or experiments.default_config(args.dataset).teachers,
-                                     default_seed=args.seed)
+    members = teachers.parse_members(
+        args.teachers or experiments.default_config(args.dataset).teachers, default_seed=args.seed
+    )
     progress = ProgressPrinter()
     data = kdata.load(args.dataset, progress=_download_progress())
     ens = teachers.ensemble(data, members, epochs=args.epochs, on_event=progress)
@@ -169,10 +220,18 @@ def cmd_teachers(args) -> int:
 def cmd_distill(args) -> int:
     base = experiments.default_config(args.dataset)
     config = experiments.default_config(
-        args.dataset, teachers=args.teachers or base.teachers, student=args.student or base.student,
-        temperature=args.temperature, alpha=args.alpha, epochs=args.epochs or base.epochs,
-        teacher_epochs=args.teacher_epochs, seed=args.seed, fraction=args.fraction,
-        exclude_class=args.exclude_class, combine=args.combine)
+        args.dataset,
+        teachers=args.teachers or base.teachers,
+        student=args.student or base.student,
+        temperature=args.temperature,
+        alpha=args.alpha,
+        epochs=args.epochs or base.epochs,
+        teacher_epochs=args.teacher_epochs,
+        seed=args.seed,
+        fraction=args.fraction,
+        exclude_class=args.exclude_class,
+        combine=args.combine,
+    )
     kdata.load(config.dataset, progress=_download_progress())
     progress = ProgressPrinter()
     result = experiments.distill(config, on_event=progress)
@@ -181,8 +240,10 @@ def cmd_distill(args) -> int:
         print(json.dumps(result.to_json()))
     else:
         print(_fmt_rows(result.rows))
-        print(f"\nKD gain (distilled - scratch): {result.kd_gain * 100:+.2f} points"
-              f"  [T={config.temperature:g}, alpha={config.alpha:g}, {config.epochs} epochs, seed {config.seed}]")
+        print(
+            f"\nKD gain (distilled - scratch): {result.kd_gain * 100:+.2f} points"
+            f"  [T={config.temperature:g}, alpha={config.alpha:g}, {config.epochs} epochs, seed {config.seed}]"
+        )
     return 0
 
 
@@ -190,8 +251,9 @@ def cmd_prepare(args) -> int:
     config = experiments.default_config(args.dataset)
     data = kdata.load(args.dataset, progress=_download_progress())
     progress = ProgressPrinter()
-    ens = teachers.ensemble(data, teachers.parse_members(config.teachers), epochs=config.teacher_epochs,
-                            on_event=progress)
+    ens = teachers.ensemble(
+        data, teachers.parse_members(config.teachers), epochs=config.teacher_epochs, on_event=progress
+    )
     progress.close()
     print(_fmt_rows(experiments.teacher_rows(data, ens)))
     print(f"\nCached in {teachers.cache_dir()}")
@@ -208,11 +270,17 @@ def _download_progress():
         bar.update(done - bar.n)
         if total and done >= total:
             bar.close()
+
     return update
 
 
-COMMANDS = {"datasets": cmd_datasets, "models": cmd_models, "teachers": cmd_teachers,
-            "distill": cmd_distill, "prepare": cmd_prepare}
+COMMANDS = {
+    "datasets": cmd_datasets,
+    "models": cmd_models,
+    "teachers": cmd_teachers,
+    "distill": cmd_distill,
+    "prepare": cmd_prepare,
+}
 
 
 def main(argv: list[str] | None = None) -> int:

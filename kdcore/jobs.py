@@ -19,9 +19,11 @@ most recent KEEP_OTHER_EVENTS of the others (step-level progress), trimmed in ba
 briefly hold up to twice that; and a runner forgets its oldest finished jobs beyond
 ``keep_finished`` (a page holding a Job object can still read it).
 """
+
 from __future__ import annotations
 
 import bisect
+import contextlib
 import enum
 import itertools
 import os
@@ -29,13 +31,14 @@ import threading
 import time
 import traceback as tb
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 KEEP_OTHER_EVENTS = 2000
 
 
-class JobState(str, enum.Enum):
+class JobState(enum.StrEnum):
     QUEUED = "queued"
     RUNNING = "running"
     DONE = "done"
@@ -81,8 +84,8 @@ class Job:
     created: float = field(default_factory=time.time)
     started: float | None = None
     finished: float | None = None
-    error: str | None = None       # set only when FAILED; never a traceback
-    traceback: str | None = None   # full text for logs, also kept when a cancelled job raised
+    error: str | None = None  # set only when FAILED; never a traceback
+    traceback: str | None = None  # full text for logs, also kept when a cancelled job raised
     _runner: JobRunner | None = field(default=None, repr=False)
     _call: tuple | None = field(default=None, repr=False)
     _state: JobState = field(default=JobState.QUEUED, repr=False)
@@ -240,21 +243,22 @@ class JobRunner:
         self._pending: deque[Job] = deque()
         self._closing = False
         self._cond = threading.Condition()
-        self._workers = [threading.Thread(target=self._work, name=f"kd-job-worker-{i + 1}", daemon=True)
-                         for i in range(max_workers)]
+        self._workers = [
+            threading.Thread(target=self._work, name=f"kd-job-worker-{i + 1}", daemon=True) for i in range(max_workers)
+        ]
         for worker in self._workers:
             worker.start()
 
-    def submit(self, fn: Callable, /, *args, name: str = "", kind: str = "", owner: str | None = None,
-               **kwargs) -> Job:
+    def submit(self, fn: Callable, /, *args, name: str = "", kind: str = "", owner: str | None = None, **kwargs) -> Job:
         """Queue fn(*args, on_event=..., cancel=..., **kwargs) and return its Job at once."""
         if not callable(fn):
             raise TypeError(f"fn must be callable, got {fn!r}")
         for reserved in ("on_event", "cancel"):
             if reserved in kwargs:
                 raise TypeError(f"{reserved} is supplied by the runner; do not pass it to submit()")
-        job = Job(name=name or getattr(fn, "__name__", "job"), kind=kind, owner=owner,
-                  _runner=self, _call=(fn, args, kwargs))
+        job = Job(
+            name=name or getattr(fn, "__name__", "job"), kind=kind, owner=owner, _runner=self, _call=(fn, args, kwargs)
+        )
         with self._cond:
             if self._closing:
                 raise RuntimeError("this JobRunner has been shut down")
@@ -306,17 +310,15 @@ class JobRunner:
                 return None
 
     def _unqueue(self, job: Job) -> None:
-        with self._cond:
-            try:
-                self._pending.remove(job)
-            except ValueError:
-                pass  # a worker already took it and will skip it
+        # ValueError: a worker already took it and will skip it
+        with self._cond, contextlib.suppress(ValueError):
+            self._pending.remove(job)
         self._forget_old()
 
     def _forget_old(self) -> None:
         with self._cond:
             finished = [j for j in self._jobs.values() if j.done]
-            for job in finished[:max(0, len(finished) - self.keep_finished)]:
+            for job in finished[: max(0, len(finished) - self.keep_finished)]:
                 del self._jobs[job.id]
 
 

@@ -1,8 +1,9 @@
 """Shareable links: a RunConfig to and from URL query parameters, with bad values clamped or dropped and said so."""
+
 from __future__ import annotations
 
 import math
-from typing import Mapping
+from collections.abc import Mapping
 
 from . import data as kdata
 from . import models, teachers
@@ -18,9 +19,16 @@ PARAMS = ("dataset", "teachers", "student", "T", "alpha", "epochs", "fraction", 
 
 
 def config_to_params(cfg: RunConfig) -> dict[str, str]:
-    return {"dataset": cfg.dataset, "teachers": ",".join(cfg.teachers), "student": cfg.student,
-            "T": f"{cfg.temperature:g}", "alpha": f"{cfg.alpha:g}", "epochs": str(cfg.epochs),
-            "fraction": f"{cfg.fraction:g}", "seed": str(cfg.seed)}
+    return {
+        "dataset": cfg.dataset,
+        "teachers": ",".join(cfg.teachers),
+        "student": cfg.student,
+        "T": f"{cfg.temperature:g}",
+        "alpha": f"{cfg.alpha:g}",
+        "epochs": str(cfg.epochs),
+        "fraction": f"{cfg.fraction:g}",
+        "seed": str(cfg.seed),
+    }
 
 
 def _number(text: str, name: str, warnings: list[str]) -> float | None:
@@ -46,8 +54,10 @@ def config_from_params(params: Mapping[str, str]) -> tuple[RunConfig, list[str]]
     warnings: list[str] = []
     dataset = params.get("dataset", "mnist-sample")
     if dataset not in kdata.DATASETS:
-        warnings.append(f"The link's dataset {dataset!r} is unknown (choose from {', '.join(kdata.DATASETS)}); "
-                        "mnist-sample is used instead.")
+        warnings.append(
+            f"The link's dataset {dataset!r} is unknown (choose from {', '.join(kdata.DATASETS)}); "
+            "mnist-sample is used instead."
+        )
         dataset = "mnist-sample"
     base = default_config(dataset)
     values: dict = {}
@@ -61,12 +71,16 @@ def config_from_params(params: Mapping[str, str]) -> tuple[RunConfig, list[str]]
         if params["student"] in students:
             values["student"] = params["student"]
         else:
-            warnings.append(f"The link's student {params['student']!r} is unknown (choose from {', '.join(students)}); "
-                            f"{base.student} is used instead.")
-    for key, field_, (low, high), whole in (("T", "temperature", TEMPERATURE_RANGE, False),
-                                            ("alpha", "alpha", (0.0, 1.0), False),
-                                            ("epochs", "epochs", EPOCH_RANGE, True),
-                                            ("seed", "seed", SEED_RANGE, True)):
+            warnings.append(
+                f"The link's student {params['student']!r} is unknown (choose from {', '.join(students)}); "
+                f"{base.student} is used instead."
+            )
+    for key, field_, (low, high), whole in (
+        ("T", "temperature", TEMPERATURE_RANGE, False),
+        ("alpha", "alpha", (0.0, 1.0), False),
+        ("epochs", "epochs", EPOCH_RANGE, True),
+        ("seed", "seed", SEED_RANGE, True),
+    ):
         if key in params:
             value = _number(params[key], key, warnings)
             if value is not None:
@@ -77,8 +91,10 @@ def config_from_params(params: Mapping[str, str]) -> tuple[RunConfig, list[str]]
         if value is not None:
             nearest = min(FRACTIONS, key=lambda f: abs(f - value))
             if not math.isclose(nearest, value):
-                warnings.append(f"The link's fraction={params['fraction']} is not one of the offered fractions; "
-                                f"{nearest:g} is used instead.")
+                warnings.append(
+                    f"The link's fraction={params['fraction']} is not one of the offered fractions; "
+                    f"{nearest:g} is used instead."
+                )
             values["fraction"] = nearest
     unknown = sorted(set(params) - set(PARAMS) - {"page"})
     if unknown:

@@ -8,6 +8,7 @@ Every "logits" argument is a float tensor of shape N x K and every y an int64 te
 indices. Wherever a model is expected, a sequence of models (an ensemble) is also accepted and
 costs the sum of its members, because every member has to be stored and run.
 """
+
 from __future__ import annotations
 
 import statistics
@@ -47,8 +48,9 @@ def _check_labels(logits: torch.Tensor, y: torch.Tensor, num_classes: int | None
     if y.shape[0] != logits.shape[0]:
         raise ValueError(f"y must have one label per row of logits ({logits.shape[0]}), got {y.shape[0]}")
     if y.min() < 0 or y.max() >= k:
-        raise ValueError(f"y must hold class indices from 0 to {k - 1}, "
-                         f"got values from {int(y.min())} to {int(y.max())}")
+        raise ValueError(
+            f"y must hold class indices from 0 to {k - 1}, got values from {int(y.min())} to {int(y.max())}"
+        )
     return logits.argmax(dim=1)
 
 
@@ -56,8 +58,10 @@ def _check_pair(student_logits: torch.Tensor, teacher_logits: torch.Tensor) -> N
     _check_logits(student_logits, "student_logits")
     _check_logits(teacher_logits, "teacher_logits")
     if student_logits.shape != teacher_logits.shape:
-        raise ValueError(f"teacher_logits must have the same shape as student_logits "
-                         f"{tuple(student_logits.shape)}, got {tuple(teacher_logits.shape)}")
+        raise ValueError(
+            f"teacher_logits must have the same shape as student_logits "
+            f"{tuple(student_logits.shape)}, got {tuple(teacher_logits.shape)}"
+        )
 
 
 def accuracy(logits: torch.Tensor, y: torch.Tensor) -> float:
@@ -95,8 +99,9 @@ def expected_calibration_error(logits: torch.Tensor, y: torch.Tensor, n_bins: in
     edges = torch.linspace(0.0, 1.0, n_bins + 1, dtype=torch.float64)[1:-1]
     bins = torch.bucketize(conf, edges)
     count = torch.bincount(bins, minlength=n_bins).double()
-    gap = (torch.bincount(bins, weights=correct, minlength=n_bins)
-           - torch.bincount(bins, weights=conf, minlength=n_bins)).abs()
+    gap = (
+        torch.bincount(bins, weights=correct, minlength=n_bins) - torch.bincount(bins, weights=conf, minlength=n_bins)
+    ).abs()
     # |sum(correct) - sum(conf)| per bin equals count * |accuracy - confidence|, with no 0/0 for empty bins.
     return (gap.sum() / count.sum()).item()
 
@@ -115,9 +120,12 @@ def kl_to_teacher(student_logits: torch.Tensor, teacher_logits: torch.Tensor, te
     """
     _check_pair(student_logits, teacher_logits)
     t = check_temperature(temperature)
-    return F.kl_div(F.log_softmax(student_logits.double() / t, dim=1),
-                    F.log_softmax(teacher_logits.double() / t, dim=1),
-                    reduction="batchmean", log_target=True).item()
+    return F.kl_div(
+        F.log_softmax(student_logits.double() / t, dim=1),
+        F.log_softmax(teacher_logits.double() / t, dim=1),
+        reduction="batchmean",
+        log_target=True,
+    ).item()
 
 
 def _members(models: nn.Module | Sequence[nn.Module]) -> list[nn.Module]:
@@ -146,8 +154,13 @@ def _serialisable_state(model: nn.Module) -> dict[str, torch.Tensor]:
     seen: set[tuple] = set()
     state = {}
     for name, tensor in model.state_dict().items():
-        key = (tensor.untyped_storage().data_ptr(), tensor.storage_offset(), tuple(tensor.shape),
-               tensor.stride(), tensor.dtype)
+        key = (
+            tensor.untyped_storage().data_ptr(),
+            tensor.storage_offset(),
+            tuple(tensor.shape),
+            tensor.stride(),
+            tensor.dtype,
+        )
         if tensor.numel() > 0:
             if key in seen:
                 continue
@@ -163,9 +176,9 @@ def size_bytes(models: nn.Module | Sequence[nn.Module]) -> int:
 
 @dataclass(frozen=True)
 class Latency:
-    ms_batch1: float          # median ms per single-image forward pass
-    throughput_b256: float    # images / second at batch 256 (median over repeats)
-    threads: int              # torch intra-op threads used for the measurement
+    ms_batch1: float  # median ms per single-image forward pass
+    throughput_b256: float  # images / second at batch 256 (median over repeats)
+    threads: int  # torch intra-op threads used for the measurement
 
 
 def _check_count(value: int, name: str, minimum: int) -> int:
@@ -174,8 +187,9 @@ def _check_count(value: int, name: str, minimum: int) -> int:
     return value
 
 
-def _median_seconds(members: list[nn.Module], x: torch.Tensor, warmup: int, repeats: int,
-                    device: torch.device) -> float:
+def _median_seconds(
+    members: list[nn.Module], x: torch.Tensor, warmup: int, repeats: int, device: torch.device
+) -> float:
     def sync() -> None:
         # CUDA kernels run asynchronously; without a sync the timer would only measure the launch.
         if device.type == "cuda":
@@ -195,9 +209,16 @@ def _median_seconds(members: list[nn.Module], x: torch.Tensor, warmup: int, repe
     return statistics.median(times)
 
 
-def measure_latency(models: nn.Module | Sequence[nn.Module], input_shape: tuple[int, int, int], *,
-                    threads: int | None = None, warmup: int = 5, repeats: int = 30, repeats_b256: int = 5,
-                    device: str | torch.device = "cpu") -> Latency:
+def measure_latency(
+    models: nn.Module | Sequence[nn.Module],
+    input_shape: tuple[int, int, int],
+    *,
+    threads: int | None = None,
+    warmup: int = 5,
+    repeats: int = 30,
+    repeats_b256: int = 5,
+    device: str | torch.device = "cpu",
+) -> Latency:
     """Median latency at batch 1 and throughput at batch 256 of a model, or of an ensemble run as one model.
 
     The models must already be on `device`. They are timed in eval mode under inference_mode with
@@ -205,8 +226,11 @@ def measure_latency(models: nn.Module | Sequence[nn.Module], input_shape: tuple[
     training flag are restored afterwards.
     """
     members = _members(models)
-    if (not isinstance(input_shape, (tuple, list)) or len(input_shape) != 3
-            or not all(isinstance(d, int) and not isinstance(d, bool) and d > 0 for d in input_shape)):
+    if (
+        not isinstance(input_shape, (tuple, list))
+        or len(input_shape) != 3
+        or not all(isinstance(d, int) and not isinstance(d, bool) and d > 0 for d in input_shape)
+    ):
         raise ValueError(f"input_shape must be three positive ints (channels, height, width), got {input_shape!r}")
     threads = LATENCY_THREADS if threads is None else _check_count(threads, "threads", 1)
     _check_count(warmup, "warmup", 0)

@@ -1,8 +1,9 @@
 """The model zoo: named teacher and student architectures for 1x28x28 and 3x32x32 images, 10 classes."""
+
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import torch
 from torch import nn
@@ -40,9 +41,15 @@ def _lenet(shape, c1: int, c2: int, fc: int, dropout: float = 0.0) -> nn.Module:
     """Two 5x5 conv blocks then one hidden fully connected layer."""
     side = shape[1] // 4
     layers: list[nn.Module] = [
-        nn.Conv2d(shape[0], c1, 5, padding=2), nn.ReLU(), nn.MaxPool2d(2),
-        nn.Conv2d(c1, c2, 5, padding=2), nn.ReLU(), nn.MaxPool2d(2),
-        nn.Flatten(), nn.Linear(c2 * side * side, fc), nn.ReLU(),
+        nn.Conv2d(shape[0], c1, 5, padding=2),
+        nn.ReLU(),
+        nn.MaxPool2d(2),
+        nn.Conv2d(c1, c2, 5, padding=2),
+        nn.ReLU(),
+        nn.MaxPool2d(2),
+        nn.Flatten(),
+        nn.Linear(c2 * side * side, fc),
+        nn.ReLU(),
     ]
     if dropout:
         layers.append(nn.Dropout(dropout))
@@ -66,19 +73,37 @@ def _vgg(shape, widths: tuple[int, ...]) -> nn.Module:
 
 
 _SPECS = [
-    ModelSpec("cnn-wide", "teacher", "Wide 2-block CNN (5x5 convs 16/32, 512-unit dense layer, dropout)",
-              lambda s: _lenet(s, 16, 32, 512, dropout=0.3)),
-    ModelSpec("cnn-deep", "teacher", "Deep 6-layer CNN (3x3 convs with batch norm, 12/24/48 channels)",
-              lambda s: _vgg(s, (12, 24, 48))),
-    ModelSpec("mlp-wide", "teacher", "Wide MLP (two hidden layers of 1200 units, dropout), as in Hinton et al. 2015",
-              lambda s: _mlp(s, (1200, 1200), dropout=0.3)),
+    ModelSpec(
+        "cnn-wide",
+        "teacher",
+        "Wide 2-block CNN (5x5 convs 16/32, 512-unit dense layer, dropout)",
+        lambda s: _lenet(s, 16, 32, 512, dropout=0.3),
+    ),
+    ModelSpec(
+        "cnn-deep",
+        "teacher",
+        "Deep 6-layer CNN (3x3 convs with batch norm, 12/24/48 channels)",
+        lambda s: _vgg(s, (12, 24, 48)),
+    ),
+    ModelSpec(
+        "mlp-wide",
+        "teacher",
+        "Wide MLP (two hidden layers of 1200 units, dropout), as in Hinton et al. 2015",
+        lambda s: _mlp(s, (1200, 1200), dropout=0.3),
+    ),
     ModelSpec("mlp-tiny", "student", "Tiny MLP (one hidden layer of 16 units)", lambda s: _mlp(s, (16,))),
     ModelSpec("mlp-small", "student", "Small MLP (one hidden layer of 64 units)", lambda s: _mlp(s, (64,))),
     ModelSpec("mlp-medium", "student", "Medium MLP (two hidden layers of 256 units)", lambda s: _mlp(s, (256, 256))),
     ModelSpec("cnn-tiny", "student", "Tiny CNN (4 and 8 channels, 16-unit dense layer)", lambda s: _lenet(s, 4, 8, 16)),
-    ModelSpec("cnn-small", "student", "Small CNN (8 and 16 channels, 64-unit dense layer)", lambda s: _lenet(s, 8, 16, 64)),
-    ModelSpec("cnn-medium", "student", "Medium CNN (16 and 32 channels, 128-unit dense layer)",
-              lambda s: _lenet(s, 16, 32, 128)),
+    ModelSpec(
+        "cnn-small", "student", "Small CNN (8 and 16 channels, 64-unit dense layer)", lambda s: _lenet(s, 8, 16, 64)
+    ),
+    ModelSpec(
+        "cnn-medium",
+        "student",
+        "Medium CNN (16 and 32 channels, 128-unit dense layer)",
+        lambda s: _lenet(s, 16, 32, 128),
+    ),
 ]
 ZOO = {spec.name: spec for spec in _SPECS}
 STUDENT_SIZES = ("tiny", "small", "medium")

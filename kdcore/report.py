@@ -4,10 +4,11 @@ Teachers and ensembles are shared by every run that used them, so they appear on
 its scratch and distilled student. Speed-up and compression are measured against the ensemble the
 row's run (or teacher) belongs to, so rows from different datasets or ensembles never mix.
 """
+
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from collections.abc import Sequence
 
 import pandas as pd
 from safetensors.torch import save
@@ -20,8 +21,22 @@ ACCURACY, PARAMS, SIZE = "Accuracy (%)", "Params", "Size (MB)"
 LATENCY, THROUGHPUT = "Latency b=1 (ms)", "Throughput b=256 (img/s)"
 SPEEDUP, COMPRESSION = "Speed-up vs ensemble (×)", "Compression vs ensemble (×)"
 AGREEMENT, ECE, PARTIAL = "Agreement with teacher (%)", "ECE", "Partial"
-COLUMNS = [MODEL, ROLE, DATASET, RUN, ACCURACY, PARAMS, SIZE, LATENCY, THROUGHPUT, SPEEDUP, COMPRESSION,
-           AGREEMENT, ECE, PARTIAL]
+COLUMNS = [
+    MODEL,
+    ROLE,
+    DATASET,
+    RUN,
+    ACCURACY,
+    PARAMS,
+    SIZE,
+    LATENCY,
+    THROUGHPUT,
+    SPEEDUP,
+    COMPRESSION,
+    AGREEMENT,
+    ECE,
+    PARTIAL,
+]
 STUDENT_ROLES = ("scratch", "distilled")
 SINGLE_TEACHER_PREFIX = "teacher "
 
@@ -40,7 +55,7 @@ def _ensemble_key(cfg: RunConfig) -> tuple:
 
 
 def run_label(index: int, result: RunResult, role: str) -> str:
-    """"run 2: distilled mlp-small (T=4, α=0.9)" — the scratch student has no T or α to show."""
+    """ "run 2: distilled mlp-small (T=4, α=0.9)" — the scratch student has no T or α to show."""
     cfg = result.config
     if role == "distilled":
         return f"run {index}: distilled {cfg.student} (T={cfg.temperature:g}, α={cfg.alpha:g})"
@@ -54,10 +69,20 @@ def _ensemble_label(cfg: RunConfig) -> str:
 
 
 def _record(model, role, dataset, runs, row, partial) -> dict:
-    return {MODEL: model, ROLE: role, DATASET: dataset, RUN: runs, ACCURACY: _pct(row.accuracy),
-            PARAMS: int(row.params), SIZE: row.size_bytes / 1e6, LATENCY: _num(row.latency_ms_b1),
-            THROUGHPUT: _num(row.throughput_b256), AGREEMENT: _pct(row.agreement), ECE: _num(row.ece),
-            PARTIAL: bool(partial)}
+    return {
+        MODEL: model,
+        ROLE: role,
+        DATASET: dataset,
+        RUN: runs,
+        ACCURACY: _pct(row.accuracy),
+        PARAMS: int(row.params),
+        SIZE: row.size_bytes / 1e6,
+        LATENCY: _num(row.latency_ms_b1),
+        THROUGHPUT: _num(row.throughput_b256),
+        AGREEMENT: _pct(row.agreement),
+        ECE: _num(row.ece),
+        PARTIAL: bool(partial),
+    }
 
 
 def comparison_table(results: Sequence[RunResult]) -> pd.DataFrame:
@@ -84,18 +109,23 @@ def comparison_table(results: Sequence[RunResult]) -> pd.DataFrame:
             if row.role == "teacher":
                 # A member trained the same way is the same model whichever ensemble it joined.
                 identity = ("teacher", cfg.dataset, row.name, cfg.teacher_epochs)
-                add_shared(identity, group, lambda: _record(f"teacher {row.name}", "teacher", cfg.dataset, "",
-                                                            row, False))
+                add_shared(
+                    identity,
+                    group,
+                    lambda row=row, cfg=cfg: _record(f"teacher {row.name}", "teacher", cfg.dataset, "", row, False),
+                )
             elif row.role == "ensemble":
                 identity = ("ensemble",) + group
-                add_shared(identity, group, lambda: _record(_ensemble_label(cfg), "ensemble", cfg.dataset, "",
-                                                            row, False))
+                add_shared(
+                    identity,
+                    group,
+                    lambda row=row, cfg=cfg: _record(_ensemble_label(cfg), "ensemble", cfg.dataset, "", row, False),
+                )
                 ensemble_of.setdefault(group, index_of[identity])
         for role in STUDENT_ROLES:
             row = result.row(role)
             if row is not None:
-                records.append(_record(run_label(run, result, role), role, cfg.dataset, str(run), row,
-                                       result.partial))
+                records.append(_record(run_label(run, result, role), role, cfg.dataset, str(run), row, result.partial))
                 group_of.append(group)
 
     for identity, i in index_of.items():
@@ -128,8 +158,9 @@ def pareto_front(df: pd.DataFrame, x: str = LATENCY, y: str = ACCURACY) -> pd.Se
         if not valid[i]:
             front.append(False)
             continue
-        dominated = any(valid[j] and xs[j] <= xs[i] and ys[j] >= ys[i] and (xs[j] < xs[i] or ys[j] > ys[i])
-                        for j in range(len(df)))
+        dominated = any(
+            valid[j] and xs[j] <= xs[i] and ys[j] >= ys[i] and (xs[j] < xs[i] or ys[j] > ys[i]) for j in range(len(df))
+        )
         front.append(not dominated)
     return pd.Series(front, index=df.index, dtype=bool, name="Pareto front")
 
@@ -145,7 +176,7 @@ def student_weights_bytes(model: nn.Module, metadata: dict[str, str] | None = No
 
 
 def weights_filename(result: RunResult, role: str) -> str:
-    """"kd-mnist-sample-distilled-mlp-small-T4-a0.9-seed0.safetensors"; "-partial" marks a stopped run."""
+    """ "kd-mnist-sample-distilled-mlp-small-T4-a0.9-seed0.safetensors"; "-partial" marks a stopped run."""
     if role not in STUDENT_ROLES:
         raise ValueError(f"role must be one of {', '.join(STUDENT_ROLES)}, got {role!r}")
     cfg = result.config
@@ -187,8 +218,7 @@ def summary_sentence(df: pd.DataFrame) -> str:
     if not ens.empty:
         e = ens.iloc[0]
         teacher = "teacher" if str(e[MODEL]).startswith(SINGLE_TEACHER_PREFIX) else "teacher ensemble"
-        claims = [c for c in (_times(d[COMPRESSION], "smaller", "larger"), _times(d[SPEEDUP], "faster", "slower"))
-                  if c]
+        claims = [c for c in (_times(d[COMPRESSION], "smaller", "larger"), _times(d[SPEEDUP], "faster", "slower")) if c]
         diff = d[ACCURACY] - e[ACCURACY]
         if abs(diff) < 0.05:
             acc = "matches its accuracy"
@@ -197,16 +227,19 @@ def summary_sentence(df: pd.DataFrame) -> str:
         else:
             acc = f"gains {diff:.1f} points of accuracy"
         shape = (" and ".join(claims) + f" than the {teacher} and ") if claims else f"compared with the {teacher}, "
-        parts.append(f"Run {run}: the distilled student is {shape}{acc} "
-                     f"({d[ACCURACY]:.1f} % vs {e[ACCURACY]:.1f} %).")
+        parts.append(f"Run {run}: the distilled student is {shape}{acc} ({d[ACCURACY]:.1f} % vs {e[ACCURACY]:.1f} %).")
     else:
         parts.append(f"Run {run}: the distilled student reaches {d[ACCURACY]:.1f} % accuracy.")
     if not scratch.empty:
         s = scratch.iloc[0]
         gain = d[ACCURACY] - s[ACCURACY]
-        verdict = ("so the teacher made no measurable difference" if abs(gain) < 0.05 else
-                   f"so distillation adds {gain:.1f} points" if gain > 0 else
-                   f"so distillation cost {-gain:.1f} points here")
+        verdict = (
+            "so the teacher made no measurable difference"
+            if abs(gain) < 0.05
+            else f"so distillation adds {gain:.1f} points"
+            if gain > 0
+            else f"so distillation cost {-gain:.1f} points here"
+        )
         parts.append(f"The same student trained without a teacher reaches {s[ACCURACY]:.1f} %, {verdict}.")
     if bool(d[PARTIAL]):
         parts.append("This run was stopped early, so its students are not fully trained.")

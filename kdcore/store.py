@@ -6,6 +6,7 @@ once without losing a row.
 A damaged database file is moved aside (never deleted) and a fresh, empty history is started in its place;
 `RunStore.recovered_message` then says so once for the UI to show.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -17,9 +18,9 @@ import sqlite3
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 import filelock
 import safetensors.torch
@@ -33,8 +34,20 @@ SCHEMA_VERSION = 1
 DEFAULT_FILENAME = "history.sqlite3"
 STUDENTS_FOLDER = "students"
 BUSY_TIMEOUT_S = 10.0
-SORT_KEYS = ("created", "id", "kind", "dataset", "partial", "kd_gain", "scratch_acc", "distilled_acc", "student",
-             "temperature", "alpha", "epochs")
+SORT_KEYS = (
+    "created",
+    "id",
+    "kind",
+    "dataset",
+    "partial",
+    "kd_gain",
+    "scratch_acc",
+    "distilled_acc",
+    "student",
+    "temperature",
+    "alpha",
+    "epochs",
+)
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (
@@ -143,8 +156,10 @@ class RunStore:
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
-            raise StoreError(f"Cannot create the folder for the run history {self.path.parent} "
-                             f"({exc.strerror or exc}). Set KD_DATA_DIR to a folder you can write to.") from None
+            raise StoreError(
+                f"Cannot create the folder for the run history {self.path.parent} "
+                f"({exc.strerror or exc}). Set KD_DATA_DIR to a folder you can write to."
+            ) from None
         self._anchor: sqlite3.Connection | None = None
         self._anchor_lock = threading.Lock()
         self._call(self._check, recover=True)
@@ -155,11 +170,14 @@ class RunStore:
     def _connect(self, *, any_thread: bool = False) -> sqlite3.Connection:
         try:
             # isolation_level=None: transactions are opened explicitly, so writes take the lock up front.
-            conn = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_S, isolation_level=None,
-                                   check_same_thread=not any_thread)
+            conn = sqlite3.connect(
+                self.path, timeout=BUSY_TIMEOUT_S, isolation_level=None, check_same_thread=not any_thread
+            )
         except sqlite3.OperationalError as exc:
-            raise StoreError(f"Cannot open the run history {self.path} ({exc}). Check that the folder is "
-                             "writable, or set KD_DATA_DIR to one that is.") from None
+            raise StoreError(
+                f"Cannot open the run history {self.path} ({exc}). Check that the folder is "
+                "writable, or set KD_DATA_DIR to one that is."
+            ) from None
         conn.row_factory = sqlite3.Row
         return conn
 
@@ -201,8 +219,10 @@ class RunStore:
             except sqlite3.DatabaseError as exc:
                 if not (recover and attempt == 1 and _is_damage(exc)):
                     if isinstance(exc, sqlite3.OperationalError):
-                        raise StoreError(f"The run history {self.path} could not be used ({exc}). Another "
-                                         "session may be writing a lot right now; try again in a moment.") from None
+                        raise StoreError(
+                            f"The run history {self.path} could not be used ({exc}). Another "
+                            "session may be writing a lot right now; try again in a moment."
+                        ) from None
                     raise
             finally:
                 conn.close()
@@ -214,9 +234,11 @@ class RunStore:
         conn.execute("PRAGMA journal_mode=WAL")
         version = conn.execute("PRAGMA user_version").fetchone()[0]
         if version > SCHEMA_VERSION:
-            raise StoreError(f"The run history {self.path} was written by a newer KD Playground (schema {version}; "
-                             f"this one reads up to {SCHEMA_VERSION}). Update the app, or set KD_DATA_DIR to "
-                             "another folder.")
+            raise StoreError(
+                f"The run history {self.path} was written by a newer KD Playground (schema {version}; "
+                f"this one reads up to {SCHEMA_VERSION}). Update the app, or set KD_DATA_DIR to "
+                "another folder."
+            )
         if version < SCHEMA_VERSION:
             with self._transaction(conn):
                 for statement in filter(str.strip, _SCHEMA.split(";")):
@@ -230,8 +252,15 @@ class RunStore:
     def _seed_ids(self, conn: sqlite3.Connection) -> None:
         # Ids must not reuse the number of a student file left from an older (e.g. damaged) history:
         # saving would overwrite that file.
-        taken = [int(m.group(1)) for p in self.students_dir.glob("run-*.safetensors")
-                 if (m := _STUDENT_FILE.search(p.name))] if self.students_dir.is_dir() else []
+        taken = (
+            [
+                int(m.group(1))
+                for p in self.students_dir.glob("run-*.safetensors")
+                if (m := _STUDENT_FILE.search(p.name))
+            ]
+            if self.students_dir.is_dir()
+            else []
+        )
         if taken:
             conn.execute("INSERT INTO sqlite_sequence (name, seq) VALUES ('runs', ?)", (max(taken),))
 
@@ -260,11 +289,14 @@ class RunStore:
                 if side.exists():
                     os.replace(side, Path(str(target) + suffix))
         except OSError as exc:
-            raise StoreError(f"The run history {self.path} is damaged and could not be moved aside "
-                             f"({exc.strerror or exc}). Move or delete it by hand and reload.") from None
+            raise StoreError(
+                f"The run history {self.path} is damaged and could not be moved aside "
+                f"({exc.strerror or exc}). Move or delete it by hand and reload."
+            ) from None
         self.damaged_path = target
-        self.recovered_message = (f"The run history file was damaged; it was kept as {target} and a new, "
-                                  "empty history was started.")
+        self.recovered_message = (
+            f"The run history file was damaged; it was kept as {target} and a new, empty history was started."
+        )
 
     def _healthy(self) -> bool:
         conn = self._connect()
@@ -278,8 +310,16 @@ class RunStore:
 
     # ---- writing --------------------------------------------------------------------------------
 
-    def _insert(self, kind: str, dataset: str, config: dict, metrics: dict, curves: dict | None, partial: bool,
-                student: bytes | None = None) -> int:
+    def _insert(
+        self,
+        kind: str,
+        dataset: str,
+        config: dict,
+        metrics: dict,
+        curves: dict | None,
+        partial: bool,
+        student: bytes | None = None,
+    ) -> int:
         if not isinstance(kind, str) or not kind.strip():
             raise ValueError(f"kind must be a non-empty string such as 'distill' or 'sweep', got {kind!r}")
         if dataset not in kdata.DATASETS:
@@ -297,12 +337,15 @@ class RunStore:
                 with self._transaction(conn):
                     run_id = conn.execute(
                         "INSERT INTO runs (created, kind, dataset, partial, config_json, metrics_json, curves_json)"
-                        " VALUES (?, ?, ?, ?, ?, ?, ?)", (time.time(), kind, dataset, int(bool(partial)), *texts),
+                        " VALUES (?, ?, ?, ?, ?, ?, ?)",
+                        (time.time(), kind, dataset, int(bool(partial)), *texts),
                     ).lastrowid
                     if student is not None:
                         written = self._write_student(run_id, student)
-                        conn.execute("UPDATE runs SET student_path = ? WHERE id = ?",
-                                     (written.relative_to(self.path.parent).as_posix(), run_id))
+                        conn.execute(
+                            "UPDATE runs SET student_path = ? WHERE id = ?",
+                            (written.relative_to(self.path.parent).as_posix(), run_id),
+                        )
             except BaseException:
                 if written is not None:
                     written.unlink(missing_ok=True)
@@ -335,13 +378,19 @@ class RunStore:
         if student is not None:
             state = {k: v.detach().cpu().contiguous() for k, v in student.state_dict().items()}
             payload = safetensors.torch.save(state)
-        metrics = {"rows": [r.to_json() for r in result.rows], "kd_gain": result.kd_gain,
-                   "seconds": result.seconds, "classes": list(result.classes)}
-        return self._insert(kind, result.config.dataset, result.config.to_dict(), metrics, result.curves,
-                            result.partial, payload)
+        metrics = {
+            "rows": [r.to_json() for r in result.rows],
+            "kd_gain": result.kd_gain,
+            "seconds": result.seconds,
+            "classes": list(result.classes),
+        }
+        return self._insert(
+            kind, result.config.dataset, result.config.to_dict(), metrics, result.curves, result.partial, payload
+        )
 
-    def save_record(self, kind: str, dataset: str, config: dict, metrics: dict, curves: dict | None = None,
-                    partial: bool = False) -> int:
+    def save_record(
+        self, kind: str, dataset: str, config: dict, metrics: dict, curves: dict | None = None, partial: bool = False
+    ) -> int:
         """Keep an experiment result that has no single student (sweep, fraction, ...); returns the id."""
         return self._insert(kind, dataset, config, metrics, curves, partial)
 
@@ -354,8 +403,9 @@ class RunStore:
 
         def delete(conn: sqlite3.Connection) -> tuple[int, list[str]]:
             with self._transaction(conn):
-                paths = [r[0] for r in conn.execute(f"SELECT student_path FROM runs WHERE id IN ({marks})", ids)
-                         if r[0]]
+                paths = [
+                    r[0] for r in conn.execute(f"SELECT student_path FROM runs WHERE id IN ({marks})", ids) if r[0]
+                ]
                 count = conn.execute(f"DELETE FROM runs WHERE id IN ({marks})", ids).rowcount
             return count, paths
 
@@ -367,8 +417,9 @@ class RunStore:
 
     # ---- reading --------------------------------------------------------------------------------
 
-    def list_runs(self, dataset: str | None = None, kind: str | None = None, sort_by: str = "created",
-                  descending: bool = True) -> list[RunSummary]:
+    def list_runs(
+        self, dataset: str | None = None, kind: str | None = None, sort_by: str = "created", descending: bool = True
+    ) -> list[RunSummary]:
         """Runs matching the filters, sorted by `sort_by` (one of SORT_KEYS); runs without that value come last."""
         if sort_by not in SORT_KEYS:
             raise ValueError(f"sort_by must be one of: {', '.join(SORT_KEYS)}; got {sort_by!r}")
@@ -392,12 +443,20 @@ class RunStore:
         config, metrics = json.loads(row["config_json"]), json.loads(row["metrics_json"])
         rows = metrics.get("rows") or []
         return RunSummary(
-            id=row["id"], created=row["created"], kind=row["kind"], dataset=row["dataset"],
-            partial=bool(row["partial"]), config=config, kd_gain=metrics.get("kd_gain"),
+            id=row["id"],
+            created=row["created"],
+            kind=row["kind"],
+            dataset=row["dataset"],
+            partial=bool(row["partial"]),
+            config=config,
+            kd_gain=metrics.get("kd_gain"),
             scratch_acc=_metric(rows, "scratch") if rows else metrics.get("scratch_acc"),
             distilled_acc=_metric(rows, "distilled") if rows else metrics.get("distilled_acc"),
-            student=config.get("student"), temperature=config.get("temperature"), alpha=config.get("alpha"),
-            epochs=config.get("epochs"))
+            student=config.get("student"),
+            temperature=config.get("temperature"),
+            alpha=config.get("alpha"),
+            epochs=config.get("epochs"),
+        )
 
     def get_run(self, run_id: int) -> RunRecord:
         """The whole run; KeyError if there is no run with this id (e.g. it was deleted in another session)."""
@@ -405,10 +464,17 @@ class RunStore:
         row = self._call(lambda conn: conn.execute("SELECT * FROM runs WHERE id = ?", (run_id,)).fetchone())
         if row is None:
             raise KeyError(f"There is no saved run with id {run_id!r} in {self.path}; it may have been deleted.")
-        return RunRecord(id=row["id"], created=row["created"], kind=row["kind"], dataset=row["dataset"],
-                         partial=bool(row["partial"]), config=json.loads(row["config_json"]),
-                         metrics=json.loads(row["metrics_json"]), curves=json.loads(row["curves_json"]),
-                         student_path=self.path.parent / row["student_path"] if row["student_path"] else None)
+        return RunRecord(
+            id=row["id"],
+            created=row["created"],
+            kind=row["kind"],
+            dataset=row["dataset"],
+            partial=bool(row["partial"]),
+            config=json.loads(row["config_json"]),
+            metrics=json.loads(row["metrics_json"]),
+            curves=json.loads(row["curves_json"]),
+            student_path=self.path.parent / row["student_path"] if row["student_path"] else None,
+        )
 
     def count(self) -> int:
         return self._call(lambda conn: conn.execute("SELECT COUNT(*) FROM runs").fetchone()[0])
@@ -424,15 +490,19 @@ def load_student(record: RunRecord) -> nn.Module:
     if record.student_path is None:
         raise StoreError(f"Run {record.id} ({record.kind}) has no saved student; only distillation runs keep one.")
     if not record.student_path.is_file():
-        raise StoreError(f"The student file of run {record.id} is missing ({record.student_path}). "
-                         "Delete the run from the history, or run it again.")
+        raise StoreError(
+            f"The student file of run {record.id} is missing ({record.student_path}). "
+            "Delete the run from the history, or run it again."
+        )
     model = models.build(record.config["student"], record.config["dataset"])
     try:
         state = safetensors.torch.load_file(str(record.student_path))
         model.load_state_dict(state)
     except Exception as exc:  # a truncated file or one from another architecture
-        raise StoreError(f"The student file of run {record.id} ({record.student_path}) cannot be loaded "
-                         f"({exc}). Delete the run from the history, or run it again.") from None
+        raise StoreError(
+            f"The student file of run {record.id} ({record.student_path}) cannot be loaded "
+            f"({exc}). Delete the run from the history, or run it again."
+        ) from None
     return model.eval()
 
 
@@ -442,6 +512,7 @@ def recorded(fn: Callable, kind: str) -> Callable:
     A history that cannot be written costs the user the saved copy, not the result: the job still returns
     it, and a {"kind": "save_failed"} event says why.
     """
+
     def run(*args, on_event=None, cancel=None, **kwargs):
         on_event = on_event or (lambda e: None)
         result = fn(*args, on_event=on_event, cancel=cancel, **kwargs)
@@ -453,13 +524,15 @@ def recorded(fn: Callable, kind: str) -> Callable:
                 if isinstance(result, RunResult):
                     run_id = store.save_run(result, kind)
                 else:
-                    run_id = store.save_record(kind, result.config.dataset, result.config.to_dict(),
-                                               result.to_json(), None, result.partial)
+                    run_id = store.save_record(
+                        kind, result.config.dataset, result.config.to_dict(), result.to_json(), None, result.partial
+                    )
                 on_event({"kind": "saved", "run_id": run_id, "message": store.recovered_message})
             finally:
                 store.close()
         except (StoreError, sqlite3.Error, OSError) as exc:
             on_event({"kind": "save_failed", "message": f"The run could not be saved in the history: {exc}"})
         return result
+
     run.__name__ = getattr(fn, "__name__", "run")
     return run

@@ -20,6 +20,7 @@ are still training raises `teachers.Cancelled`, as `experiments.distill` does.
 
 `add_cli` registers the matching `python -m kdcore sweep|fraction|missing-class|capacity` commands.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -30,8 +31,8 @@ import numbers
 import sys
 import threading
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Callable, Sequence
 
 import torch
 from torch import nn
@@ -50,15 +51,20 @@ DEFAULT_TEMPERATURES = (1.0, 2.0, 4.0, 8.0)
 DEFAULT_ALPHAS = (0.25, 0.5, 0.75)
 DEFAULT_FRACTIONS = (0.01, 0.05, 0.2, 1.0)
 FRACTION_EPOCH_BOOST = 10
-EPOCH_RULE = (f"epochs x min({FRACTION_EPOCH_BOOST}, 1 / fraction), rounded, at most {MAX_EPOCHS}: "
-              "a smaller training set gets more epochs, so it still has enough optimisation steps")
-BIAS_RULE = ("the smallest bias increase after which the student predicts the missing class for as large a share "
-             "of the training images as the teacher does")
+EPOCH_RULE = (
+    f"epochs x min({FRACTION_EPOCH_BOOST}, 1 / fraction), rounded, at most {MAX_EPOCHS}: "
+    "a smaller training set gets more epochs, so it still has enough optimisation steps"
+)
+BIAS_RULE = (
+    "the smallest bias increase after which the student predicts the missing class for as large a share "
+    "of the training images as the teacher does"
+)
 
 EventFn = Callable[[dict], None]
 
 
 # --------------------------------------------------------------------------- validation and wording
+
 
 def _check_values(name: str, values, check: Callable[[float], float], *, limit: int, example: str) -> list[float]:
     """A non-empty list of at most `limit` distinct valid numbers, or a ValueError naming `name`."""
@@ -115,6 +121,7 @@ def _gain(a: float | None, b: float | None) -> float | None:
 
 # --------------------------------------------------------------------------- shared machinery
 
+
 class _Session:
     """The data, teacher and bookkeeping that every student run of one study shares."""
 
@@ -146,20 +153,42 @@ class _Session:
 
     def indices(self, *, fraction: float | None = None, exclude_class: int | None = None) -> torch.Tensor:
         c = self.config
-        return kdata.subset_indices(self.data.train_y, fraction=c.fraction if fraction is None else fraction,
-                                    exclude_class=exclude_class, seed=c.seed)
+        return kdata.subset_indices(
+            self.data.train_y,
+            fraction=c.fraction if fraction is None else fraction,
+            exclude_class=exclude_class,
+            seed=c.seed,
+        )
 
-    def fit(self, label: str, idx: torch.Tensor, *, alpha: float, student: str | None = None,
-            temperature: float | None = None, epochs: int | None = None) -> nn.Module | None:
+    def fit(
+        self,
+        label: str,
+        idx: torch.Tensor,
+        *,
+        alpha: float,
+        student: str | None = None,
+        temperature: float | None = None,
+        epochs: int | None = None,
+    ) -> nn.Module | None:
         """Train one student to the end; None if cancelled first. alpha = 0 is the scratch student."""
         if self.cancel.is_set():
             return None
         c = self.config
         model = models.build(student or c.student, c.dataset, seed=c.seed)
-        trainer = Trainer(model, self.data, student_settings(c.dataset, epochs or c.epochs), seed=c.seed,
-                          name=label, train_idx=idx, teacher_logits=self.ens.train_logits,
-                          temperature=c.temperature if temperature is None else temperature, alpha=alpha,
-                          on_event=self.emit, cancel=self.cancel, device=self.device)
+        trainer = Trainer(
+            model,
+            self.data,
+            student_settings(c.dataset, epochs or c.epochs),
+            seed=c.seed,
+            name=label,
+            train_idx=idx,
+            teacher_logits=self.ens.train_logits,
+            temperature=c.temperature if temperature is None else temperature,
+            alpha=alpha,
+            on_event=self.emit,
+            cancel=self.cancel,
+            device=self.device,
+        )
         while not trainer.finished:
             trainer.run_epoch()
         result = trainer.result()
@@ -181,11 +210,18 @@ class _Session:
 
 
 def _base_json(study: str, result) -> dict:
-    return {"study": study, "dataset": result.config.dataset, "config": result.config.to_dict(),
-            "teacher_acc": result.teacher_acc, "partial": result.partial, "seconds": round(result.seconds, 2)}
+    return {
+        "study": study,
+        "dataset": result.config.dataset,
+        "config": result.config.to_dict(),
+        "teacher_acc": result.teacher_acc,
+        "partial": result.partial,
+        "seconds": round(result.seconds, 2),
+    }
 
 
 # --------------------------------------------------------------------------- T x alpha sweep
+
 
 @dataclass
 class SweepResult:
@@ -210,10 +246,12 @@ class SweepResult:
         return [[_gain(a, self.scratch_acc) for a in row] for row in self.accuracy]
 
     def _cells(self) -> list[dict]:
-        return [{"row": i, "col": j, "temperature": t, "alpha": a, "accuracy": acc,
-                 "gain": _gain(acc, self.scratch_acc)}
-                for i, t in enumerate(self.temperatures) for j, a in enumerate(self.alphas)
-                if (acc := self.accuracy[i][j]) is not None]
+        return [
+            {"row": i, "col": j, "temperature": t, "alpha": a, "accuracy": acc, "gain": _gain(acc, self.scratch_acc)}
+            for i, t in enumerate(self.temperatures)
+            for j, a in enumerate(self.alphas)
+            if (acc := self.accuracy[i][j]) is not None
+        ]
 
     @property
     def best(self) -> dict | None:
@@ -223,39 +261,64 @@ class SweepResult:
     def reading(self) -> str:
         cells, best, s = self._cells(), self.best, self.scratch_acc
         if best is None or s is None:
-            return ("The sweep was stopped before any cell finished, so there is nothing to compare yet. "
-                    "Run it again and let at least one cell finish.")
+            return (
+                "The sweep was stopped before any cell finished, so there is nothing to compare yet. "
+                "Run it again and let at least one cell finish."
+            )
         kd = [c for c in cells if c["alpha"] > 0]  # alpha = 0 cells are the scratch student itself
         if not kd:
-            return (f"Every finished cell has α = 0, so each is the scratch student itself ({_pct(s)}). "
-                    "Add an α above 0 to see what the teacher adds.")
+            return (
+                f"Every finished cell has α = 0, so each is the scratch student itself ({_pct(s)}). "
+                "Add an α above 0 to see what the teacher adds."
+            )
         where = f"T = {best['temperature']:g}, α = {best['alpha']:g}"
         if best["alpha"] == 0:
-            first = (f"No setting with α > 0 beat the student trained from scratch ({_pct(s)}), so training on the "
-                     "labels alone (α = 0) did best here.")
+            first = (
+                f"No setting with α > 0 beat the student trained from scratch ({_pct(s)}), so training on the "
+                "labels alone (α = 0) did best here."
+            )
         elif best["gain"] > 0:
-            first = (f"The best setting was {where}: {_pct(best['accuracy'])} test accuracy, "
-                     f"{_pts(best['gain'])} against the student trained from scratch ({_pct(s)}).")
+            first = (
+                f"The best setting was {where}: {_pct(best['accuracy'])} test accuracy, "
+                f"{_pts(best['gain'])} against the student trained from scratch ({_pct(s)})."
+            )
         else:
-            first = (f"No setting beat the student trained from scratch ({_pct(s)}): the best, {where}, "
-                     f"reached {_pct(best['accuracy'])} ({_pts(best['gain'])}).")
+            first = (
+                f"No setting beat the student trained from scratch ({_pct(s)}): the best, {where}, "
+                f"reached {_pct(best['accuracy'])} ({_pts(best['gain'])})."
+            )
         worst = min(kd, key=lambda c: c["accuracy"])
         beat = sum(c["gain"] > 0 for c in kd)
         scope = f"{len(kd)} cells" + (" with α > 0" if len(kd) < len(cells) else "")
         scope += " finished before the stop" if self.partial else ""
-        second = (f"KD beat scratch in {beat} of {scope}; the worst, T = {worst['temperature']:g}, "
-                  f"α = {worst['alpha']:g}, scored {_pct(worst['accuracy'])} ({_pts(worst['gain'])}).")
+        second = (
+            f"KD beat scratch in {beat} of {scope}; the worst, T = {worst['temperature']:g}, "
+            f"α = {worst['alpha']:g}, scored {_pct(worst['accuracy'])} ({_pts(worst['gain'])})."
+        )
         return f"{first} {second}"
 
     def to_json(self) -> dict:
-        return {**_base_json("sweep", self), "temperatures": list(self.temperatures), "alphas": list(self.alphas),
-                "accuracy": [list(row) for row in self.accuracy], "gain": self.gain, "scratch_acc": self.scratch_acc,
-                "best": self.best, "cells_done": self.done, "reading": self.reading()}
+        return {
+            **_base_json("sweep", self),
+            "temperatures": list(self.temperatures),
+            "alphas": list(self.alphas),
+            "accuracy": [list(row) for row in self.accuracy],
+            "gain": self.gain,
+            "scratch_acc": self.scratch_acc,
+            "best": self.best,
+            "cells_done": self.done,
+            "reading": self.reading(),
+        }
 
 
-def sweep(config: RunConfig, temperatures: Sequence[float] = DEFAULT_TEMPERATURES,
-          alphas: Sequence[float] = DEFAULT_ALPHAS, *, on_event: EventFn | None = None,
-          cancel: threading.Event | None = None) -> SweepResult:
+def sweep(
+    config: RunConfig,
+    temperatures: Sequence[float] = DEFAULT_TEMPERATURES,
+    alphas: Sequence[float] = DEFAULT_ALPHAS,
+    *,
+    on_event: EventFn | None = None,
+    cancel: threading.Event | None = None,
+) -> SweepResult:
     """A distilled student per (T, alpha) on a grid of up to 6 x 6, and one scratch student as the reference.
 
     The scratch student trains first (it fixes the heatmap's neutral colour), then the cells row by
@@ -272,25 +335,41 @@ def sweep(config: RunConfig, temperatures: Sequence[float] = DEFAULT_TEMPERATURE
     idx = s.indices(exclude_class=config.exclude_class)
     result.scratch_acc = s.accuracy(s.fit("scratch", idx, alpha=0.0))
     if result.scratch_acc is not None:
-        s.cell(result, role="scratch", row=None, col=None, temperature=None, alpha=0.0,
-               accuracy=result.scratch_acc, gain=0.0)
+        s.cell(
+            result,
+            role="scratch",
+            row=None,
+            col=None,
+            temperature=None,
+            alpha=0.0,
+            accuracy=result.scratch_acc,
+            gain=0.0,
+        )
         cells = [(i, j, t, a) for i, t in enumerate(ts) for j, a in enumerate(als)]
         for i, j, t, a in cells:
             if s.cancel.is_set():
                 break
-            acc = result.scratch_acc if a == 0 else s.accuracy(s.fit(f"T={t:g} α={a:g}", idx, alpha=a,
-                                                                     temperature=t))
+            acc = result.scratch_acc if a == 0 else s.accuracy(s.fit(f"T={t:g} α={a:g}", idx, alpha=a, temperature=t))
             if acc is None:
                 break
             result.accuracy[i][j] = acc
-            s.cell(result, role="distilled", row=i, col=j, temperature=t, alpha=a, accuracy=acc,
-                   gain=acc - result.scratch_acc)
+            s.cell(
+                result,
+                role="distilled",
+                row=i,
+                col=j,
+                temperature=t,
+                alpha=a,
+                accuracy=acc,
+                gain=acc - result.scratch_acc,
+            )
     result.partial = result.scratch_acc is None or result.done < len(ts) * len(als)
     s.finish(result)
     return result
 
 
 # --------------------------------------------------------------------------- less data
+
 
 def fraction_epochs(epochs: int, fraction: float) -> int:
     """Student epochs at a training fraction: epochs x min(10, 1 / fraction), rounded, at most 500.
@@ -316,9 +395,15 @@ class FractionPoint:
         return _gain(self.distilled_acc, self.scratch_acc)
 
     def to_json(self) -> dict:
-        return {"fraction": self.fraction, "train_size": self.train_size, "epochs": self.epochs,
-                "steps": self.steps, "scratch_acc": self.scratch_acc, "distilled_acc": self.distilled_acc,
-                "gain": self.gain}
+        return {
+            "fraction": self.fraction,
+            "train_size": self.train_size,
+            "epochs": self.epochs,
+            "steps": self.steps,
+            "scratch_acc": self.scratch_acc,
+            "distilled_acc": self.distilled_acc,
+            "gain": self.gain,
+        }
 
 
 @dataclass
@@ -335,36 +420,56 @@ class FractionResult:
     def reading(self) -> str:
         done = [p for p in self.points if p.gain is not None]
         if not done:
-            return ("The study was stopped before any fraction finished, so there is nothing to compare yet. "
-                    "Run it again and let at least the smallest fraction finish.")
+            return (
+                "The study was stopped before any fraction finished, so there is nothing to compare yet. "
+                "Run it again and let at least the smallest fraction finish."
+            )
         best = max(done, key=lambda p: p.gain)
         if best.gain > 0:
-            first = (f"KD helped most at {_share(best.fraction)} of the data: {_pts(best.gain)} "
-                     f"({_pct(best.distilled_acc)} against {_pct(best.scratch_acc)} from scratch).")
+            first = (
+                f"KD helped most at {_share(best.fraction)} of the data: {_pts(best.gain)} "
+                f"({_pct(best.distilled_acc)} against {_pct(best.scratch_acc)} from scratch)."
+            )
         else:
-            first = (f"KD did not beat scratch at any fraction; its best was {_pts(best.gain)} "
-                     f"at {_share(best.fraction)}.")
+            first = (
+                f"KD did not beat scratch at any fraction; its best was {_pts(best.gain)} at {_share(best.fraction)}."
+            )
         least, most = done[0], done[-1]
         if len(done) == 1:
             second = f"Only {_share(best.fraction)} finished, so there is no trend across data sizes to read yet."
         elif best.gain <= 0:
-            second = (f"The gap ranged from {_pts(min(p.gain for p in done))} to {_pts(best.gain)}, so with these "
-                      "settings the soft targets cost accuracy at every data size.")
+            second = (
+                f"The gap ranged from {_pts(min(p.gain for p in done))} to {_pts(best.gain)}, so with these "
+                "settings the soft targets cost accuracy at every data size."
+            )
         elif best.gain > most.gain:
-            second = (f"With {_share(most.fraction)} of the data the gap is {_pts(most.gain)}, so the soft "
-                      "targets matter most when labelled examples are scarce.")
+            second = (
+                f"With {_share(most.fraction)} of the data the gap is {_pts(most.gain)}, so the soft "
+                "targets matter most when labelled examples are scarce."
+            )
         else:
-            second = (f"With the least data ({_share(least.fraction)}) the gap was {_pts(least.gain)}, so here "
-                      "the soft targets did not make up for missing examples.")
+            second = (
+                f"With the least data ({_share(least.fraction)}) the gap was {_pts(least.gain)}, so here "
+                "the soft targets did not make up for missing examples."
+            )
         return f"{first} {second}"
 
     def to_json(self) -> dict:
-        return {**_base_json("fraction", self), "epoch_rule": self.epoch_rule,
-                "points": [p.to_json() for p in self.points], "reading": self.reading()}
+        return {
+            **_base_json("fraction", self),
+            "epoch_rule": self.epoch_rule,
+            "points": [p.to_json() for p in self.points],
+            "reading": self.reading(),
+        }
 
 
-def fraction_study(config: RunConfig, fractions: Sequence[float] = DEFAULT_FRACTIONS, *,
-                   on_event: EventFn | None = None, cancel: threading.Event | None = None) -> FractionResult:
+def fraction_study(
+    config: RunConfig,
+    fractions: Sequence[float] = DEFAULT_FRACTIONS,
+    *,
+    on_event: EventFn | None = None,
+    cancel: threading.Event | None = None,
+) -> FractionResult:
     """KD against scratch at each training fraction (smallest first), both on the same stratified subset.
 
     The subset comes from `subset_indices(fraction, config.seed)`; config.fraction is ignored.
@@ -395,6 +500,7 @@ def fraction_study(config: RunConfig, fractions: Sequence[float] = DEFAULT_FRACT
 
 
 # --------------------------------------------------------------------------- missing class
+
 
 @dataclass
 class MissingClassRow:
@@ -432,29 +538,48 @@ class MissingClassResult:
         s, d, f = self.row("scratch"), self.row("distilled"), self.row("distilled + bias fix")
         c = f"class {self.class_name}"
         if s is None or d is None:
-            return (f"The study was stopped before both students finished, so there is nothing to compare for {c} "
-                    "yet. Run it again and let it finish.")
+            return (
+                f"The study was stopped before both students finished, so there is nothing to compare for {c} "
+                "yet. Run it again and let it finish."
+            )
         if d.missing_acc > s.missing_acc:
-            first = (f"Never shown {c}, the scratch student gets {_pct(s.missing_acc)} of its test images right and "
-                     f"the distilled one {_pct(d.missing_acc)}, learnt from the teacher's soft targets alone.")
+            first = (
+                f"Never shown {c}, the scratch student gets {_pct(s.missing_acc)} of its test images right and "
+                f"the distilled one {_pct(d.missing_acc)}, learnt from the teacher's soft targets alone."
+            )
         else:
-            first = (f"Never shown {c}, the scratch student gets {_pct(s.missing_acc)} of its test images right and "
-                     f"the distilled one {_pct(d.missing_acc)}, so the soft targets did not teach it here.")
+            first = (
+                f"Never shown {c}, the scratch student gets {_pct(s.missing_acc)} of its test images right and "
+                f"the distilled one {_pct(d.missing_acc)}, so the soft targets did not teach it here."
+            )
         if f is not None:
             origin = "as given" if self.bias_rule == "given" else "chosen on the training images"
-            second = (f"Raising the output bias of {c} by {self.bias_value:.2f} ({origin}) brings it to "
-                      f"{_pct(f.missing_acc)}, and overall accuracy from {_pct(d.accuracy)} to {_pct(f.accuracy)}.")
+            second = (
+                f"Raising the output bias of {c} by {self.bias_value:.2f} ({origin}) brings it to "
+                f"{_pct(f.missing_acc)}, and overall accuracy from {_pct(d.accuracy)} to {_pct(f.accuracy)}."
+            )
         else:
-            second = (f"Overall accuracy is {_pct(s.accuracy)} from scratch and {_pct(d.accuracy)} with KD; "
-                      "the bias fix was switched off.")
+            second = (
+                f"Overall accuracy is {_pct(s.accuracy)} from scratch and {_pct(d.accuracy)} with KD; "
+                "the bias fix was switched off."
+            )
         return f"{first} {second}"
 
     def to_json(self) -> dict:
-        return {**_base_json("missing-class", self), "missing": self.missing, "class_name": self.class_name,
-                "transfer_size": len(self.train_idx), "rows": [r.to_json() for r in self.rows],
-                "bias_fix": self.bias_fix, "bias_value": self.bias_value, "bias_rule": self.bias_rule,
-                "teacher_share": self.teacher_share, "share_before": self.share_before,
-                "share_after": self.share_after, "reading": self.reading()}
+        return {
+            **_base_json("missing-class", self),
+            "missing": self.missing,
+            "class_name": self.class_name,
+            "transfer_size": len(self.train_idx),
+            "rows": [r.to_json() for r in self.rows],
+            "bias_fix": self.bias_fix,
+            "bias_value": self.bias_value,
+            "bias_rule": self.bias_rule,
+            "teacher_share": self.teacher_share,
+            "share_before": self.share_before,
+            "share_after": self.share_after,
+            "reading": self.reading(),
+        }
 
 
 def output_layer(model: nn.Module) -> nn.Linear:
@@ -492,9 +617,15 @@ def match_share_bias(student_logits: torch.Tensor, teacher_logits: torch.Tensor,
     return max(0.0, margins[need - 1].item() + 1e-4), q
 
 
-def missing_class_study(config: RunConfig, missing: int, bias_fix: bool = True, bias_value: float | None = None, *,
-                        on_event: EventFn | None = None,
-                        cancel: threading.Event | None = None) -> MissingClassResult:
+def missing_class_study(
+    config: RunConfig,
+    missing: int,
+    bias_fix: bool = True,
+    bias_value: float | None = None,
+    *,
+    on_event: EventFn | None = None,
+    cancel: threading.Event | None = None,
+) -> MissingClassResult:
     """Hinton et al. 2015, section 3: the students' transfer set leaves out class `missing` entirely.
 
     Trains a scratch and a distilled student on the config's training fraction without that class
@@ -515,12 +646,20 @@ def missing_class_study(config: RunConfig, missing: int, bias_fix: bool = True, 
     y = s.data.test_y
 
     def row(name, logits):
-        return MissingClassRow(name, metrics.per_class_accuracy(logits, y, s.data.num_classes)[missing],
-                               metrics.accuracy(logits, y))
+        return MissingClassRow(
+            name, metrics.per_class_accuracy(logits, y, s.data.num_classes)[missing], metrics.accuracy(logits, y)
+        )
 
     idx = s.indices(exclude_class=missing)
-    result = MissingClassResult(config, missing, s.data.classes[missing], [row("teacher", s.ens.test_logits)], idx,
-                                bias_fix=bias_fix, teacher_acc=s.teacher_acc)
+    result = MissingClassResult(
+        config,
+        missing,
+        s.data.classes[missing],
+        [row("teacher", s.ens.test_logits)],
+        idx,
+        bias_fix=bias_fix,
+        teacher_acc=s.teacher_acc,
+    )
     s.start(2)
     trained = {}
     for name, alpha in (("scratch", 0.0), ("distilled", config.alpha)):
@@ -549,6 +688,7 @@ def missing_class_study(config: RunConfig, missing: int, bias_fix: bool = True, 
 
 # --------------------------------------------------------------------------- student capacity
 
+
 def family_students(student: str) -> list[str]:
     """Every size of the student's family, smallest first: "mlp-medium" -> mlp-tiny, mlp-small, mlp-medium."""
     family = student.split("-")[0]
@@ -567,8 +707,13 @@ class CapacityPoint:
         return _gain(self.distilled_acc, self.scratch_acc)
 
     def to_json(self) -> dict:
-        return {"student": self.student, "params": self.params, "scratch_acc": self.scratch_acc,
-                "distilled_acc": self.distilled_acc, "gain": self.gain}
+        return {
+            "student": self.student,
+            "params": self.params,
+            "scratch_acc": self.scratch_acc,
+            "distilled_acc": self.distilled_acc,
+            "gain": self.gain,
+        }
 
 
 @dataclass
@@ -585,39 +730,60 @@ class CapacityResult:
     def reading(self) -> str:
         done = [p for p in self.points if p.gain is not None]
         if not done:
-            return ("The study was stopped before any student size finished, so there is nothing to compare yet. "
-                    "Run it again and let at least the smallest student finish.")
+            return (
+                "The study was stopped before any student size finished, so there is nothing to compare yet. "
+                "Run it again and let at least the smallest student finish."
+            )
         best = max(done, key=lambda p: p.gain)
         if best.gain > 0:
-            first = (f"KD helped {best.student} ({best.params:,} parameters) most: {_pts(best.gain)} "
-                     f"({_pct(best.distilled_acc)} against {_pct(best.scratch_acc)} from scratch).")
+            first = (
+                f"KD helped {best.student} ({best.params:,} parameters) most: {_pts(best.gain)} "
+                f"({_pct(best.distilled_acc)} against {_pct(best.scratch_acc)} from scratch)."
+            )
         else:
             first = f"KD did not help any student size; the closest was {best.student} at {_pts(best.gain)}."
         small, large = done[0], done[-1]
         if len(done) == 1:
             second = f"Only {small.student} finished, so there is no trend across sizes to read yet."
         elif best.gain <= 0:
-            second = (f"The gain ranged from {_pts(min(p.gain for p in done))} to {_pts(best.gain)}, so with these "
-                      "settings the soft targets cost accuracy at every size.")
+            second = (
+                f"The gain ranged from {_pts(min(p.gain for p in done))} to {_pts(best.gain)}, so with these "
+                "settings the soft targets cost accuracy at every size."
+            )
         elif small is not best and best.gain - small.gain >= 0.005:
-            second = (f"The smallest, {small.student} ({small.params:,} parameters), gained {_pts(small.gain)}: too "
-                      f"small to take in much of what the {_pct(self.teacher_acc)} teacher knows.")
+            second = (
+                f"The smallest, {small.student} ({small.params:,} parameters), gained {_pts(small.gain)}: too "
+                f"small to take in much of what the {_pct(self.teacher_acc)} teacher knows."
+            )
         elif large is not best and best.gain - large.gain >= 0.005:
-            second = (f"The largest, {large.student}, gained {_pts(large.gain)}: big enough to learn most of it "
-                      "from the labels alone.")
+            second = (
+                f"The largest, {large.student}, gained {_pts(large.gain)}: big enough to learn most of it "
+                "from the labels alone."
+            )
         else:
             lo, hi = min(p.gain for p in done), max(p.gain for p in done)
-            second = (f"Every size gained about as much (from {_pts(lo)} to {_pts(hi)}), so capacity was not "
-                      "what limited KD here.")
+            second = (
+                f"Every size gained about as much (from {_pts(lo)} to {_pts(hi)}), so capacity was not "
+                "what limited KD here."
+            )
         return f"{first} {second}"
 
     def to_json(self) -> dict:
-        return {**_base_json("capacity", self), "teacher_params": self.teacher_params,
-                "points": [p.to_json() for p in self.points], "reading": self.reading()}
+        return {
+            **_base_json("capacity", self),
+            "teacher_params": self.teacher_params,
+            "points": [p.to_json() for p in self.points],
+            "reading": self.reading(),
+        }
 
 
-def capacity_study(config: RunConfig, students: Sequence[str] | None = None, *, on_event: EventFn | None = None,
-                   cancel: threading.Event | None = None) -> CapacityResult:
+def capacity_study(
+    config: RunConfig,
+    students: Sequence[str] | None = None,
+    *,
+    on_event: EventFn | None = None,
+    cancel: threading.Event | None = None,
+) -> CapacityResult:
     """A scratch and a distilled student per student size, with the config's T, alpha, epochs and data.
 
     `students` defaults to every size of config.student's family (`family_students`); results are
@@ -645,6 +811,7 @@ def capacity_study(config: RunConfig, students: Sequence[str] | None = None, *, 
 
 # --------------------------------------------------------------------------- command line
 
+
 class StudyProgress:
     """CLI progress on stderr (so --json stays clean): a bar per teacher being trained, then one bar
     over the study's students, labelled with the run in training."""
@@ -660,14 +827,22 @@ class StudyProgress:
             tqdm.write(f"teacher {event['member']}: loaded from cache", file=sys.stderr)
         elif kind == "study_start":
             self._close_teachers()
-            self.bar = tqdm(total=event["total"], desc=event["study"], unit="student", file=sys.stderr,
-                            bar_format="{desc} {bar} {n:.1f}/{total} students [{elapsed}<{remaining}] {postfix}")
+            self.bar = tqdm(
+                total=event["total"],
+                desc=event["study"],
+                unit="student",
+                file=sys.stderr,
+                bar_format="{desc} {bar} {n:.1f}/{total} students [{elapsed}<{remaining}] {postfix}",
+            )
         elif kind in ("step", "epoch") and self.bar is None:
             bar = self.teacher_bars.get(event["model"])
             if bar is None:
                 bar = self.teacher_bars[event["model"]] = tqdm(
-                    total=event["epochs"], desc=f"teacher {event['model']}", file=sys.stderr,
-                    bar_format="{desc} {bar} {n:.1f}/{total} ep [{elapsed}<{remaining}]")
+                    total=event["epochs"],
+                    desc=f"teacher {event['model']}",
+                    file=sys.stderr,
+                    bar_format="{desc} {bar} {n:.1f}/{total} ep [{elapsed}<{remaining}]",
+                )
             bar.n = event["epoch"]
             bar.refresh()
         elif kind in ("step", "epoch"):
@@ -696,11 +871,11 @@ def _download_progress() -> Callable[[int, int, str], None]:
     def update(done: int, total: int, filename: str) -> None:
         bar = bars.get(filename)
         if bar is None:
-            bar = bars[filename] = tqdm(total=total or None, desc=filename, unit="B", unit_scale=True,
-                                        file=sys.stderr)
+            bar = bars[filename] = tqdm(total=total or None, desc=filename, unit="B", unit_scale=True, file=sys.stderr)
         bar.update(done - bar.n)
         if total and done >= total:
             bar.close()
+
     return update
 
 
@@ -710,11 +885,13 @@ def _number_list(name: str, check: Callable[[float], float], limit: int, example
             values = [float(v) for v in text.split(",") if v.strip()]
         except ValueError:
             raise argparse.ArgumentTypeError(
-                f"{name} must be numbers separated by commas (e.g. {example}), got {text!r}") from None
+                f"{name} must be numbers separated by commas (e.g. {example}), got {text!r}"
+            ) from None
         try:
             return _check_values(name, values, check, limit=limit, example=example)
         except ValueError as exc:
             raise argparse.ArgumentTypeError(str(exc)) from None
+
     return parse
 
 
@@ -723,8 +900,10 @@ def _number(name: str, check: Callable[[float], float]):
         try:
             return check(float(text))
         except ValueError as exc:
-            raise argparse.ArgumentTypeError(str(exc) if "must" in str(exc)
-                                             else f"{name} must be a number, got {text!r}") from None
+            raise argparse.ArgumentTypeError(
+                str(exc) if "must" in str(exc) else f"{name} must be a number, got {text!r}"
+            ) from None
+
     return parse
 
 
@@ -750,8 +929,9 @@ def _student_list(text: str) -> list[str]:
 
 def _class_index(text: str) -> int:
     if not text.isdigit() or not 0 <= int(text) < models.NUM_CLASSES:
-        raise argparse.ArgumentTypeError(f"missing must be a class index from 0 to {models.NUM_CLASSES - 1}, "
-                                         f"got {text!r}")
+        raise argparse.ArgumentTypeError(
+            f"missing must be a class index from 0 to {models.NUM_CLASSES - 1}, got {text!r}"
+        )
     return int(text)
 
 
@@ -767,23 +947,45 @@ def _finite(text: str) -> float:
 
 def _common_arguments(p: argparse.ArgumentParser, *, student: bool = True, t_alpha: bool = True) -> None:
     d = experiments.default_config()
-    p.add_argument("--dataset", choices=kdata.DATASETS, default="mnist-sample",
-                   help="dataset (default: mnist-sample, offline)")
-    p.add_argument("--teachers", type=_teacher_list, default=None,
-                   help=f"comma-separated members, arch or arch@seed (default per dataset, e.g. {','.join(d.teachers)})")
+    p.add_argument(
+        "--dataset", choices=kdata.DATASETS, default="mnist-sample", help="dataset (default: mnist-sample, offline)"
+    )
+    p.add_argument(
+        "--teachers",
+        type=_teacher_list,
+        default=None,
+        help=f"comma-separated members, arch or arch@seed (default per dataset, e.g. {','.join(d.teachers)})",
+    )
     if student:
-        p.add_argument("--student", choices=[m.name for m in models.available("student")], default=None,
-                       help=f"student architecture and size (default per dataset, e.g. {d.student})")
+        p.add_argument(
+            "--student",
+            choices=[m.name for m in models.available("student")],
+            default=None,
+            help=f"student architecture and size (default per dataset, e.g. {d.student})",
+        )
     if t_alpha:
-        p.add_argument("--temperature", "-T", type=_number("temperature", check_temperature),
-                       default=None, help=f"softmax temperature T > 0 (default {d.temperature})")
-        p.add_argument("--alpha", type=_number("alpha", check_alpha), default=None,
-                       help=f"weight of the soft (teacher) loss in [0, 1] (default {d.alpha})")
+        p.add_argument(
+            "--temperature",
+            "-T",
+            type=_number("temperature", check_temperature),
+            default=None,
+            help=f"softmax temperature T > 0 (default {d.temperature})",
+        )
+        p.add_argument(
+            "--alpha",
+            type=_number("alpha", check_alpha),
+            default=None,
+            help=f"weight of the soft (teacher) loss in [0, 1] (default {d.alpha})",
+        )
     p.add_argument("--epochs", type=_epochs, default=None, help="student epochs (default per dataset)")
     p.add_argument("--teacher-epochs", type=_epochs, default=None, help="teacher epochs (default per dataset)")
     p.add_argument("--seed", type=int, default=d.seed, help="seed of the students' init and data order (default 0)")
-    p.add_argument("--combine", choices=teachers.COMBINES, default="prob",
-                   help="ensemble averages member probabilities (prob, default) or logits")
+    p.add_argument(
+        "--combine",
+        choices=teachers.COMBINES,
+        default="prob",
+        help="ensemble averages member probabilities (prob, default) or logits",
+    )
     p.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
 
 
@@ -795,9 +997,16 @@ def _config(args) -> RunConfig:
         return getattr(base, name) if value is None else value
 
     return experiments.default_config(
-        args.dataset, teachers=pick("teachers"), student=pick("student"), temperature=pick("temperature"),
-        alpha=pick("alpha"), epochs=pick("epochs"), teacher_epochs=args.teacher_epochs, seed=args.seed,
-        combine=args.combine)
+        args.dataset,
+        teachers=pick("teachers"),
+        student=pick("student"),
+        temperature=pick("temperature"),
+        alpha=pick("alpha"),
+        epochs=pick("epochs"),
+        teacher_epochs=args.teacher_epochs,
+        seed=args.seed,
+        combine=args.combine,
+    )
 
 
 def _run(args, study: Callable, *study_args, text: Callable) -> int:
@@ -823,12 +1032,16 @@ def _opt(x: float | None, fmt: str = "{:.2%}") -> str:
 
 def _sweep_text(r: SweepResult) -> str:
     best, corner = r.best, "T \\ alpha"
-    lines = [f"test accuracy of the distilled {r.config.student} per T (rows) and alpha (columns); "
-             f"scratch {_opt(r.scratch_acc)}, * = best",
-             f"{corner:>10}" + "".join(f"{a:>10g}" for a in r.alphas)]
+    lines = [
+        f"test accuracy of the distilled {r.config.student} per T (rows) and alpha (columns); "
+        f"scratch {_opt(r.scratch_acc)}, * = best",
+        f"{corner:>10}" + "".join(f"{a:>10g}" for a in r.alphas),
+    ]
     for i, t in enumerate(r.temperatures):
-        cells = "".join(f"{_opt(acc) + ('*' if best and (best['row'], best['col']) == (i, j) else ' '):>10}"
-                        for j, acc in enumerate(r.accuracy[i]))
+        cells = "".join(
+            f"{_opt(acc) + ('*' if best and (best['row'], best['col']) == (i, j) else ' '):>10}"
+            for j, acc in enumerate(r.accuracy[i])
+        )
         lines.append(f"{t:>10g}{cells}")
     return "\n".join(lines)
 
@@ -837,20 +1050,26 @@ def _fraction_text(r: FractionResult) -> str:
     lines = [f"{'fraction':>9} {'images':>7} {'epochs':>6} {'scratch':>8} {'KD':>8} {'gap':>8}"]
     for p in r.points:
         gap = "-" if p.gain is None else f"{p.gain * 100:+.2f}"
-        lines.append(f"{_share(p.fraction):>9} {p.train_size:>7} {p.epochs:>6} {_opt(p.scratch_acc):>8} "
-                     f"{_opt(p.distilled_acc):>8} {gap:>8}")
+        lines.append(
+            f"{_share(p.fraction):>9} {p.train_size:>7} {p.epochs:>6} {_opt(p.scratch_acc):>8} "
+            f"{_opt(p.distilled_acc):>8} {gap:>8}"
+        )
     lines.append(f"epochs per fraction: {r.epoch_rule}")
     return "\n".join(lines)
 
 
 def _missing_text(r: MissingClassResult) -> str:
-    lines = [f"class {r.class_name} left out of the students' {len(r.train_idx)} training images",
-             f"{'model':<22} {'class ' + r.class_name:>12} {'overall':>8}"]
+    lines = [
+        f"class {r.class_name} left out of the students' {len(r.train_idx)} training images",
+        f"{'model':<22} {'class ' + r.class_name:>12} {'overall':>8}",
+    ]
     lines += [f"{row.name:<22} {_opt(row.missing_acc):>12} {_opt(row.accuracy):>8}" for row in r.rows]
     if r.bias_value is not None:
-        lines.append(f"bias fix: +{r.bias_value:.3f} on class {r.class_name} ({r.bias_rule}); share of training "
-                     f"images predicted as {r.class_name}: teacher {_opt(r.teacher_share)}, student "
-                     f"{_opt(r.share_before)} before, {_opt(r.share_after)} after")
+        lines.append(
+            f"bias fix: +{r.bias_value:.3f} on class {r.class_name} ({r.bias_rule}); share of training "
+            f"images predicted as {r.class_name}: teacher {_opt(r.teacher_share)}, student "
+            f"{_opt(r.share_before)} before, {_opt(r.share_after)} after"
+        )
     return "\n".join(lines)
 
 
@@ -886,30 +1105,46 @@ def add_cli(subparsers) -> dict[str, Callable[[argparse.Namespace], int]]:
     grid = f"up to {MAX_GRID} comma-separated values"
     p = subparsers.add_parser("sweep", help="T x alpha grid of distilled students against one scratch student")
     _common_arguments(p, t_alpha=False)
-    p.add_argument("--temperatures", type=_number_list("temperatures", check_temperature, MAX_GRID, "1,2,4,8"),
-                   default=list(DEFAULT_TEMPERATURES),
-                   help=f"temperatures, {grid} (default {','.join(f'{t:g}' for t in DEFAULT_TEMPERATURES)})")
-    p.add_argument("--alphas", type=_number_list("alphas", check_alpha, MAX_GRID, "0.25,0.5,0.75"),
-                   default=list(DEFAULT_ALPHAS),
-                   help=f"alphas in [0, 1], {grid} (default {','.join(f'{a:g}' for a in DEFAULT_ALPHAS)})")
+    p.add_argument(
+        "--temperatures",
+        type=_number_list("temperatures", check_temperature, MAX_GRID, "1,2,4,8"),
+        default=list(DEFAULT_TEMPERATURES),
+        help=f"temperatures, {grid} (default {','.join(f'{t:g}' for t in DEFAULT_TEMPERATURES)})",
+    )
+    p.add_argument(
+        "--alphas",
+        type=_number_list("alphas", check_alpha, MAX_GRID, "0.25,0.5,0.75"),
+        default=list(DEFAULT_ALPHAS),
+        help=f"alphas in [0, 1], {grid} (default {','.join(f'{a:g}' for a in DEFAULT_ALPHAS)})",
+    )
 
     p = subparsers.add_parser("fraction", help="KD against scratch at smaller training fractions")
     _common_arguments(p)
-    p.add_argument("--fractions", type=_number_list("fractions", _check_fraction, MAX_POINTS, "0.01,0.05,0.2,1"),
-                   default=list(DEFAULT_FRACTIONS),
-                   help=f"training fractions in (0, 1], up to {MAX_POINTS} (default "
-                        f"{','.join(f'{f:g}' for f in DEFAULT_FRACTIONS)}); epochs grow as fractions shrink")
+    p.add_argument(
+        "--fractions",
+        type=_number_list("fractions", _check_fraction, MAX_POINTS, "0.01,0.05,0.2,1"),
+        default=list(DEFAULT_FRACTIONS),
+        help=f"training fractions in (0, 1], up to {MAX_POINTS} (default "
+        f"{','.join(f'{f:g}' for f in DEFAULT_FRACTIONS)}); epochs grow as fractions shrink",
+    )
 
     p = subparsers.add_parser("missing-class", help="students never see one class (Hinton et al. 2015, section 3)")
     _common_arguments(p)
     p.add_argument("--missing", type=_class_index, default=3, help="class index to leave out (default 3)")
     p.add_argument("--no-bias-fix", action="store_true", help="skip raising the missing class's output bias")
-    p.add_argument("--bias-value", type=_finite, default=None,
-                   help="bias increase to use (default: chosen on the training set to match the teacher's share)")
+    p.add_argument(
+        "--bias-value",
+        type=_finite,
+        default=None,
+        help="bias increase to use (default: chosen on the training set to match the teacher's share)",
+    )
 
     p = subparsers.add_parser("capacity", help="KD gain against student size")
     _common_arguments(p, student=False)
-    p.add_argument("--students", type=_student_list, default=None,
-                   help="comma-separated students (default: every size of the dataset's default student family)")
-    return {"sweep": cmd_sweep, "fraction": cmd_fraction, "missing-class": cmd_missing_class,
-            "capacity": cmd_capacity}
+    p.add_argument(
+        "--students",
+        type=_student_list,
+        default=None,
+        help="comma-separated students (default: every size of the dataset's default student family)",
+    )
+    return {"sweep": cmd_sweep, "fraction": cmd_fraction, "missing-class": cmd_missing_class, "capacity": cmd_capacity}

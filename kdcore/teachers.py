@@ -6,6 +6,7 @@ determines it; its logits on the train and test sets are cached beside it, so re
 another T or alpha never runs a teacher again. Writes are atomic and guarded by a file lock; an
 entry that fails validation is deleted and rebuilt, never loaded.
 """
+
 from __future__ import annotations
 
 import functools
@@ -14,9 +15,9 @@ import json
 import os
 import threading
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Callable, Sequence
 
 import torch
 from filelock import FileLock
@@ -25,7 +26,7 @@ from torch import nn
 
 from . import data as kdata
 from . import models
-from .train import TrainSettings, Trainer, default_device, predict_logits, teacher_settings
+from .train import Trainer, TrainSettings, default_device, predict_logits, teacher_settings
 
 CACHE_VERSION = 1
 COMBINES = ("prob", "logit")
@@ -46,7 +47,7 @@ class Member:
 
 
 def parse_members(spec: str | Sequence[str], default_seed: int = 0) -> tuple[Member, ...]:
-    """"cnn-wide,cnn-wide@1,mlp-wide" -> Members; 1 to 5 teachers from the zoo."""
+    """ "cnn-wide,cnn-wide@1,mlp-wide" -> Members; 1 to 5 teachers from the zoo."""
     items = [s.strip() for s in (spec.split(",") if isinstance(spec, str) else spec) if s.strip()]
     teachers = [m.name for m in models.available("teacher")]
     if not 1 <= len(items) <= 5:
@@ -63,8 +64,9 @@ def parse_members(spec: str | Sequence[str], default_seed: int = 0) -> tuple[Mem
     if dup is not None:
         used = {m.seed for m in out if m.arch == dup.arch}
         free = next(s for s in range(1, len(out) + 2) if s not in used)
-        raise ValueError(f"teachers {spec!r} lists the same member twice; give duplicates different seeds "
-                         f"(e.g. {dup.arch}@{free})")
+        raise ValueError(
+            f"teachers {spec!r} lists the same member twice; give duplicates different seeds (e.g. {dup.arch}@{free})"
+        )
     return tuple(out)
 
 
@@ -92,9 +94,18 @@ def architecture_signature(arch: str, dataset: str) -> str:
 
 
 def teacher_key(data: kdata.Dataset, member: Member, settings: TrainSettings) -> str:
-    blob = json.dumps({"v": CACHE_VERSION, "dataset": data.name, "data": dataset_fingerprint(data),
-                       "arch": member.arch, "shapes": architecture_signature(member.arch, data.name),
-                       "seed": member.seed, "settings": asdict(settings)}, sort_keys=True)
+    blob = json.dumps(
+        {
+            "v": CACHE_VERSION,
+            "dataset": data.name,
+            "data": dataset_fingerprint(data),
+            "arch": member.arch,
+            "shapes": architecture_signature(member.arch, data.name),
+            "seed": member.seed,
+            "settings": asdict(settings),
+        },
+        sort_keys=True,
+    )
     return f"{data.name}-{member.arch}-s{member.seed}-{hashlib.sha256(blob.encode()).hexdigest()[:16]}"
 
 
@@ -142,7 +153,7 @@ def _load_entry(base: Path) -> tuple[dict[str, torch.Tensor], dict] | None:
         if {k: list(v.shape) for k, v in tensors.items()} != manifest["shapes"]:
             raise ValueError("shape mismatch")
         return tensors, manifest
-    except Exception:  # noqa: BLE001
+    except Exception:
         # Any failure to validate means rebuild; loading a half-written file is never an option.
         _remove_entry(base)
         return None
@@ -209,9 +220,15 @@ def missing_members(data: kdata.Dataset, members: Sequence[Member], epochs: int 
     return [m for m in members if not (cache_dir() / f"{teacher_key(data, m, settings)}.json").exists()]
 
 
-def get_teacher(data: kdata.Dataset, member: Member, settings: TrainSettings, *,
-                on_event: Callable[[dict], None] | None = None, cancel: threading.Event | None = None,
-                device: torch.device | None = None) -> Teacher:
+def get_teacher(
+    data: kdata.Dataset,
+    member: Member,
+    settings: TrainSettings,
+    *,
+    on_event: Callable[[dict], None] | None = None,
+    cancel: threading.Event | None = None,
+    device: torch.device | None = None,
+) -> Teacher:
     """Load the member from the cache, or train it and cache it (one process trains, others wait)."""
     on_event = on_event or (lambda e: None)
     key = teacher_key(data, member, settings)
@@ -231,31 +248,60 @@ def get_teacher(data: kdata.Dataset, member: Member, settings: TrainSettings, *,
             on_event({"kind": "teacher", "member": member.name, "status": "cached"})
         else:
             on_event({"kind": "teacher", "member": member.name, "status": "training"})
-            trainer = Trainer(model, data, settings, seed=member.seed, name=member.name,
-                              on_event=on_event, cancel=cancel, device=device)
+            trainer = Trainer(
+                model,
+                data,
+                settings,
+                seed=member.seed,
+                name=member.name,
+                on_event=on_event,
+                cancel=cancel,
+                device=device,
+            )
             torch.manual_seed(member.seed)
             while not trainer.finished:
                 trainer.run_epoch()
             if trainer.stopped:
                 raise Cancelled(f"Stopped while training teacher {member.name}; nothing was cached.")
             seconds = trainer.result().seconds
-            _save_entry(base, model.state_dict(), {"kind": "teacher", "dataset": data.name,
-                                                   "arch": member.arch, "seed": member.seed,
-                                                   "settings": asdict(settings), "train_seconds": seconds})
+            _save_entry(
+                base,
+                model.state_dict(),
+                {
+                    "kind": "teacher",
+                    "dataset": data.name,
+                    "arch": member.arch,
+                    "seed": member.seed,
+                    "settings": asdict(settings),
+                    "train_seconds": seconds,
+                },
+            )
         model.to(device or default_device()).eval()
         logits_base = cache_dir() / f"{key}.logits"
         entry = _load_entry(logits_base)
         if entry is None:
-            entry = ({"train": predict_logits(model, data.train_x, data.mean, data.std),
-                      "test": predict_logits(model, data.test_x, data.mean, data.std)}, {})
+            entry = (
+                {
+                    "train": predict_logits(model, data.train_x, data.mean, data.std),
+                    "test": predict_logits(model, data.test_x, data.mean, data.std),
+                },
+                {},
+            )
             _save_entry(logits_base, entry[0], {"kind": "logits", "teacher": key})
     on_event({"kind": "teacher", "member": member.name, "status": "done"})
     return Teacher(member, key, model, entry[0]["train"], entry[0]["test"], cached, seconds)
 
 
-def ensemble(data: kdata.Dataset, members: Sequence[Member], *, epochs: int | None = None,
-             combine: str = "prob", on_event: Callable[[dict], None] | None = None,
-             cancel: threading.Event | None = None, device: torch.device | None = None) -> Ensemble:
+def ensemble(
+    data: kdata.Dataset,
+    members: Sequence[Member],
+    *,
+    epochs: int | None = None,
+    combine: str = "prob",
+    on_event: Callable[[dict], None] | None = None,
+    cancel: threading.Event | None = None,
+    device: torch.device | None = None,
+) -> Ensemble:
     """Train or load every member, then combine their cached logits into the ensemble teacher's."""
     if combine not in COMBINES:
         raise ValueError(f"combine must be one of {COMBINES}, got {combine!r}")
@@ -266,9 +312,21 @@ def ensemble(data: kdata.Dataset, members: Sequence[Member], *, epochs: int | No
     for i, member in enumerate(members):
         if cancel is not None and cancel.is_set():
             raise Cancelled("Stopped before all teachers were ready; finished teachers stay cached.")
-        on_event({"kind": "teacher_start", "member": member.name, "index": i, "count": len(members),
-                  "epochs": settings.epochs, "elapsed": time.perf_counter() - started})
+        on_event(
+            {
+                "kind": "teacher_start",
+                "member": member.name,
+                "index": i,
+                "count": len(members),
+                "epochs": settings.epochs,
+                "elapsed": time.perf_counter() - started,
+            }
+        )
         trained.append(get_teacher(data, member, settings, on_event=on_event, cancel=cancel, device=device))
-    return Ensemble(data.name, trained, combine,
-                    combine_logits([t.train_logits for t in trained], combine),
-                    combine_logits([t.test_logits for t in trained], combine))
+    return Ensemble(
+        data.name,
+        trained,
+        combine,
+        combine_logits([t.train_logits for t in trained], combine),
+        combine_logits([t.test_logits for t in trained], combine),
+    )

@@ -4,14 +4,15 @@ Batches are sliced from the in-memory uint8 dataset and normalised (and optional
 as whole-batch tensor ops. A student given cached teacher logits trains on the distillation
 loss; the loop reports progress as plain-dict events and stops cleanly when cancelled.
 """
+
 from __future__ import annotations
 
 import copy
 import math
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 import torch
 from torch import nn
@@ -76,8 +77,9 @@ def default_device() -> torch.device:
 
 
 @torch.inference_mode()
-def predict_logits(model: nn.Module, x: torch.Tensor, mean, std, *, batch_size: int = 128,
-                   device: torch.device | None = None) -> torch.Tensor:
+def predict_logits(
+    model: nn.Module, x: torch.Tensor, mean, std, *, batch_size: int = 128, device: torch.device | None = None
+) -> torch.Tensor:
     """Logits (on CPU) for a uint8 image tensor, in eval mode; the caller's model is left as it was.
 
     A convolutional model scoring more than one batch runs as a channels-last copy: on CPU that is
@@ -88,15 +90,24 @@ def predict_logits(model: nn.Module, x: torch.Tensor, mean, std, *, batch_size: 
     convolutional = x.dim() == 4 and any(isinstance(m, nn.Conv2d) for m in model.modules())
     if convolutional and len(x) > batch_size:
         fast = copy.deepcopy(model).eval().to(memory_format=torch.channels_last)
-        out = [fast(kdata.normalize(x[i:i + batch_size].to(device), mean, std)
-                    .contiguous(memory_format=torch.channels_last)).float().cpu()
-               for i in range(0, len(x), batch_size)]
+        out = [
+            fast(
+                kdata.normalize(x[i : i + batch_size].to(device), mean, std).contiguous(
+                    memory_format=torch.channels_last
+                )
+            )
+            .float()
+            .cpu()
+            for i in range(0, len(x), batch_size)
+        ]
         return torch.cat(out)
     was_training = model.training
     model.eval()
     try:
-        out = [model(kdata.normalize(x[i:i + batch_size].to(device), mean, std)).float().cpu()
-               for i in range(0, len(x), batch_size)]
+        out = [
+            model(kdata.normalize(x[i : i + batch_size].to(device), mean, std)).float().cpu()
+            for i in range(0, len(x), batch_size)
+        ]
     finally:
         model.train(was_training)
     return torch.cat(out) if out else torch.empty(0, 10)
@@ -117,11 +128,23 @@ class TrainResult:
 class Trainer:
     """Trains one model epoch by epoch so two trainers can run interleaved (scratch and distilled)."""
 
-    def __init__(self, model: nn.Module, data: kdata.Dataset, settings: TrainSettings, *, seed: int,
-                 name: str = "model", train_idx: torch.Tensor | None = None,
-                 teacher_logits: torch.Tensor | None = None, temperature: float = 1.0, alpha: float = 0.0,
-                 on_event: EventFn | None = None, cancel: threading.Event | None = None,
-                 device: torch.device | None = None, progress_every_s: float = 1.0):
+    def __init__(
+        self,
+        model: nn.Module,
+        data: kdata.Dataset,
+        settings: TrainSettings,
+        *,
+        seed: int,
+        name: str = "model",
+        train_idx: torch.Tensor | None = None,
+        teacher_logits: torch.Tensor | None = None,
+        temperature: float = 1.0,
+        alpha: float = 0.0,
+        on_event: EventFn | None = None,
+        cancel: threading.Event | None = None,
+        device: torch.device | None = None,
+        progress_every_s: float = 1.0,
+    ):
         if teacher_logits is None and alpha > 0:
             raise ValueError("alpha > 0 needs teacher_logits")
         self.device = device or default_device()
@@ -142,8 +165,11 @@ class Trainer:
         self.std = torch.tensor(data.std, device=self.device).view(1, -1, 1, 1)
         self.opt = self._optimizer()
         steps_per_epoch = math.ceil(len(self.idx) / settings.batch_size)
-        self.sched = (torch.optim.lr_scheduler.CosineAnnealingLR(self.opt, settings.epochs * steps_per_epoch)
-                      if settings.schedule == "cosine" else None)
+        self.sched = (
+            torch.optim.lr_scheduler.CosineAnnealingLR(self.opt, settings.epochs * steps_per_epoch)
+            if settings.schedule == "cosine"
+            else None
+        )
         self.epoch = 0
         self.history: list[dict] = []
         self.stopped = False
@@ -152,8 +178,9 @@ class Trainer:
     def _optimizer(self) -> torch.optim.Optimizer:
         s = self.settings
         if s.optimizer == "sgd":
-            return torch.optim.SGD(self.model.parameters(), lr=s.lr, momentum=0.9, nesterov=True,
-                                   weight_decay=s.weight_decay)
+            return torch.optim.SGD(
+                self.model.parameters(), lr=s.lr, momentum=0.9, nesterov=True, weight_decay=s.weight_decay
+            )
         return torch.optim.Adam(self.model.parameters(), lr=s.lr, weight_decay=s.weight_decay)
 
     @property
@@ -172,7 +199,7 @@ class Trainer:
             if self.cancel.is_set():
                 self.stopped = True
                 return None
-            bi = order[b * s.batch_size:(b + 1) * s.batch_size]
+            bi = order[b * s.batch_size : (b + 1) * s.batch_size]
             bi_dev = bi.to(self.device)
             x = self.x[bi_dev]
             if s.augment:  # on uint8, so the padding is black like the images' background
@@ -196,17 +223,33 @@ class Trainer:
                 last_report = now
                 avg = (sums / seen).tolist()
                 self._check_finite(avg[0])
-                self.on_event({"kind": "step", "model": self.name, "epoch": self.epoch + (b + 1) / n_batches,
-                               "epochs": s.epochs, "loss": avg[0], "hard": avg[1], "soft": avg[2],
-                               "elapsed": now - self.started})
+                self.on_event(
+                    {
+                        "kind": "step",
+                        "model": self.name,
+                        "epoch": self.epoch + (b + 1) / n_batches,
+                        "epochs": s.epochs,
+                        "loss": avg[0],
+                        "hard": avg[1],
+                        "soft": avg[2],
+                        "elapsed": now - self.started,
+                    }
+                )
         avg = (sums / seen).tolist()
         self._check_finite(avg[0])
         self.epoch += 1
         test_logits = predict_logits(self.model, self.data.test_x, self.data.mean, self.data.std, device=self.device)
-        event = {"kind": "epoch", "model": self.name, "epoch": self.epoch, "epochs": s.epochs,
-                 "loss": avg[0], "hard": avg[1], "soft": avg[2] if self.teacher is not None else None,
-                 "test_acc": (test_logits.argmax(1) == self.data.test_y).float().mean().item(),
-                 "elapsed": time.perf_counter() - self.started}
+        event = {
+            "kind": "epoch",
+            "model": self.name,
+            "epoch": self.epoch,
+            "epochs": s.epochs,
+            "loss": avg[0],
+            "hard": avg[1],
+            "soft": avg[2] if self.teacher is not None else None,
+            "test_acc": (test_logits.argmax(1) == self.data.test_y).float().mean().item(),
+            "elapsed": time.perf_counter() - self.started,
+        }
         self.history.append(event)
         self.on_event(event)
         return event
@@ -215,12 +258,17 @@ class Trainer:
         if not math.isfinite(loss):
             raise TrainingDiverged(
                 f"The training loss of {self.name} became {loss} in epoch {self.epoch + 1}. "
-                "Lower the learning rate or the temperature T and start again.")
+                "Lower the learning rate or the temperature T and start again."
+            )
 
     def result(self) -> TrainResult:
         self.model.eval()
-        return TrainResult(self.model, list(self.history), partial=self.epoch < self.settings.epochs,
-                           seconds=time.perf_counter() - self.started)
+        return TrainResult(
+            self.model,
+            list(self.history),
+            partial=self.epoch < self.settings.epochs,
+            seconds=time.perf_counter() - self.started,
+        )
 
 
 def train(model: nn.Module, data: kdata.Dataset, settings: TrainSettings, *, seed: int, **kwargs) -> TrainResult:

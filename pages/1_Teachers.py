@@ -1,4 +1,5 @@
 """Teachers page: train or load the teacher ensemble, follow its progress, and compare members with the ensemble."""
+
 from __future__ import annotations
 
 import time
@@ -8,8 +9,8 @@ import plotly.graph_objects as go
 import streamlit as st
 
 import ui
-from kdcore import data as kdata
 from kdcore import dark, experiments, export, jobs, teachers
+from kdcore import data as kdata
 
 st.set_page_config(page_title="Teachers · KD Playground", page_icon=":material/groups:", layout="wide")
 
@@ -31,12 +32,13 @@ def live(job_id: str) -> None:
         p = ui.teacher_progress(member_names(job), job.events())
         eta = "" if p.eta_seconds is None else f" · about {dark.format_seconds(p.eta_seconds)} left at most"
         elapsed = time.time() - (job.started or time.time())
-        done = (f"{p.done_epochs:.1f} of {p.total_epochs} teacher epochs" if p.total_epochs
-                else "loading the images")
+        done = f"{p.done_epochs:.1f} of {p.total_epochs} teacher epochs" if p.total_epochs else "loading the images"
         st.progress(p.fraction, text=f"{done} · {dark.format_seconds(elapsed)} elapsed{eta}")
         st.markdown("\n".join(f"- **{m}**: {s}" for m, s in p.status.items()))
-        st.caption("Trained teachers are cached on disk, so they load in a second next time — on this page, "
-                   "on Distill and on Dark knowledge. A stopped job keeps the members it finished.")
+        st.caption(
+            "Trained teachers are cached on disk, so they load in a second next time — on this page, "
+            "on Distill and on Dark knowledge. A stopped job keeps the members it finished."
+        )
     if st.button("Stop", icon=":material/stop:", key="stop_teachers", disabled=job.cancel_requested):
         job.cancel()
         st.rerun(scope="fragment")
@@ -53,18 +55,25 @@ def rows_for(job: jobs.Job):
 
 
 def table(rows, ens) -> pd.DataFrame:
-    source = {t.name: "loaded from cache" if t.cached else f"trained in {dark.format_seconds(t.train_seconds)}"
-              for t in ens.members}
-    return pd.DataFrame([{
-        "Model": r.name if r.role == "teacher" or len(ens.members) == 1 else f"Ensemble of {len(ens.members)}",
-        "Role": ui.ROLE_LABELS[r.role],
-        "Test accuracy (%)": 100 * r.accuracy,
-        "Parameters": r.params,
-        "Size (MB)": r.size_bytes / 1e6,
-        "Latency (ms / image)": r.latency_ms_b1,
-        "Throughput (images / s)": None if r.throughput_b256 is None else round(r.throughput_b256),
-        "Source": source.get(r.name, "members combined"),
-    } for r in rows])
+    source = {
+        t.name: "loaded from cache" if t.cached else f"trained in {dark.format_seconds(t.train_seconds)}"
+        for t in ens.members
+    }
+    return pd.DataFrame(
+        [
+            {
+                "Model": r.name if r.role == "teacher" or len(ens.members) == 1 else f"Ensemble of {len(ens.members)}",
+                "Role": ui.ROLE_LABELS[r.role],
+                "Test accuracy (%)": 100 * r.accuracy,
+                "Parameters": r.params,
+                "Size (MB)": r.size_bytes / 1e6,
+                "Latency (ms / image)": r.latency_ms_b1,
+                "Throughput (images / s)": None if r.throughput_b256 is None else round(r.throughput_b256),
+                "Source": source.get(r.name, "members combined"),
+            }
+            for r in rows
+        ]
+    )
 
 
 def fmt_params(n: int) -> str:
@@ -76,13 +85,19 @@ def summary(rows) -> str:
     members = [r for r in rows if r.role == "teacher"]
     cost = f"{fmt_params(ens.params)} parameters, {ens.latency_ms_b1:.1f} ms per image"
     if not members:
-        return (f"This single teacher reaches **{100 * ens.accuracy:.1f} %** with {cost}. "
-                "Add more members in the sidebar to build an ensemble.")
+        return (
+            f"This single teacher reaches **{100 * ens.accuracy:.1f} %** with {cost}. "
+            "Add more members in the sidebar to build an ensemble."
+        )
     best = max(members, key=lambda r: r.accuracy)
     gap = 100 * (ens.accuracy - best.accuracy)
-    relation = (f"{gap:.1f} points above its best member ({best.name})" if gap > 0.05 else
-                f"{-gap:.1f} points below its best member ({best.name})" if gap < -0.05 else
-                f"the same as its best member ({best.name})")
+    relation = (
+        f"{gap:.1f} points above its best member ({best.name})"
+        if gap > 0.05
+        else f"{-gap:.1f} points below its best member ({best.name})"
+        if gap < -0.05
+        else f"the same as its best member ({best.name})"
+    )
     return f"The ensemble reaches **{100 * ens.accuracy:.1f} %**, {relation}, and costs the sum of its members: {cost}."
 
 
@@ -101,13 +116,26 @@ def per_class_chart(rows, classes) -> go.Figure:
         y = [None if a is None else 100 * a for a in r.per_class]
         values += [v for v in y if v is not None]
         name = "Ensemble" if r.role == "ensemble" and members else r.name
-        fig.add_bar(x=list(classes), y=y, name=name, marker_color=colour,
-                    hovertemplate="%{x}: %{y:.1f} %<extra>" + name + "</extra>")
+        fig.add_bar(
+            x=list(classes),
+            y=y,
+            name=name,
+            marker_color=colour,
+            hovertemplate="%{x}: %{y:.1f} %<extra>" + name + "</extra>",
+        )
     low = max(0.0, (min(values, default=0.0) // 5) * 5 - 5)
     ui.readable(fig, 460)
-    fig.update_layout(title=dict(text="Test accuracy per class", subtitle=dict(
-        text=f"the axis starts at {low:.0f} % to show the differences", font=dict(size=15, color="#555"))),
-        margin=dict(t=80), barmode="group", legend=dict(orientation="h", yanchor="top", y=-0.2, xanchor="left", x=0))
+    fig.update_layout(
+        title=dict(
+            text="Test accuracy per class",
+            subtitle=dict(
+                text=f"the axis starts at {low:.0f} % to show the differences", font=dict(size=15, color="#555")
+            ),
+        ),
+        margin=dict(t=80),
+        barmode="group",
+        legend=dict(orientation="h", yanchor="top", y=-0.2, xanchor="left", x=0),
+    )
     fig.update_yaxes(title_text="Test accuracy (%)", range=[low, 100.5])
     fig.update_xaxes(title_text="Class", type="category")
     return fig
@@ -116,13 +144,20 @@ def per_class_chart(rows, classes) -> go.Figure:
 def results(job: jobs.Job) -> None:
     classes, ens, rows = rows_for(job)
     st.success(summary(rows))
-    st.dataframe(table(rows, ens), hide_index=True, width="stretch", column_config={
-        "Test accuracy (%)": st.column_config.NumberColumn(format="%.1f"),
-        "Parameters": st.column_config.NumberColumn(format="localized"),
-        "Size (MB)": st.column_config.NumberColumn(format="%.2f"),
-        "Latency (ms / image)": st.column_config.NumberColumn(format="%.2f", help="One image at a time on this CPU."),
-        "Throughput (images / s)": st.column_config.NumberColumn(format="localized", help="In batches of 256."),
-    })
+    st.dataframe(
+        table(rows, ens),
+        hide_index=True,
+        width="stretch",
+        column_config={
+            "Test accuracy (%)": st.column_config.NumberColumn(format="%.1f"),
+            "Parameters": st.column_config.NumberColumn(format="localized"),
+            "Size (MB)": st.column_config.NumberColumn(format="%.2f"),
+            "Latency (ms / image)": st.column_config.NumberColumn(
+                format="%.2f", help="One image at a time on this CPU."
+            ),
+            "Throughput (images / s)": st.column_config.NumberColumn(format="localized", help="In batches of 256."),
+        },
+    )
     st.plotly_chart(per_class_chart(rows, classes), width="stretch")
 
 
@@ -149,9 +184,11 @@ def still_to_train(c: experiments.RunConfig) -> list[str] | None:
 
 
 st.title("Teachers")
-st.markdown("The teacher is an **ensemble**: several big networks whose predicted probabilities are averaged. "
-            "Ensembles are usually more accurate than any member — but slow and large, which is why we distil "
-            "them into one small student.")
+st.markdown(
+    "The teacher is an **ensemble**: several big networks whose predicted probabilities are averaged. "
+    "Ensembles are usually more accurate than any member — but slow and large, which is why we distil "
+    "them into one small student."
+)
 cfg = ui.controls(show=("dataset", "teachers"))
 
 job = ui.job_by_id(st.session_state.get("teachers_job"))
@@ -163,19 +200,28 @@ if stale and missing == []:
     # Already trained here: loading takes a second, so show them without asking.
     load(cfg)
     st.rerun()
-if st.button("Train / load teachers", type="primary", icon=":material/model_training:", disabled=running,
-             help="Stop the current job first." if running else
-             "Loads cached teachers in a second; trains missing ones (minutes on a CPU)."):
+if st.button(
+    "Train / load teachers",
+    type="primary",
+    icon=":material/model_training:",
+    disabled=running,
+    help="Stop the current job first."
+    if running
+    else "Loads cached teachers in a second; trains missing ones (minutes on a CPU).",
+):
     load(cfg)
     st.rerun()  # so the button is drawn disabled while the job runs
 
 if stale and missing:
     already = len(cfg.teachers) - len(missing)
-    st.info(f"**{', '.join(missing)}** {'is' if len(missing) == 1 else 'are'} not trained on this machine yet"
-            + (f" ({already} of the {len(cfg.teachers)} selected teachers are)" if already else "")
-            + ". Press **Train / load teachers** to train " + ("it" if len(missing) == 1 else "them")
-            + ": under a minute on mnist-sample, minutes on the full datasets on a CPU. Trained teachers are "
-              "cached, so they load in a second next time.")
+    st.info(
+        f"**{', '.join(missing)}** {'is' if len(missing) == 1 else 'are'} not trained on this machine yet"
+        + (f" ({already} of the {len(cfg.teachers)} selected teachers are)" if already else "")
+        + ". Press **Train / load teachers** to train "
+        + ("it" if len(missing) == 1 else "them")
+        + ": under a minute on mnist-sample, minutes on the full datasets on a CPU. Trained teachers are "
+        "cached, so they load in a second next time."
+    )
 if job is None:
     if missing is None:
         st.info("Pick a dataset and the ensemble's members in the sidebar, then press **Train / load teachers**.")
@@ -187,8 +233,10 @@ elif running:
 elif job.state is jobs.JobState.FAILED:
     ui.show_job_failure(job, "Check the dataset and the teacher list in the sidebar, then press the button again.")
 elif job.state is jobs.JobState.CANCELLED and job.result() is None:
-    st.warning("Stopped before all teachers were ready. The members that finished stay cached; press "
-               "**Train / load teachers** to continue where it stopped.")
+    st.warning(
+        "Stopped before all teachers were ready. The members that finished stay cached; press "
+        "**Train / load teachers** to continue where it stopped."
+    )
 else:
     if stale and shown is not None:
         st.caption(f"Below: the ensemble loaded before ({shown.dataset}: {' + '.join(shown.teachers)}).")
@@ -198,17 +246,26 @@ else:
 def share_zoo() -> None:
     """Instructors train teachers once on a fast machine and hand the zip to the class."""
     with st.expander("Share trained teachers (export / import a teacher zoo)"):
-        st.markdown("Export every teacher trained on this machine as one zip; on another machine, import it and "
-                    "the teachers load from the cache instead of training. Import checks names, shapes and "
-                    "hashes and reads only weights (no code runs from the file).")
+        st.markdown(
+            "Export every teacher trained on this machine as one zip; on another machine, import it and "
+            "the teachers load from the cache instead of training. Import checks names, shapes and "
+            "hashes and reads only weights (no code runs from the file)."
+        )
         cached = export.cached_teachers()
         if cached:
-            if st.button(f"Prepare zip of {len(cached)} cached teacher{'s' if len(cached) > 1 else ''}",
-                         icon=":material/archive:"):
+            if st.button(
+                f"Prepare zip of {len(cached)} cached teacher{'s' if len(cached) > 1 else ''}",
+                icon=":material/archive:",
+            ):
                 st.session_state.zoo_zip = export.export_zoo()
             if "zoo_zip" in st.session_state:
-                st.download_button("Download teacher zoo (.zip)", st.session_state.zoo_zip,
-                                   file_name="kd-teacher-zoo.zip", mime="application/zip", icon=":material/download:")
+                st.download_button(
+                    "Download teacher zoo (.zip)",
+                    st.session_state.zoo_zip,
+                    file_name="kd-teacher-zoo.zip",
+                    mime="application/zip",
+                    icon=":material/download:",
+                )
         else:
             st.caption("No trained teachers on this machine yet.")
         upload = st.file_uploader("Import a teacher zoo (.zip)", type=["zip"], key="zoo_upload")
@@ -219,7 +276,9 @@ def share_zoo() -> None:
                 st.error(str(exc))
             else:
                 st.session_state.zoo_imported = upload.file_id
-                st.success(f"Imported {len(keys)} teacher{'s' if len(keys) != 1 else ''}; they now load from the cache.")
+                st.success(
+                    f"Imported {len(keys)} teacher{'s' if len(keys) != 1 else ''}; they now load from the cache."
+                )
 
 
 share_zoo()

@@ -1,4 +1,5 @@
 """Distill page: train a distilled and a scratch student side by side, live, and show what the teacher added."""
+
 from __future__ import annotations
 
 import math
@@ -19,13 +20,23 @@ STUDENTS = ("scratch", "distilled")
 SHORT = {"scratch": "Scratch", "distilled": "Distilled"}
 UP, DOWN = "#009E73", "#D55E00"  # Okabe-Ito green and vermillion: colour-blind-safe better / worse
 CHART_HEIGHT = 430
-FIELD_LABELS = {"dataset": "dataset", "teachers": "teachers", "student": "student", "temperature": "T",
-                "alpha": "α", "epochs": "epochs", "fraction": "data fraction", "seed": "seed"}
+FIELD_LABELS = {
+    "dataset": "dataset",
+    "teachers": "teachers",
+    "student": "student",
+    "temperature": "T",
+    "alpha": "α",
+    "epochs": "epochs",
+    "fraction": "data fraction",
+    "seed": "seed",
+}
 
 
 def describe(cfg: experiments.RunConfig) -> str:
-    return (f"T = {cfg.temperature:g}, α = {cfg.alpha:g}, student {cfg.student}, {cfg.epochs} epochs, "
-            f"{cfg.fraction:.0%} of {cfg.dataset}, teachers {' + '.join(cfg.teachers)}, seed {cfg.seed}")
+    return (
+        f"T = {cfg.temperature:g}, α = {cfg.alpha:g}, student {cfg.student}, {cfg.epochs} epochs, "
+        f"{cfg.fraction:.0%} of {cfg.dataset}, teachers {' + '.join(cfg.teachers)}, seed {cfg.seed}"
+    )
 
 
 def changed(run: experiments.RunConfig, now: experiments.RunConfig) -> list[str]:
@@ -38,30 +49,52 @@ def run_config(job: jobs.Job) -> experiments.RunConfig | None:
 
 def start(cfg: experiments.RunConfig) -> None:
     # A dataset that cannot be loaded fails the job at once, with kdcore's explanation of where to put the files.
-    job = ui.submit(experiments.distill, cfg, kind="distill",
-                    name=f"{cfg.student} T={cfg.temperature:g} α={cfg.alpha:g} ({cfg.dataset})")
+    job = ui.submit(
+        experiments.distill,
+        cfg,
+        kind="distill",
+        name=f"{cfg.student} T={cfg.temperature:g} α={cfg.alpha:g} ({cfg.dataset})",
+    )
     st.session_state.setdefault("job_configs", {})[job.id] = cfg
     st.session_state.distill_job = job.id
 
 
 # ---- charts -------------------------------------------------------------------------------------
 
+
 def _series(events: list[dict], model: str, kinds=("step", "epoch")) -> list[dict]:
     return [e for e in events if e.get("kind") in kinds and e.get("model") == model]
 
 
-def _figure(traces: list[dict], title: str, subtitle: str, epochs: int, yaxis: dict, *, empty_text: str | None,
-            empty_y: float, shapes=(), annotations=(), legend=None) -> go.Figure:
+def _figure(
+    traces: list[dict],
+    title: str,
+    subtitle: str,
+    epochs: int,
+    yaxis: dict,
+    *,
+    empty_text: str | None,
+    empty_y: float,
+    shapes=(),
+    annotations=(),
+    legend=None,
+) -> go.Figure:
     """One figure from plain dicts, validated once: the live charts are rebuilt every second."""
     notes = list(annotations)
     if empty_text:
         notes.append(dict(text=empty_text, showarrow=False, x=epochs / 2, y=empty_y, font=dict(size=18, color="#777")))
-    fig = go.Figure(data=traces, layout=dict(
-        # Short titles with a subtitle fit a phone.
-        title=dict(text=title, subtitle=dict(text=subtitle, font=dict(size=15, color="#555"))),
-        legend=dict(orientation="h", yanchor="top", y=-0.22, xanchor="left", x=0, **(legend or {})),
-        xaxis=dict(title=dict(text="Epoch"), range=[0, epochs], dtick=max(1, math.ceil(epochs / 10))),
-        yaxis=yaxis, shapes=list(shapes), annotations=notes))
+    fig = go.Figure(
+        data=traces,
+        layout=dict(
+            # Short titles with a subtitle fit a phone.
+            title=dict(text=title, subtitle=dict(text=subtitle, font=dict(size=15, color="#555"))),
+            legend=dict(orientation="h", yanchor="top", y=-0.22, xanchor="left", x=0, **(legend or {})),
+            xaxis=dict(title=dict(text="Epoch"), range=[0, epochs], dtick=max(1, math.ceil(epochs / 10))),
+            yaxis=yaxis,
+            shapes=list(shapes),
+            annotations=notes,
+        ),
+    )
     ui.readable(fig, CHART_HEIGHT)
     fig.update_layout(margin=dict(t=90))
     return fig
@@ -73,23 +106,58 @@ def accuracy_chart(events: list[dict], epochs: int, teacher_acc: float | None = 
         pts = _series(events, m, ("epoch",))
         y = [100 * e["test_acc"] for e in pts]
         values += y
-        traces.append(dict(type="scatter", x=[e["epoch"] for e in pts], y=y, name=ui.ROLE_LABELS[m],
-                           mode="lines+markers", line=dict(color=ui.COLORS[m], width=4), marker=dict(size=9),
-                           hovertemplate="epoch %{x}: %{y:.2f} %<extra>" + SHORT[m] + "</extra>"))
+        traces.append(
+            dict(
+                type="scatter",
+                x=[e["epoch"] for e in pts],
+                y=y,
+                name=ui.ROLE_LABELS[m],
+                mode="lines+markers",
+                line=dict(color=ui.COLORS[m], width=4),
+                marker=dict(size=9),
+                hovertemplate="epoch %{x}: %{y:.2f} %<extra>" + SHORT[m] + "</extra>",
+            )
+        )
     shapes, notes = [], []
     if teacher_acc is not None:
         t = 100 * teacher_acc
         values.append(t)
-        shapes.append(dict(type="line", xref="paper", x0=0, x1=1, y0=t, y1=t,
-                           line=dict(color=ui.COLORS["ensemble"], dash="dot", width=3)))
-        notes.append(dict(text=f"teacher ensemble {t:.1f} %", xref="paper", x=0, y=t, xanchor="left",
-                          yanchor="bottom", showarrow=False, font=dict(color=ui.COLORS["ensemble"])))
+        shapes.append(
+            dict(
+                type="line",
+                xref="paper",
+                x0=0,
+                x1=1,
+                y0=t,
+                y1=t,
+                line=dict(color=ui.COLORS["ensemble"], dash="dot", width=3),
+            )
+        )
+        notes.append(
+            dict(
+                text=f"teacher ensemble {t:.1f} %",
+                xref="paper",
+                x=0,
+                y=t,
+                xanchor="left",
+                yanchor="bottom",
+                showarrow=False,
+                font=dict(color=ui.COLORS["ensemble"]),
+            )
+        )
     # The axis only widens in 5-point steps, so it settles after the first epoch instead of following every point.
     low = 0.0 if not values else max(0.0, 5 * math.floor((min(values) - 1) / 5))
-    return _figure(traces, "Test accuracy", "higher is better", epochs,
-                   dict(title=dict(text="Test accuracy (%)"), range=[low, 100.5]),
-                   empty_text=None if values else "appears after the first epoch", empty_y=50,
-                   shapes=shapes, annotations=notes)
+    return _figure(
+        traces,
+        "Test accuracy",
+        "higher is better",
+        epochs,
+        dict(title=dict(text="Test accuracy (%)"), range=[low, 100.5]),
+        empty_text=None if values else "appears after the first epoch",
+        empty_y=50,
+        shapes=shapes,
+        annotations=notes,
+    )
 
 
 def loss_chart(events: list[dict], epochs: int) -> go.Figure:
@@ -101,23 +169,42 @@ def loss_chart(events: list[dict], epochs: int) -> go.Figure:
             y = [e.get(part) for e in pts]
             values += [v for v in y if v is not None and v > 0]
             # A dot on the newest point shows where each curve is heading, even before it has two points.
-            traces.append(dict(type="scatter", x=x, y=y, name=f"{SHORT[m]} {part}", mode="lines+markers",
-                               line=dict(color=ui.COLORS[m], dash=dash, width=3),
-                               marker=dict(size=[0] * (len(x) - 1) + [9] if x else [], color=ui.COLORS[m]),
-                               hovertemplate="epoch %{x:.2f}: %{y:.3f}<extra>" + f"{SHORT[m]} {part}</extra>"))
+            traces.append(
+                dict(
+                    type="scatter",
+                    x=x,
+                    y=y,
+                    name=f"{SHORT[m]} {part}",
+                    mode="lines+markers",
+                    line=dict(color=ui.COLORS[m], dash=dash, width=3),
+                    marker=dict(size=[0] * (len(x) - 1) + [9] if x else [], color=ui.COLORS[m]),
+                    hovertemplate="epoch %{x:.2f}: %{y:.3f}<extra>" + f"{SHORT[m]} {part}</extra>",
+                )
+            )
     # Half-decade steps on a log axis: both parts stay readable although they differ by 10x or more.
     if values:
         lo, hi = math.floor(2 * math.log10(min(values))) / 2, math.ceil(2 * math.log10(max(values))) / 2
         hi = max(hi, lo + 1)
     else:
         lo, hi = -1.5, 1.0
-    ticks = [m * 10 ** e for e in range(-4, 4) for m in (1, 2, 5) if lo <= math.log10(m * 10 ** e) <= hi]
-    return _figure(traces, "Training loss", "solid: hard part (labels) · dashed: soft part (teacher)", epochs,
-                   dict(title=dict(text="Loss (log scale)"), type="log", range=[lo, hi], tickvals=ticks,
-                        ticktext=[f"{v:g}" for v in ticks]),
-                   empty_text=None if values else "appears when the students start", empty_y=(lo + hi) / 2,
-                   # Two entries per row, so the four loss parts line up as a 2 x 2 key.
-                   legend=dict(entrywidth=0.5, entrywidthmode="fraction"))
+    ticks = [m * 10**e for e in range(-4, 4) for m in (1, 2, 5) if lo <= math.log10(m * 10**e) <= hi]
+    return _figure(
+        traces,
+        "Training loss",
+        "solid: hard part (labels) · dashed: soft part (teacher)",
+        epochs,
+        dict(
+            title=dict(text="Loss (log scale)"),
+            type="log",
+            range=[lo, hi],
+            tickvals=ticks,
+            ticktext=[f"{v:g}" for v in ticks],
+        ),
+        empty_text=None if values else "appears when the students start",
+        empty_y=(lo + hi) / 2,
+        # Two entries per row, so the four loss parts line up as a 2 x 2 key.
+        legend=dict(entrywidth=0.5, entrywidthmode="fraction"),
+    )
 
 
 def curves(acc: go.Figure, loss: go.Figure, *, live: bool = False) -> None:
@@ -141,27 +228,54 @@ def per_class_chart(result: experiments.RunResult) -> go.Figure:
     gains = result.per_class_gain
     x = [c for c, g in zip(result.classes, gains) if g is not None]
     y = [100 * g for g in gains if g is not None]
-    fig = go.Figure(go.Bar(x=x, y=y, marker_color=[UP if v >= 0 else DOWN for v in y],
-                           text=[f"{v:+.1f}" for v in y], textposition="outside", cliponaxis=False,
-                           hovertemplate="%{x}: %{y:+.2f} points<extra></extra>"))
+    fig = go.Figure(
+        go.Bar(
+            x=x,
+            y=y,
+            marker_color=[UP if v >= 0 else DOWN for v in y],
+            text=[f"{v:+.1f}" for v in y],
+            textposition="outside",
+            cliponaxis=False,
+            hovertemplate="%{x}: %{y:+.2f} points<extra></extra>",
+        )
+    )
     # Zero always shows; the axis covers only the side(s) the bars use, plus room for the labels.
     lo, hi = min(y + [0.0]), max(y + [0.0])
     pad = max(1.0, 0.25 * (hi - lo))
     ui.readable(fig, CHART_HEIGHT)
-    fig.update_layout(title=dict(text="KD gain per class", subtitle=dict(
-        text="distilled − scratch · green: distilled better", font=dict(size=15, color="#555"))),
-        margin=dict(t=90), showlegend=False)
-    fig.update_yaxes(title_text="Accuracy difference (points)", range=[lo - pad, hi + pad], zeroline=True,
-                     zerolinewidth=2, zerolinecolor="#444")
+    fig.update_layout(
+        title=dict(
+            text="KD gain per class",
+            subtitle=dict(text="distilled − scratch · green: distilled better", font=dict(size=15, color="#555")),
+        ),
+        margin=dict(t=90),
+        showlegend=False,
+    )
+    fig.update_yaxes(
+        title_text="Accuracy difference (points)",
+        range=[lo - pad, hi + pad],
+        zeroline=True,
+        zerolinewidth=2,
+        zerolinecolor="#444",
+    )
     fig.update_xaxes(title_text="Class", type="category")
     missing = [c for c, g in zip(result.classes, gains) if g is None]
     if missing:
-        fig.add_annotation(text=f"no test images of: {', '.join(missing)}", showarrow=False, xref="paper",
-                           yref="paper", x=1, y=1.02, xanchor="right", font=dict(size=14, color="#777"))
+        fig.add_annotation(
+            text=f"no test images of: {', '.join(missing)}",
+            showarrow=False,
+            xref="paper",
+            yref="paper",
+            x=1,
+            y=1.02,
+            xanchor="right",
+            font=dict(size=14, color="#777"),
+        )
     return fig
 
 
 # ---- live view ----------------------------------------------------------------------------------
+
 
 def student_status(job: jobs.Job, cfg: experiments.RunConfig, events: list[dict]) -> None:
     started = next((e for e in events if e.get("kind") == "students_start"), None)
@@ -175,8 +289,11 @@ def student_status(job: jobs.Job, cfg: experiments.RunConfig, events: list[dict]
     done = sum(latest.values()) / (2 * cfg.epochs)
     spent = max(0.0, events[-1].get("t", 0.0) - started.get("t", 0.0))
     eta = f" · about {dark.format_seconds(spent * (1 - done) / done)} left" if done > 0.02 else ""
-    st.progress(min(1.0, done), text=f"Step 2 of 2 · training both students on {started['train_size']:,} images: "
-                                     f"epoch {done * cfg.epochs:.1f} of {cfg.epochs}{eta}")
+    st.progress(
+        min(1.0, done),
+        text=f"Step 2 of 2 · training both students on {started['train_size']:,} images: "
+        f"epoch {done * cfg.epochs:.1f} of {cfg.epochs}{eta}",
+    )
 
 
 @st.fragment(run_every=1.0)
@@ -200,38 +317,55 @@ def live(job_id: str) -> None:
 
 # ---- results ------------------------------------------------------------------------------------
 
+
 def verdict(gain: float) -> str:
     points = 100 * gain
     if abs(points) < 0.3:
-        return (f"The teacher made almost no difference this time ({points:+.1f} points) — within what a different "
-                "seed can change. Try less training data or a smaller student, where the teacher's hints matter more.")
+        return (
+            f"The teacher made almost no difference this time ({points:+.1f} points) — within what a different "
+            "seed can change. Try less training data or a smaller student, where the teacher's hints matter more."
+        )
     if points > 0:
-        return (f"Learning from the teacher made the same small model **{points:.1f} points more accurate** than "
-                "training it on the labels alone.")
-    return (f"The distilled student is **{-points:.1f} points worse** than the scratch one. Try a lower α or "
-            "another T, or train longer.")
+        return (
+            f"Learning from the teacher made the same small model **{points:.1f} points more accurate** than "
+            "training it on the labels alone."
+        )
+    return (
+        f"The distilled student is **{-points:.1f} points worse** than the scratch one. Try a lower α or "
+        "another T, or train longer."
+    )
 
 
 def results(job: jobs.Job, result: experiments.RunResult) -> None:
     cfg = result.config
     done_epochs = min(len(result.curves.get(m, [])) for m in STUDENTS)
     if result.partial:
-        st.warning(f"**Stopped after {done_epochs} of {cfg.epochs} epochs — partial result.** The numbers describe "
-                   "both students as they were when stopped.")
+        st.warning(
+            f"**Stopped after {done_epochs} of {cfg.epochs} epochs — partial result.** The numbers describe "
+            "both students as they were when stopped."
+        )
     d, s, t = result.row("distilled"), result.row("scratch"), result.row("ensemble")
     gain = result.kd_gain
     cols = st.columns([1.4, 1, 1, 1, 1.2])
-    cols[0].metric("KD gain", ui.fmt_points(gain), border=True,
-                   help="Test accuracy of the distilled student minus that of the same student trained "
-                        "from scratch: what the teacher added.")
+    cols[0].metric(
+        "KD gain",
+        ui.fmt_points(gain),
+        border=True,
+        help="Test accuracy of the distilled student minus that of the same student trained "
+        "from scratch: what the teacher added.",
+    )
     cols[1].metric(ui.ROLE_LABELS["distilled"], f"{100 * d.accuracy:.1f} %")
     cols[2].metric("Scratch student", f"{100 * s.accuracy:.1f} %")
     cols[3].metric(ui.ROLE_LABELS["ensemble"], f"{100 * t.accuracy:.1f} %")
     if t.params and d.params:
-        speed = (f"{t.latency_ms_b1 / d.latency_ms_b1:.0f}× faster" if t.latency_ms_b1 and d.latency_ms_b1
-                 else None)
-        cols[4].metric("Student vs. teachers", f"{t.params / d.params:.0f}× smaller", speed, delta_arrow="off",
-                       help="Parameters and single-image latency of the ensemble divided by the student's.")
+        speed = f"{t.latency_ms_b1 / d.latency_ms_b1:.0f}× faster" if t.latency_ms_b1 and d.latency_ms_b1 else None
+        cols[4].metric(
+            "Student vs. teachers",
+            f"{t.params / d.params:.0f}× smaller",
+            speed,
+            delta_arrow="off",
+            help="Parameters and single-image latency of the ensemble divided by the student's.",
+        )
     if gain is not None:
         st.markdown(verdict(gain) + f" Run took {dark.format_seconds(result.seconds)}.")
     events = job.events()
@@ -239,32 +373,45 @@ def results(job: jobs.Job, result: experiments.RunResult) -> None:
     if saved is not None and saved["kind"] == "save_failed":
         st.warning(f"{saved['message']} The result below is complete; only the saved copy is missing.")
     elif saved is not None:
-        st.caption(f":material/history: Saved as run {saved['run_id']} on the History page."
-                   + (f" {saved['message']}" if saved.get("message") else ""))
+        st.caption(
+            f":material/history: Saved as run {saved['run_id']} on the History page."
+            + (f" {saved['message']}" if saved.get("message") else "")
+        )
     events = events or [e for m in STUDENTS for e in result.curves.get(m, [])]
     curves(accuracy_chart(events, cfg.epochs, t.accuracy), loss_chart(events, cfg.epochs))
     left, right = st.columns(2)
     left.plotly_chart(per_class_chart(result), width="stretch", config={"displaylogo": False})
-    right.markdown("**What to try next**\n"
-                   "- Raise **T** to share more of the teacher's view of similar classes, or set it to 1 to see "
-                   "what is lost.\n"
-                   "- Set **α** to 0: the 'distilled' student then ignores the teacher — the gain should vanish.\n"
-                   "- Use a **smaller fraction** of the training data: the teacher's soft targets help most when "
-                   "labels are scarce.\n"
-                   "- Open **Dark knowledge** to see the soft targets, or **Compare** for size and latency.")
+    right.markdown(
+        "**What to try next**\n"
+        "- Raise **T** to share more of the teacher's view of similar classes, or set it to 1 to see "
+        "what is lost.\n"
+        "- Set **α** to 0: the 'distilled' student then ignores the teacher — the gain should vanish.\n"
+        "- Use a **smaller fraction** of the training data: the teacher's soft targets help most when "
+        "labels are scarce.\n"
+        "- Open **Dark knowledge** to see the soft targets, or **Compare** for size and latency."
+    )
     st.markdown("**Every model of this run**")
     num = st.column_config.NumberColumn
     table = report.comparison_table([result]).drop(columns=[report.DATASET, report.RUN, report.PARTIAL])
     table[report.THROUGHPUT] = table[report.THROUGHPUT].round()
     # One run here, so the table's "run 1:" prefixes would only clash with the History page's run numbers.
     table[report.MODEL] = table[report.MODEL].str.replace(r"^run \d+: ", "", regex=True)
-    st.dataframe(table, hide_index=True, width="stretch", column_config={
-        report.ACCURACY: num(format="%.1f"), report.PARAMS: num(format="localized"),
-        report.SIZE: num(format="%.2f"), report.LATENCY: num(format="%.2f", help="One image at a time on this CPU."),
-        report.THROUGHPUT: num(format="localized", help="In batches of 256."),
-        report.SPEEDUP: num(format="%.1f"), report.COMPRESSION: num(format="%.1f"),
-        report.AGREEMENT: num(format="%.1f", help="How often the model picks the teacher ensemble's class."),
-        report.ECE: num(format="%.3f", help="Calibration error: gap between confidence and accuracy (0 is ideal).")})
+    st.dataframe(
+        table,
+        hide_index=True,
+        width="stretch",
+        column_config={
+            report.ACCURACY: num(format="%.1f"),
+            report.PARAMS: num(format="localized"),
+            report.SIZE: num(format="%.2f"),
+            report.LATENCY: num(format="%.2f", help="One image at a time on this CPU."),
+            report.THROUGHPUT: num(format="localized", help="In batches of 256."),
+            report.SPEEDUP: num(format="%.1f"),
+            report.COMPRESSION: num(format="%.1f"),
+            report.AGREEMENT: num(format="%.1f", help="How often the model picks the teacher ensemble's class."),
+            report.ECE: num(format="%.3f", help="Calibration error: gap between confidence and accuracy (0 is ideal)."),
+        },
+    )
 
 
 def history() -> None:
@@ -275,46 +422,81 @@ def history() -> None:
     for number, job in zip(range(len(runs), 0, -1), runs):
         result = job.result(timeout=0) if job.state in (jobs.JobState.DONE, jobs.JobState.CANCELLED) else None
         cfg = result.config if result is not None else run_config(job)
-        state = {jobs.JobState.QUEUED: "queued", jobs.JobState.RUNNING: "running", jobs.JobState.FAILED: "failed",
-                 jobs.JobState.CANCELLED: "stopped"}.get(job.state, "done")
+        state = {
+            jobs.JobState.QUEUED: "queued",
+            jobs.JobState.RUNNING: "running",
+            jobs.JobState.FAILED: "failed",
+            jobs.JobState.CANCELLED: "stopped",
+        }.get(job.state, "done")
         if result is not None and result.partial:
             state = "partial"
 
-        def acc(role: str) -> float | None:
+        def acc(role: str, result=result) -> float | None:
             row = None if result is None else result.row(role)
             return None if row is None else round(100 * row.accuracy, 2)
 
-        rows.append({"Run": number, "Started": datetime.fromtimestamp(job.created).strftime("%H:%M:%S"),
-                     "Student": cfg.student if cfg else "?", "T": cfg.temperature if cfg else None,
-                     "α": cfg.alpha if cfg else None, "Epochs": cfg.epochs if cfg else None,
-                     "Data": f"{cfg.fraction:.0%}" if cfg else "?",
-                     "Scratch (%)": acc("scratch"), "Distilled (%)": acc("distilled"),
-                     "KD gain (points)": None if result is None or result.kd_gain is None
-                     else round(100 * result.kd_gain, 2),
-                     "Status": state})
+        rows.append(
+            {
+                "Run": number,
+                "Started": datetime.fromtimestamp(job.created).strftime("%H:%M:%S"),
+                "Student": cfg.student if cfg else "?",
+                "T": cfg.temperature if cfg else None,
+                "α": cfg.alpha if cfg else None,
+                "Epochs": cfg.epochs if cfg else None,
+                "Data": f"{cfg.fraction:.0%}" if cfg else "?",
+                "Scratch (%)": acc("scratch"),
+                "Distilled (%)": acc("distilled"),
+                "KD gain (points)": None
+                if result is None or result.kd_gain is None
+                else round(100 * result.kd_gain, 2),
+                "Status": state,
+            }
+        )
     with st.expander(f"This session's runs ({len(rows)})", expanded=len(rows) > 1):
-        st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch", column_config={
-            "KD gain (points)": st.column_config.NumberColumn(format="%+.2f"),
-            "T": st.column_config.NumberColumn(format="%g"), "α": st.column_config.NumberColumn(format="%g")})
+        st.dataframe(
+            pd.DataFrame(rows),
+            hide_index=True,
+            width="stretch",
+            column_config={
+                "KD gain (points)": st.column_config.NumberColumn(format="%+.2f"),
+                "T": st.column_config.NumberColumn(format="%g"),
+                "α": st.column_config.NumberColumn(format="%g"),
+            },
+        )
 
 
 # ---- page ---------------------------------------------------------------------------------------
 
 st.title("Distill")
-st.markdown("Two copies of the same small student start from the same weights and see the same batches. "
-            "The **scratch** student learns from the labels only; the **distilled** one also learns from the "
-            "teacher ensemble's soft targets. The difference in their test accuracy is the KD gain.")
-st.caption("Changing T or α reuses the cached teachers and their logits, so only the two students train — "
-           "a run takes seconds once the teachers exist.")
+st.markdown(
+    "Two copies of the same small student start from the same weights and see the same batches. "
+    "The **scratch** student learns from the labels only; the **distilled** one also learns from the "
+    "teacher ensemble's soft targets. The difference in their test accuracy is the KD gain."
+)
+st.caption(
+    "Changing T or α reuses the cached teachers and their logits, so only the two students train — "
+    "a run takes seconds once the teachers exist."
+)
 cfg = ui.controls()
 
 job = ui.job_by_id(st.session_state.get("distill_job"))
 running = job is not None and job.state in ACTIVE
 b1, b2, _ = st.columns([1, 1, 4])
-start_clicked = b1.button("Start", type="primary", icon=":material/play_arrow:", width="stretch", disabled=running,
-                          help="Stop the current run first." if running else "Train both students with these settings.")
-if b2.button("Stop", icon=":material/stop:", width="stretch", disabled=not running or job.cancel_requested,
-             help="Stops after the current batch; finished epochs are kept as a partial result."):
+start_clicked = b1.button(
+    "Start",
+    type="primary",
+    icon=":material/play_arrow:",
+    width="stretch",
+    disabled=running,
+    help="Stop the current run first." if running else "Train both students with these settings.",
+)
+if b2.button(
+    "Stop",
+    icon=":material/stop:",
+    width="stretch",
+    disabled=not running or job.cancel_requested,
+    help="Stops after the current batch; finished epochs are kept as a partial result.",
+):
     job.cancel()
 autostart = st.session_state.pop("autostart", False)
 if (start_clicked or autostart) and not running:
@@ -322,8 +504,10 @@ if (start_clicked or autostart) and not running:
     st.rerun()  # so Start and Stop are drawn for the running job
 
 if job is None:
-    st.info("Set up the teachers and the student in the sidebar and press **Start**. You will see both students' "
-            "test accuracy and training loss live, epoch by epoch.")
+    st.info(
+        "Set up the teachers and the student in the sidebar and press **Start**. You will see both students' "
+        "test accuracy and training loss live, epoch by epoch."
+    )
 else:
     run_cfg = run_config(job)
     if run_cfg is not None:
@@ -331,16 +515,23 @@ else:
         st.markdown(f"**{verb}:** {describe(run_cfg)}")
         diff = changed(run_cfg, cfg)
         if diff:
-            st.caption(f":material/warning: Settings changed since this run started ({', '.join(diff)}) — "
-                       "press **Start** to run with the new ones.")
+            st.caption(
+                f":material/warning: Settings changed since this run started ({', '.join(diff)}) — "
+                "press **Start** to run with the new ones."
+            )
     if running:
         live(job.id)
     elif job.state is jobs.JobState.FAILED:
-        ui.show_job_failure(job, "Change the settings in the sidebar (for example a lower T or a different "
-                                 "student) and press **Start** again.")
+        ui.show_job_failure(
+            job,
+            "Change the settings in the sidebar (for example a lower T or a different "
+            "student) and press **Start** again.",
+        )
     elif job.result() is None:
-        st.warning("Stopped before the students started training. Teachers that finished stay cached; press "
-                   "**Start** to run again.")
+        st.warning(
+            "Stopped before the students started training. Teachers that finished stay cached; press "
+            "**Start** to run again."
+        )
     else:
         results(job, job.result())
 history()

@@ -1,4 +1,5 @@
 """Compare page: every model this session's distillation runs produced, in one table and an accuracy-latency chart."""
+
 import json
 import math
 
@@ -17,8 +18,12 @@ MAX_MARKER_PX = 60  # diameter of the largest model's marker
 # A run's two students share an architecture and so a latency: label them on different sides, the
 # distilled one above, clear of the Pareto staircase. Teachers label below their markers, so the member
 # nearest the ensemble (often the best one) does not write over the ensemble's label.
-TEXT_POSITION = {"teacher": "bottom center", "ensemble": "top center", "scratch": "middle left",
-                 "distilled": "top center"}
+TEXT_POSITION = {
+    "teacher": "bottom center",
+    "ensemble": "top center",
+    "scratch": "middle left",
+    "distilled": "top center",
+}
 
 
 @st.fragment(run_every=3)
@@ -35,8 +40,9 @@ def table_view(df):
     shown[report.THROUGHPUT] = df[report.THROUGHPUT].round()
     num = st.column_config.NumberColumn
     config = {
-        report.MODEL: st.column_config.TextColumn(width="large", pinned=True,
-                                                  help="⚠ marks students of a run stopped early."),
+        report.MODEL: st.column_config.TextColumn(
+            width="large", pinned=True, help="⚠ marks students of a run stopped early."
+        ),
         report.ACCURACY: num(format="%.1f", help="Share of test images classified correctly."),
         report.PARAMS: num(format="localized", help="Number of weights (all members for the ensemble)."),
         report.SIZE: num(format="%.2f", help="Size of the weights file in megabytes."),
@@ -45,8 +51,10 @@ def table_view(df):
         report.SPEEDUP: num(format="%.1f", help="Ensemble latency divided by this model's latency."),
         report.COMPRESSION: num(format="%.1f", help="Ensemble parameters divided by this model's parameters."),
         report.AGREEMENT: num(format="%.1f", help="How often this model picks the same class as the teacher ensemble."),
-        report.ECE: num(format="%.3f", help="Expected calibration error: gap between confidence and accuracy; "
-                                            "0 is perfectly calibrated."),
+        report.ECE: num(
+            format="%.3f",
+            help="Expected calibration error: gap between confidence and accuracy; 0 is perfectly calibrated.",
+        ),
         report.PARTIAL: st.column_config.CheckboxColumn(help="The run was stopped before its last epoch."),
     }
     # One dataset needs no Dataset column on screen; the CSV keeps every column.
@@ -71,8 +79,8 @@ def latency_ticks(latencies) -> list[float]:
         return []
     lo, hi = float(min(latencies)) / 1.3, float(max(latencies)) * 1.3
     decades = range(math.floor(math.log10(lo)), math.ceil(math.log10(hi)) + 1)
-    steps = (1, 2, 5) if hi / lo <= 10 ** 3.5 else (1,)  # wider spans would crowd a narrow screen
-    ticks = [m * 10.0 ** k for k in decades for m in steps]
+    steps = (1, 2, 5) if hi / lo <= 10**3.5 else (1,)  # wider spans would crowd a narrow screen
+    ticks = [m * 10.0**k for k in decades for m in steps]
     first = max(t for t in ticks if t <= lo)
     last = min(t for t in ticks if t >= hi)
     return [t for t in ticks if first <= t <= last]
@@ -82,42 +90,87 @@ def accuracy_latency_figure(df) -> go.Figure:
     plot = df.dropna(subset=[report.LATENCY, report.ACCURACY])
     fig = go.Figure()
     front = plot[report.pareto_front(plot)].sort_values(report.LATENCY)
-    fig.add_trace(go.Scatter(x=front[report.LATENCY], y=front[report.ACCURACY], mode="lines", line_shape="hv",
-                             line=dict(color="#444444", width=2, dash="dot"), hoverinfo="skip",
-                             name="Pareto front (best trade-offs)"))
+    fig.add_trace(
+        go.Scatter(
+            x=front[report.LATENCY],
+            y=front[report.ACCURACY],
+            mode="lines",
+            line_shape="hv",
+            line=dict(color="#444444", width=2, dash="dot"),
+            hoverinfo="skip",
+            name="Pareto front (best trade-offs)",
+        )
+    )
     # Marker area grows with the parameter count, so a 40× smaller model looks 40× smaller.
-    sizeref = 2.0 * plot[report.PARAMS].max() / MAX_MARKER_PX ** 2 if len(plot) else 1.0
+    sizeref = 2.0 * plot[report.PARAMS].max() / MAX_MARKER_PX**2 if len(plot) else 1.0
     for role in ROLES:
         sub = plot[plot[report.ROLE] == role]
         if sub.empty:
             continue
-        fig.add_trace(go.Scatter(
-            x=sub[report.LATENCY], y=sub[report.ACCURACY], mode="markers+text", name=ui.ROLE_LABELS[role],
-            text=[point_label(m, role, run) for m, run in zip(sub[report.MODEL], sub[report.RUN])],
-            textposition=TEXT_POSITION[role], textfont=dict(size=ui.PLOT_FONT.get("size", 16) - 2),
-            marker=dict(color=ui.COLORS[role], size=sub[report.PARAMS], sizemode="area", sizeref=sizeref, sizemin=7,
-                        symbol=["circle-open" if p else "circle" for p in sub[report.PARTIAL]],
-                        line=dict(color=ui.COLORS[role], width=3), opacity=0.85),
-            customdata=list(zip(sub[report.MODEL], sub[report.PARAMS], sub[report.DATASET],
-                                ["yes, stopped early" if p else "no" for p in sub[report.PARTIAL]])),
-            hovertemplate="<b>%{customdata[0]}</b><br>Accuracy: %{y:.1f} %<br>Latency: %{x:.2f} ms<br>"
-                          "Parameters: %{customdata[1]:,}<br>Dataset: %{customdata[2]}<br>"
-                          "Partial: %{customdata[3]}<extra></extra>"))
+        fig.add_trace(
+            go.Scatter(
+                x=sub[report.LATENCY],
+                y=sub[report.ACCURACY],
+                mode="markers+text",
+                name=ui.ROLE_LABELS[role],
+                text=[point_label(m, role, run) for m, run in zip(sub[report.MODEL], sub[report.RUN])],
+                textposition=TEXT_POSITION[role],
+                textfont=dict(size=ui.PLOT_FONT.get("size", 16) - 2),
+                marker=dict(
+                    color=ui.COLORS[role],
+                    size=sub[report.PARAMS],
+                    sizemode="area",
+                    sizeref=sizeref,
+                    sizemin=7,
+                    symbol=["circle-open" if p else "circle" for p in sub[report.PARTIAL]],
+                    line=dict(color=ui.COLORS[role], width=3),
+                    opacity=0.85,
+                ),
+                customdata=list(
+                    zip(
+                        sub[report.MODEL],
+                        sub[report.PARAMS],
+                        sub[report.DATASET],
+                        ["yes, stopped early" if p else "no" for p in sub[report.PARTIAL]],
+                    )
+                ),
+                hovertemplate="<b>%{customdata[0]}</b><br>Accuracy: %{y:.1f} %<br>Latency: %{x:.2f} ms<br>"
+                "Parameters: %{customdata[1]:,}<br>Dataset: %{customdata[2]}<br>"
+                "Partial: %{customdata[3]}<extra></extra>",
+            )
+        )
     base = ui.PLOT_FONT.get("size", 16)
     ticks = latency_ticks(plot[report.LATENCY])
     # Explicit sizes: Streamlit's chart theme otherwise shrinks titles and ticks below projector size.
     fig.update_layout(
         title=dict(text="Accuracy vs. latency: up and to the left is better", font=dict(size=base + 6)),
-        font=ui.PLOT_FONT, height=600,
-        xaxis=dict(title=dict(text="Latency for one image (ms, log scale)", font=dict(size=base + 2)), type="log",
-                   tickvals=ticks, ticktext=[f"{t:g}" for t in ticks], tickfont=dict(size=base),
-                   range=[math.log10(ticks[0]), math.log10(ticks[-1])] if ticks else None),
+        font=ui.PLOT_FONT,
+        height=600,
+        xaxis=dict(
+            title=dict(text="Latency for one image (ms, log scale)", font=dict(size=base + 2)),
+            type="log",
+            tickvals=ticks,
+            ticktext=[f"{t:g}" for t in ticks],
+            tickfont=dict(size=base),
+            range=[math.log10(ticks[0]), math.log10(ticks[-1])] if ticks else None,
+        ),
         yaxis=dict(title=dict(text="Test accuracy (%)", font=dict(size=base + 2)), tickfont=dict(size=base)),
         legend=dict(itemsizing="constant", orientation="h", yanchor="top", y=-0.16, x=0, font=dict(size=base)),
         margin=dict(t=90, b=40),
-        annotations=[dict(text="Marker area ∝ number of parameters · open marker = stopped run", showarrow=False,
-                          xref="paper", yref="paper", x=1, y=1.0, xanchor="right", yanchor="bottom",
-                          font=dict(size=base - 2, color="#555555"))])
+        annotations=[
+            dict(
+                text="Marker area ∝ number of parameters · open marker = stopped run",
+                showarrow=False,
+                xref="paper",
+                yref="paper",
+                x=1,
+                y=1.0,
+                xanchor="right",
+                yanchor="bottom",
+                font=dict(size=base - 2, color="#555555"),
+            )
+        ],
+    )
     return fig
 
 
@@ -125,27 +178,49 @@ def downloads(df, results) -> None:
     left, right = st.columns(2)
     with left:
         st.subheader("The table")
-        st.download_button("Download table (CSV)", report.to_csv_bytes(df), file_name="kd-compare.csv",
-                           mime="text/csv", icon=":material/download:")
+        st.download_button(
+            "Download table (CSV)",
+            report.to_csv_bytes(df),
+            file_name="kd-compare.csv",
+            mime="text/csv",
+            icon=":material/download:",
+        )
     with right:
         st.subheader("A student's weights")
-        options = [(i, role) for i in range(len(results), 0, -1) for role in ("distilled", "scratch")
-                   if role in results[i - 1].students]
+        options = [
+            (i, role)
+            for i in range(len(results), 0, -1)
+            for role in ("distilled", "scratch")
+            if role in results[i - 1].students
+        ]
         if not options:
             st.caption("These runs kept no student weights.")
             return
-        run, role = st.selectbox("Student", options,
-                                 format_func=lambda o: report.run_label(o[0], results[o[0] - 1], o[1])
-                                 + (" (partial)" if results[o[0] - 1].partial else ""))
+        run, role = st.selectbox(
+            "Student",
+            options,
+            format_func=lambda o: (
+                report.run_label(o[0], results[o[0] - 1], o[1]) + (" (partial)" if results[o[0] - 1].partial else "")
+            ),
+        )
         result = results[run - 1]
-        meta = {"config": json.dumps(result.config.to_dict()), "role": role, "architecture": result.config.student,
-                "partial": str(result.partial)}
-        st.download_button("Download weights (.safetensors)",
-                           report.student_weights_bytes(result.students[role], metadata=meta),
-                           file_name=report.weights_filename(result, role), mime="application/octet-stream",
-                           icon=":material/download:")
-        st.caption(f"Load them into `kdcore.models.build({result.config.student!r}, {result.config.dataset!r})` "
-                   "with `safetensors.torch.load_file`.")
+        meta = {
+            "config": json.dumps(result.config.to_dict()),
+            "role": role,
+            "architecture": result.config.student,
+            "partial": str(result.partial),
+        }
+        st.download_button(
+            "Download weights (.safetensors)",
+            report.student_weights_bytes(result.students[role], metadata=meta),
+            file_name=report.weights_filename(result, role),
+            mime="application/octet-stream",
+            icon=":material/download:",
+        )
+        st.caption(
+            f"Load them into `kdcore.models.build({result.config.student!r}, {result.config.dataset!r})` "
+            "with `safetensors.torch.load_file`."
+        )
         onnx_bundle(result, role)
 
 
@@ -155,8 +230,11 @@ def _bundle(key: str, _result, role: str) -> tuple[bytes, float | None, float | 
     files = export.student_files(_result, role)
     onnx_name = next(name for name in files if name.endswith(".onnx"))
     latency = export.onnx_latency(files[onnx_name], models.image_shape(_result.config.dataset))
-    return (export.student_bundle_zip(_result, role), None if latency is None else latency.ms_batch1,
-            None if latency is None else latency.throughput_b256)
+    return (
+        export.student_bundle_zip(_result, role),
+        None if latency is None else latency.ms_batch1,
+        None if latency is None else latency.throughput_b256,
+    )
 
 
 def onnx_bundle(result, role: str) -> None:
@@ -165,19 +243,27 @@ def onnx_bundle(result, role: str) -> None:
     except Exception as exc:  # an export failure must not take the page down
         st.error(f"Could not export this student to ONNX ({exc}). The safetensors download above still works.")
         return
-    st.download_button("Download as ONNX + model card (.zip)", bundle,
-                       file_name=export.student_name(result, role) + ".zip", mime="application/zip",
-                       icon=":material/deployed_code:")
+    st.download_button(
+        "Download as ONNX + model card (.zip)",
+        bundle,
+        file_name=export.student_name(result, role) + ".zip",
+        mime="application/zip",
+        icon=":material/deployed_code:",
+    )
     if ms is not None:
         row = result.row(role)
         torch_ms = f" (PyTorch: {row.latency_ms_b1:.2f} ms)" if row.latency_ms_b1 else ""
-        st.caption(f"ONNX Runtime runs this student in **{ms:.3f} ms** per image{torch_ms} and "
-                   f"{throughput:,.0f} images/s in batches of 256, with the same thread count.")
+        st.caption(
+            f"ONNX Runtime runs this student in **{ms:.3f} ms** per image{torch_ms} and "
+            f"{throughput:,.0f} images/s in batches of 256, with the same thread count."
+        )
 
 
 st.title("Compare models")
-st.write("Every model your distillation runs trained, side by side: the teachers, their ensemble, and each run's "
-         "student trained from scratch and distilled from the ensemble.")
+st.write(
+    "Every model your distillation runs trained, side by side: the teachers, their ensemble, and each run's "
+    "student trained from scratch and distilled from the ensemble."
+)
 
 try:
     results = ui.finished_distill_results()
@@ -187,13 +273,16 @@ except Exception as exc:
     st.stop()
 
 if active:
-    st.caption(f"⏳ {active} distillation run{'s' if active > 1 else ''} still training; "
-               "it will appear here when it finishes.")
+    st.caption(
+        f"⏳ {active} distillation run{'s' if active > 1 else ''} still training; it will appear here when it finishes."
+    )
     refresh_when_runs_finish(active)
 
 if not results:
-    st.info("No finished distillation yet in this session. Run one on the Distill page: every model it trains "
-            "(teachers, ensemble, scratch and distilled student) will appear here.")
+    st.info(
+        "No finished distillation yet in this session. Run one on the Distill page: every model it trains "
+        "(teachers, ensemble, scratch and distilled student) will appear here."
+    )
     try:
         st.page_link("pages/2_Distill.py", label="Go to Distill", icon=":material/arrow_forward:")
     except StreamlitPageNotFoundError:  # the page runs outside the app's navigation (e.g. in tests)
@@ -210,7 +299,9 @@ sentence = report.summary_sentence(table)
 if sentence:
     st.markdown(f"**In plain words.** {sentence}")
 st.plotly_chart(accuracy_latency_figure(table), width="stretch")
-st.caption("The dotted staircase links the models no other model beats on both accuracy and latency. "
-           "Latency is measured on this machine's CPU, so compare ratios rather than absolute milliseconds.")
+st.caption(
+    "The dotted staircase links the models no other model beats on both accuracy and latency. "
+    "Latency is measured on this machine's CPU, so compare ratios rather than absolute milliseconds."
+)
 table_view(table)
 downloads(table, results)

@@ -4,6 +4,7 @@ Used by tests/test_browser.py and, as a script, to make the README's screenshots
 
     python tests/browser.py assets/screenshots     # needs /usr/bin/chromium and trained default teachers
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -32,10 +33,24 @@ def free_port() -> int:
 def serve(env: dict | None = None, timeout: float = 90):
     """The app on http://127.0.0.1:<free port>; stopped on exit."""
     port = free_port()
-    cmd = [sys.executable, "-m", "streamlit", "run", str(ROOT / "app.py"), "--server.headless", "true",
-           "--server.port", str(port), "--server.address", "127.0.0.1", "--browser.gatherUsageStats", "false"]
-    proc = subprocess.Popen(cmd, cwd=ROOT, env={**os.environ, **(env or {})},
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    cmd = [
+        sys.executable,
+        "-m",
+        "streamlit",
+        "run",
+        str(ROOT / "app.py"),
+        "--server.headless",
+        "true",
+        "--server.port",
+        str(port),
+        "--server.address",
+        "127.0.0.1",
+        "--browser.gatherUsageStats",
+        "false",
+    ]
+    proc = subprocess.Popen(
+        cmd, cwd=ROOT, env={**os.environ, **(env or {})}, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
     url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.time() + timeout
@@ -46,7 +61,7 @@ def serve(env: dict | None = None, timeout: float = 90):
                         break
             except OSError:
                 if proc.poll() is not None or time.time() > deadline:
-                    raise RuntimeError(f"streamlit did not start on {url}")
+                    raise RuntimeError(f"streamlit did not start on {url}") from None
                 time.sleep(0.5)
         yield url
     finally:
@@ -60,6 +75,7 @@ def serve(env: dict | None = None, timeout: float = 90):
 @contextlib.contextmanager
 def browser():
     from playwright.sync_api import sync_playwright
+
     with sync_playwright() as p:
         b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         try:
@@ -83,8 +99,15 @@ def run_default_demo(page, url: str, timeout_ms: int = 600_000) -> None:
     wait_idle(page)
 
 
-PAGES = {"home": "Home", "teachers": "Teachers", "distill": "Distill", "dark-knowledge": "Dark knowledge",
-         "compare": "Compare", "experiments": "Experiments", "history": "History"}
+PAGES = {
+    "home": "Home",
+    "teachers": "Teachers",
+    "distill": "Distill",
+    "dark-knowledge": "Dark knowledge",
+    "compare": "Compare",
+    "experiments": "Experiments",
+    "history": "History",
+}
 
 
 def open_page(page, title: str) -> None:

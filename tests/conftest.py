@@ -1,4 +1,5 @@
 """Test-wide setup: every test run uses its own data dir, never the user's cache."""
+
 import os
 import shutil
 import tempfile
@@ -13,9 +14,9 @@ os.environ["KD_DATA_DIR"] = _DATA_DIR
 torch.set_num_threads(1)
 
 
-
 def pytest_sessionfinish(session, exitstatus):
     from kdcore import jobs
+
     # Join the app tests' worker threads before the interpreter tears down torch's own threads.
     jobs.default_runner().shutdown(wait=True)
     shutil.rmtree(_DATA_DIR, ignore_errors=True)
@@ -26,6 +27,7 @@ def fast_config():
     """The default preset with a short student run. Its teachers are the default ones, trained once per
     test session and then found in the cache by every later test, the app tests included."""
     from kdcore.experiments import default_config
+
     return default_config("mnist-sample", epochs=3)
 
 
@@ -33,6 +35,7 @@ def fast_config():
 def fast_run(fast_config):
     """One real distillation on mnist-sample shared by the tests that only read its result."""
     from kdcore.experiments import distill
+
     events = []
     result = distill(fast_config, on_event=events.append)
     return result, events

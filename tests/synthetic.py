@@ -1,4 +1,5 @@
 """A random-image dataset for tests of loop-level behaviour (training, caching, export): nothing to learn."""
+
 import torch
 
 from kdcore import data as kdata
@@ -12,4 +13,7 @@ def synthetic(n_train=320, n_test=64, shape=(1, 28, 28), name="mnist-sample", se
         train_y=torch.randint(0, 10, (n_train,), generator=g),
         test_x=torch.randint(0, 256, (n_test, *shape), generator=g, dtype=torch.uint8),
         test_y=torch.randint(0, 10, (n_test,), generator=g),
-        classes=tuple(str(i) for i in range(10)), mean=(0.5,) * shape[0], std=(0.29,) * shape[0])
+        classes=tuple(str(i) for i in range(10)),
+        mean=(0.5,) * shape[0],
+        std=(0.29,) * shape[0],
+    )

@@ -1,4 +1,5 @@
 """The Streamlit pages, driven in-process with AppTest: they render, run the demo, and explain bad input."""
+
 from __future__ import annotations
 
 import base64
@@ -74,8 +75,12 @@ def _values(array) -> list:
 
 def _probability_traces(at: AppTest) -> list:
     figures = [json.loads(chart.proto.spec) for chart in at.get("plotly_chart")]
-    return [tuple(round(y, 6) for y in trace["y"]) for fig in figures for trace in fig["data"]
-            if trace.get("type") == "bar" and "y" in trace]
+    return [
+        tuple(round(y, 6) for y in trace["y"])
+        for fig in figures
+        for trace in fig["data"]
+        if trace.get("type") == "bar" and "y" in trace
+    ]
 
 
 def test_teachers_already_trained_here_show_without_pressing_the_button(fast_run, fast_config):
@@ -121,8 +126,10 @@ def test_moving_t_changes_the_soft_targets_without_training(fast_run, fast_confi
 @pytest.fixture
 def offline(monkeypatch):
     """No network at all, whatever the machine has: downloads and the probe both fail."""
+
     def refuse(*args, **kwargs):
         raise urllib.error.URLError("network is unreachable (test)")
+
     monkeypatch.setattr(kdata, "_urlopen", refuse)
     monkeypatch.setattr(kdata, "_can_connect", lambda *a, **k: False)
 

@@ -1,4 +1,5 @@
 """The benchmark scripts run end to end, time an honestly cold kdcore run, and reject bad arguments."""
+
 import importlib.util
 import json
 from pathlib import Path
@@ -24,8 +25,12 @@ def distill_speed():
 
 def test_a_short_run_prints_the_table_and_writes_comparable_results(distill_speed, fast_config, tmp_path, capsys):
     out = tmp_path / "bench.json"
-    assert distill_speed.main(["--datasets", "mnist-sample", "--repeats", "1", "--epochs", "2",
-                               "--threads", "1", "--json", str(out)]) == 0
+    assert (
+        distill_speed.main(
+            ["--datasets", "mnist-sample", "--repeats", "1", "--epochs", "2", "--threads", "1", "--json", str(out)]
+        )
+        == 0
+    )
     printed = capsys.readouterr().out
     assert "| mnist-sample (4,000 train) | 2 |" in printed
     (row,) = json.loads(out.read_text())["results"]
@@ -47,8 +52,9 @@ def test_a_cold_run_refuses_to_time_when_there_are_no_logits_to_delete(distill_s
     experiments.load_ensemble(fast_config)  # recompute them for the tests that follow
 
 
-@pytest.mark.parametrize("args", [["--datasets", "imagenet"], ["--repeats", "0"], ["--epochs", "0"],
-                                  ["--threads", "0"], ["--workers", "-1"]])
+@pytest.mark.parametrize(
+    "args", [["--datasets", "imagenet"], ["--repeats", "0"], ["--epochs", "0"], ["--threads", "0"], ["--workers", "-1"]]
+)
 def test_bad_arguments_exit_2_naming_the_option(distill_speed, args, capsys):
     with pytest.raises(SystemExit) as exc:
         distill_speed.main(args)

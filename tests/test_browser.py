@@ -1,4 +1,5 @@
 """One real-browser run: `streamlit run app.py` driven by Playwright in Debian's Chromium."""
+
 import os
 from pathlib import Path
 

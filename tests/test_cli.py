@@ -3,6 +3,7 @@
 The end-to-end checks run the real command in a subprocess; argument errors, which all go through
 the same `main()`, are checked in-process so each case costs milliseconds instead of a torch import.
 """
+
 import json
 import os
 import re
@@ -24,8 +25,9 @@ def kdcore(*args, timeout=180):
     """Run the CLI as a user would, with the test session's data folder (and its cached teachers)."""
     # One intra-op thread like the rest of the suite (conftest): two busy cores make torch's default far slower.
     env = {**os.environ, "KD_DATA_DIR": os.environ["KD_DATA_DIR"], "OMP_NUM_THREADS": "1"}
-    return subprocess.run([sys.executable, "-m", "kdcore", *args], cwd=ROOT, env=env, capture_output=True,
-                          text=True, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-m", "kdcore", *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout
+    )
 
 
 def error_lines(stderr):
@@ -33,6 +35,7 @@ def error_lines(stderr):
 
 
 # --------------------------------------------------------------------------- datasets and models
+
 
 def test_datasets_lists_every_dataset_with_its_state():
     proc = kdcore("datasets")
@@ -104,6 +107,7 @@ def test_an_unavailable_dataset_is_a_one_line_error_with_exit_code_1(tmp_path, m
 
 # --------------------------------------------------------------------------- distill
 
+
 @pytest.fixture(scope="module")
 def distill_json(fast_run):
     """One real `distill --json` run; fast_run has already cached its 1-epoch teachers."""
@@ -128,8 +132,23 @@ def test_distill_json_still_shows_progress_on_stderr(distill_json):
 
 
 def test_distill_table_shows_every_model_and_the_kd_gain(fast_run, capsys):
-    code = cli.main(["distill", "--teacher-epochs", "1", "--epochs", "1", "--student", "mlp-tiny",
-                     "--fraction", "0.25", "-T", "2", "--alpha", "0.7"])
+    code = cli.main(
+        [
+            "distill",
+            "--teacher-epochs",
+            "1",
+            "--epochs",
+            "1",
+            "--student",
+            "mlp-tiny",
+            "--fraction",
+            "0.25",
+            "-T",
+            "2",
+            "--alpha",
+            "0.7",
+        ]
+    )
     assert code == 0
     out, err = capsys.readouterr()
     assert "KD gain" in out

@@ -1,4 +1,5 @@
 """The dark-knowledge page's engine: soft targets, the images it picks, and uploaded or drawn pictures."""
+
 import io
 import math
 
@@ -31,6 +32,7 @@ def _centre_of_mass(img: torch.Tensor) -> tuple[float, float]:
 
 # --- temperature -----------------------------------------------------------------------------
 
+
 def test_entropy_rises_with_temperature():
     logits = torch.tensor([6.0, 2.0, 1.0, 0.5, -1.0, 0.0, 0.3, -2.0, 1.5, 3.0])
     temps = [1, 1.5, 2, 3, 4, 6, 8, 12, 20]
@@ -61,6 +63,7 @@ def test_bad_temperature_is_refused():
 
 
 # --- class similarity ------------------------------------------------------------------------
+
 
 def _fours_look_like_nines(n=50):
     """Logits where 4s give their second-largest score to 9, all other images are clear-cut."""
@@ -106,6 +109,7 @@ def test_articles_follow_speech():
 
 # --- picking images --------------------------------------------------------------------------
 
+
 def _teacher_outputs(n=400, seed=0):
     g = torch.Generator().manual_seed(seed)
     y = torch.randint(0, 10, (n,), generator=g)
@@ -149,9 +153,14 @@ def test_no_mistakes_gives_an_empty_pick():
     assert idx.numel() == 0 and idx.dtype == torch.long
 
 
-@pytest.mark.parametrize("how,cls,match", [("best", None, "class, random, ambiguous, mistakes"),
-                                           ("class", None, "cls must be a class index from 0 to 9"),
-                                           ("class", 10, "cls must be a class index from 0 to 9")])
+@pytest.mark.parametrize(
+    "how,cls,match",
+    [
+        ("best", None, "class, random, ambiguous, mistakes"),
+        ("class", None, "cls must be a class index from 0 to 9"),
+        ("class", 10, "cls must be a class index from 0 to 9"),
+    ],
+)
 def test_bad_pick_arguments_name_the_allowed_values(how, cls, match):
     logits, y = _teacher_outputs(50)
     with pytest.raises(ValueError, match=match):
@@ -159,6 +168,7 @@ def test_bad_pick_arguments_name_the_allowed_values(how, cls, match):
 
 
 # --- uploads ---------------------------------------------------------------------------------
+
 
 def _dark_digit_on_white(size=(120, 90), offset=(10, 5)) -> Image.Image:
     img = Image.new("RGB", size, "white")
@@ -218,6 +228,7 @@ def test_blank_upload_is_refused():
 
 # --- drawing canvas --------------------------------------------------------------------------
 
+
 def _canvas(draw: bool) -> np.ndarray:
     img = Image.new("RGBA", (280, 280), (0, 0, 0, 255))
     if draw:
@@ -240,13 +251,16 @@ def test_drawn_stroke_becomes_a_centred_digit():
 
 # --- the ensemble's training progress --------------------------------------------
 
+
 def test_progress_counts_epochs_across_members():
-    events = [{"kind": "teacher_start", "member": "a", "index": 0, "count": 2, "epochs": 4, "t": 0.0},
-              {"kind": "teacher", "member": "a", "status": "cached", "t": 0.1},
-              {"kind": "teacher", "member": "a", "status": "done", "t": 0.2},
-              {"kind": "teacher_start", "member": "b", "index": 1, "count": 2, "epochs": 4, "t": 0.2},
-              {"kind": "step", "model": "b", "epoch": 1.0, "epochs": 4, "t": 10.0},
-              {"kind": "epoch", "model": "b", "epoch": 2, "epochs": 4, "t": 20.0}]
+    events = [
+        {"kind": "teacher_start", "member": "a", "index": 0, "count": 2, "epochs": 4, "t": 0.0},
+        {"kind": "teacher", "member": "a", "status": "cached", "t": 0.1},
+        {"kind": "teacher", "member": "a", "status": "done", "t": 0.2},
+        {"kind": "teacher_start", "member": "b", "index": 1, "count": 2, "epochs": 4, "t": 0.2},
+        {"kind": "step", "model": "b", "epoch": 1.0, "epochs": 4, "t": 10.0},
+        {"kind": "epoch", "model": "b", "epoch": 2, "epochs": 4, "t": 20.0},
+    ]
     fraction, eta = dark.ensemble_progress(events, ["a", "b"])
     assert fraction == pytest.approx(0.75)
     assert eta == pytest.approx(20.0)

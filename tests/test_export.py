@@ -1,4 +1,5 @@
 """Exports: students as ONNX/safetensors with a model card, and teacher-zoo zips that import safely or not at all."""
+
 import hashlib
 import io
 import json
@@ -9,16 +10,15 @@ import zipfile
 import numpy as np
 import onnxruntime as ort
 import pytest
+import torch
 from safetensors.torch import load as load_safetensors
 from safetensors.torch import save as save_safetensors
-import torch
 
 from kdcore import data as kdata
 from kdcore import export, models, teachers
 from kdcore.experiments import ModelRow, RunConfig, RunResult
 from kdcore.teachers import Member
 from kdcore.train import TrainSettings
-
 from tests.synthetic import synthetic
 
 SETTINGS = TrainSettings(epochs=1)
@@ -76,14 +76,32 @@ def tamper(zoo_bytes, edit_manifest=None, edit_files=None):
 
 def run_result(student, dataset, model):
     config = RunConfig(dataset=dataset, teachers=("mlp-wide",), student=student, epochs=1)
-    row = ModelRow(name=f"distilled ({student})", role="distilled", accuracy=0.91, params=1, size_bytes=1,
-                   latency_ms_b1=0.2, throughput_b256=5000.0, agreement=0.95, kl_to_teacher=0.1, ece=0.02,
-                   per_class=[0.9] * 10)
-    return RunResult(config, [row], {"scratch": [], "distilled": []}, False, 1.0, tuple(str(i) for i in range(10)),
-                     students={"distilled": model})
+    row = ModelRow(
+        name=f"distilled ({student})",
+        role="distilled",
+        accuracy=0.91,
+        params=1,
+        size_bytes=1,
+        latency_ms_b1=0.2,
+        throughput_b256=5000.0,
+        agreement=0.95,
+        kl_to_teacher=0.1,
+        ece=0.02,
+        per_class=[0.9] * 10,
+    )
+    return RunResult(
+        config,
+        [row],
+        {"scratch": [], "distilled": []},
+        False,
+        1.0,
+        tuple(str(i) for i in range(10)),
+        students={"distilled": model},
+    )
 
 
 # --------------------------------------------------------------------------- students
+
 
 @pytest.mark.parametrize("student, dataset", [("mlp-small", "mnist-sample"), ("cnn-small", "cifar10")])
 def test_onnx_student_gives_the_same_logits_as_pytorch_for_any_batch_size(student, dataset):
@@ -156,6 +174,7 @@ def test_onnx_latency_is_measured_and_absent_without_onnxruntime(monkeypatch):
 
 
 # --------------------------------------------------------------------------- teacher zoo
+
 
 def test_zoo_round_trip_gives_cached_teachers_without_training(zoo, data, cache):
     zoo_bytes, trained = zoo
@@ -230,23 +249,32 @@ def _wrong_shapes_with_fresh_hash(files, manifest):
 def _add(name, blob):
     def edit(files, manifest):
         files[name] = blob
+
     return edit
 
 
 TAMPERED = {
     "modified tensor bytes": (dict(edit_files=_flip_a_weight_byte), "do not match their sha256"),
     "wrong shapes, hash recomputed": (dict(edit_files=_wrong_shapes_with_fresh_hash), "does not fit architecture"),
-    "unknown arch": (dict(edit_manifest=lambda m: m["teachers"][0].update(arch="resnet-152")),
-                     "'resnet-152', which is not in this app's teacher zoo"),
-    "unknown dataset": (dict(edit_manifest=lambda m: m["teachers"][0].update(dataset="imagenet")),
-                        "dataset 'imagenet'"),
-    "key of another seed": (dict(edit_manifest=lambda m: m["teachers"][0].update(seed=7)),
-                            "does not match its dataset, architecture and seed"),
+    "unknown arch": (
+        dict(edit_manifest=lambda m: m["teachers"][0].update(arch="resnet-152")),
+        "'resnet-152', which is not in this app's teacher zoo",
+    ),
+    "unknown dataset": (
+        dict(edit_manifest=lambda m: m["teachers"][0].update(dataset="imagenet")),
+        "dataset 'imagenet'",
+    ),
+    "key of another seed": (
+        dict(edit_manifest=lambda m: m["teachers"][0].update(seed=7)),
+        "does not match its dataset, architecture and seed",
+    ),
     "path traversal": (dict(edit_files=_add("../evil", b"x")), "unsafe path '../evil'"),
     "a pickle inside": (dict(edit_files=_add("teachers/model.pt", pickle.dumps({"w": 1}))), "pickle"),
     "an unlisted extra file": (dict(edit_files=_add("run.sh", b"rm -rf /")), "unexpected file 'run.sh'"),
-    "an unlisted teacher": (dict(edit_files=_add("teachers/mnist-sample-mlp-wide-s5-0123456789abcdef.safetensors",
-                                                 b"x")), "does not list"),
+    "an unlisted teacher": (
+        dict(edit_files=_add("teachers/mnist-sample-mlp-wide-s5-0123456789abcdef.safetensors", b"x")),
+        "does not list",
+    ),
     "newer format": (dict(edit_manifest=lambda m: m.update(version=99)), "format version 99"),
 }
 
@@ -262,14 +290,17 @@ def test_tampered_zoo_is_refused_with_a_clear_message_and_nothing_written(zoo, c
     assert cache_files(cache) == []
 
 
-@pytest.mark.parametrize("blob, message", [
-    (b"PK\x03\x04 this is not really a zip", "not a zip file"),
-    (pickle.dumps({"weights": [1, 2, 3]}), "not a zip file"),
-    (rezip({"teachers/x.safetensors": b""}), "unexpected file"),
-    (rezip({"readme.txt": b"hi"}), "unexpected file 'readme.txt'"),
-    (rezip({"manifest.json": b"{not json"}), "not valid JSON"),
-    (rezip({"manifest.json": b"[]"}), "does not describe a teacher zoo"),
-])
+@pytest.mark.parametrize(
+    "blob, message",
+    [
+        (b"PK\x03\x04 this is not really a zip", "not a zip file"),
+        (pickle.dumps({"weights": [1, 2, 3]}), "not a zip file"),
+        (rezip({"teachers/x.safetensors": b""}), "unexpected file"),
+        (rezip({"readme.txt": b"hi"}), "unexpected file 'readme.txt'"),
+        (rezip({"manifest.json": b"{not json"}), "not valid JSON"),
+        (rezip({"manifest.json": b"[]"}), "does not describe a teacher zoo"),
+    ],
+)
 def test_files_that_are_not_zoos_are_refused(blob, message, cache):
     with pytest.raises(export.ZooImportError, match=message):
         export.import_zoo(blob)
@@ -292,6 +323,7 @@ def test_one_bad_teacher_keeps_the_good_ones_out_too(zoo, cache):
     def break_second(files, manifest):
         name = manifest["teachers"][1]["file"]
         files[name] = files[name][:-4] + b"\0\0\0\0"
+
     with pytest.raises(export.ZooImportError, match="do not match their sha256"):
         export.import_zoo(tamper(zoo[0], edit_files=break_second))
     assert cache_files(cache) == []

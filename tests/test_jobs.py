@@ -1,4 +1,5 @@
 """Background jobs: results, events, bounded FIFO concurrency, cancelling, failures, shutdown."""
+
 import threading
 
 import pytest

@@ -1,4 +1,5 @@
 """The distillation loss against values computed by hand."""
+
 import math
 
 import pytest
@@ -47,7 +48,9 @@ def test_alpha_zero_is_plain_cross_entropy_and_alpha_one_ignores_labels():
 
 def test_identical_logits_give_zero_soft_loss():
     s = torch.randn(4, 10)
-    assert distillation_loss(s, s.clone(), torch.zeros(4, dtype=torch.long), 5.0, 1.0).soft.item() == pytest.approx(0, abs=1e-6)
+    assert distillation_loss(s, s.clone(), torch.zeros(4, dtype=torch.long), 5.0, 1.0).soft.item() == pytest.approx(
+        0, abs=1e-6
+    )
 
 
 def test_gradients_flow_only_to_the_student():
@@ -58,8 +61,15 @@ def test_gradients_flow_only_to_the_student():
     assert t.grad is None
 
 
-@pytest.mark.parametrize("kwargs,word", [({"temperature": 0}, "temperature"), ({"temperature": -1}, "temperature"),
-                                          ({"alpha": 1.5}, "alpha"), ({"alpha": -0.1}, "alpha")])
+@pytest.mark.parametrize(
+    "kwargs,word",
+    [
+        ({"temperature": 0}, "temperature"),
+        ({"temperature": -1}, "temperature"),
+        ({"alpha": 1.5}, "alpha"),
+        ({"alpha": -0.1}, "alpha"),
+    ],
+)
 def test_bad_temperature_or_alpha_is_rejected_with_its_name(kwargs, word):
     args = {"temperature": 4.0, "alpha": 0.5, **kwargs}
     with pytest.raises(ValueError, match=word):

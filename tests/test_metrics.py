@@ -1,4 +1,5 @@
 """Metrics against small examples whose answers can be checked by hand."""
+
 import copy
 import math
 
@@ -6,8 +7,18 @@ import pytest
 import torch
 from torch import nn
 
-from kdcore.metrics import (Latency, accuracy, agreement, confusion_matrix, expected_calibration_error,
-                            kl_to_teacher, measure_latency, param_count, per_class_accuracy, size_bytes)
+from kdcore.metrics import (
+    Latency,
+    accuracy,
+    agreement,
+    confusion_matrix,
+    expected_calibration_error,
+    kl_to_teacher,
+    measure_latency,
+    param_count,
+    per_class_accuracy,
+    size_bytes,
+)
 
 
 def _one_hot_logits(preds, k):
@@ -27,10 +38,12 @@ def test_accuracy_per_class_and_confusion_on_hand_made_example():
     assert per_class_accuracy(logits, Y, 4)[3] is None
     cm = confusion_matrix(logits, Y, 4)
     assert cm.dtype == torch.int64
-    assert cm.tolist() == [[1, 0, 0, 0],   # true 0: predicted 0
-                           [1, 2, 0, 0],   # true 1: once as 0, twice as 1
-                           [1, 0, 1, 0],   # true 2: once as 0, once as 2
-                           [0, 0, 0, 0]]   # true 3: absent
+    assert cm.tolist() == [
+        [1, 0, 0, 0],  # true 0: predicted 0
+        [1, 2, 0, 0],  # true 1: once as 0, twice as 1
+        [1, 0, 1, 0],  # true 2: once as 0, once as 2
+        [0, 0, 0, 0],
+    ]  # true 3: absent
 
 
 def test_label_checks_name_the_bad_argument():
@@ -132,8 +145,9 @@ def test_empty_ensemble_is_rejected():
 
 def _big_mlp():
     # ~4M weights: large enough that forward time, not Python overhead, dominates at batch 1.
-    return nn.Sequential(nn.Flatten(), nn.Linear(3 * 32 * 32, 1024), nn.ReLU(), nn.Linear(1024, 1024),
-                         nn.ReLU(), nn.Linear(1024, 10))
+    return nn.Sequential(
+        nn.Flatten(), nn.Linear(3 * 32 * 32, 1024), nn.ReLU(), nn.Linear(1024, 1024), nn.ReLU(), nn.Linear(1024, 10)
+    )
 
 
 @pytest.fixture

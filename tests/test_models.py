@@ -1,4 +1,5 @@
 """The model zoo builds every architecture for both image shapes."""
+
 import pytest
 import torch
 
@@ -17,8 +18,10 @@ def test_zoo_has_three_teachers_and_students_from_tiny_to_medium():
     students = models.available("student")
     assert len(teachers) >= 3 and all(s.description for s in teachers + students)
     for family in ("mlp", "cnn"):
-        sizes = [sum(p.numel() for p in models.build(f"{family}-{size}", "mnist").parameters())
-                 for size in models.STUDENT_SIZES]
+        sizes = [
+            sum(p.numel() for p in models.build(f"{family}-{size}", "mnist").parameters())
+            for size in models.STUDENT_SIZES
+        ]
         assert sizes == sorted(sizes) and sizes[0] < sizes[-1]
     ensemble = sum(sum(p.numel() for p in models.build(t.name, "mnist").parameters()) for t in teachers)
     largest_student = max(sum(p.numel() for p in models.build(s.name, "mnist").parameters()) for s in students)

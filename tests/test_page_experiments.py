@@ -3,6 +3,7 @@
 The studies train one-epoch tiny students against the session's default teachers; the tests depend on
 `fast_run` so those teachers are already cached when a study asks for them.
 """
+
 import json
 import sys
 import time
@@ -90,10 +91,12 @@ def test_stop_keeps_the_finished_cells(fast_run, monkeypatch):
 
     def sweep_that_waits(*args, on_event, cancel, **kwargs):
         """The real sweep, held after its first distilled cell until Stop, so the stop always lands mid-grid."""
+
         def hook(event):
             on_event(event)
             if event["kind"] == "cell" and event.get("row") is not None:
                 cancel.wait(60)
+
         return real_sweep(*args, on_event=hook, cancel=cancel, **kwargs)
 
     monkeypatch.setattr(studies, "sweep", sweep_that_waits)
@@ -146,8 +149,12 @@ def test_missing_class_reports_the_class_overall_and_the_bias_value(fast_run):
     result, figs = run_study(at, "missing-class")
     assert result.class_name == "5" and result.bias_value == 2.5
     bars = figs[0]["data"]
-    assert [b["name"] for b in bars] == ["Teacher ensemble (saw it)", ui.ROLE_LABELS["scratch"],
-                                         ui.ROLE_LABELS["distilled"], "Distilled + bias fix"]
+    assert [b["name"] for b in bars] == [
+        "Teacher ensemble (saw it)",
+        ui.ROLE_LABELS["scratch"],
+        ui.ROLE_LABELS["distilled"],
+        "Distilled + bias fix",
+    ]
     assert all(b["x"] == ["class 5 (never seen)", "all classes"] for b in bars)
     assert any("raised by **2.50** (the value you set)" in m.value for m in at.markdown)
 
@@ -179,8 +186,14 @@ def test_a_failed_study_shows_what_went_wrong_without_a_traceback(monkeypatch):
 
 def test_start_on_an_unavailable_dataset_explains_instead_of_running(monkeypatch):
     from kdcore import data as kdata
-    offline = kdata.DatasetStatus("cifar10", "unavailable", 170_498_071, "", "CIFAR-10 is not on this computer "
-                                  "and there is no internet connection to download it.")
+
+    offline = kdata.DatasetStatus(
+        "cifar10",
+        "unavailable",
+        170_498_071,
+        "",
+        "CIFAR-10 is not on this computer and there is no internet connection to download it.",
+    )
     monkeypatch.setattr(ui, "dataset_status", lambda: {"cifar10": offline})
     at = page("cifar10")
     at.button(key="start_capacity").click().run()

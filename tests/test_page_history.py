@@ -1,4 +1,5 @@
 """History page: saved runs are listed, filtered, compared with overlaid curves and deleted; damage recovers."""
+
 import json
 import sqlite3
 from pathlib import Path
@@ -19,15 +20,46 @@ def make_result(dataset="mnist-sample", temperature=4.0, alpha=0.5, scratch=0.80
     config = default_config(dataset, student="mlp-tiny", temperature=temperature, alpha=alpha, epochs=3)
 
     def row(role, acc):
-        return ModelRow(name=role, role=role, accuracy=acc, params=1000, size_bytes=4000, latency_ms_b1=0.1,
-                        throughput_b256=1e4, agreement=None if role == "ensemble" else 0.9,
-                        kl_to_teacher=None if role == "ensemble" else 0.1, ece=0.05, per_class=[acc] * 10)
+        return ModelRow(
+            name=role,
+            role=role,
+            accuracy=acc,
+            params=1000,
+            size_bytes=4000,
+            latency_ms_b1=0.1,
+            throughput_b256=1e4,
+            agreement=None if role == "ensemble" else 0.9,
+            kl_to_teacher=None if role == "ensemble" else 0.1,
+            ece=0.05,
+            per_class=[acc] * 10,
+        )
 
-    curves = {role: [{"kind": "epoch", "model": role, "epoch": e, "epochs": 3, "loss": 1 / e, "hard": 0.5 / e,
-                      "soft": 0.2 / e, "test_acc": acc - 0.1 / e, "elapsed": float(e)} for e in (1, 2, 3)]
-              for role, acc in (("scratch", scratch), ("distilled", distilled))}
-    return RunResult(config, [row("ensemble", 0.95), row("scratch", scratch), row("distilled", distilled)], curves,
-                     False, 2.0, tuple(str(i) for i in range(10)), {"distilled": models.build("mlp-tiny", dataset)})
+    curves = {
+        role: [
+            {
+                "kind": "epoch",
+                "model": role,
+                "epoch": e,
+                "epochs": 3,
+                "loss": 1 / e,
+                "hard": 0.5 / e,
+                "soft": 0.2 / e,
+                "test_acc": acc - 0.1 / e,
+                "elapsed": float(e),
+            }
+            for e in (1, 2, 3)
+        ]
+        for role, acc in (("scratch", scratch), ("distilled", distilled))
+    }
+    return RunResult(
+        config,
+        [row("ensemble", 0.95), row("scratch", scratch), row("distilled", distilled)],
+        curves,
+        False,
+        2.0,
+        tuple(str(i) for i in range(10)),
+        {"distilled": models.build("mlp-tiny", dataset)},
+    )
 
 
 @pytest.fixture
@@ -40,8 +72,10 @@ def data_dir(tmp_path, monkeypatch):
 @pytest.fixture
 def two_runs(data_dir):
     store = open_store()
-    ids = [store.save_run(make_result(scratch=0.80, distilled=0.85)),
-           store.save_run(make_result("cifar10", temperature=8.0, scratch=0.40, distilled=0.41))]
+    ids = [
+        store.save_run(make_result(scratch=0.80, distilled=0.85)),
+        store.save_run(make_result("cifar10", temperature=8.0, scratch=0.40, distilled=0.41)),
+    ]
     return store, ids
 
 
@@ -77,8 +111,12 @@ def test_an_empty_history_says_where_runs_come_from(data_dir):
 
 def test_saved_runs_are_listed_newest_first_and_filters_reduce_them(two_runs):
     store, (mnist, cifar) = two_runs
-    sweep = store.save_record("sweep", "mnist-sample", default_config("mnist-sample").to_dict(),
-                              {"reading": "T = 4 did best.", "scratch_acc": 0.8})
+    sweep = store.save_record(
+        "sweep",
+        "mnist-sample",
+        default_config("mnist-sample").to_dict(),
+        {"reading": "T = 4 did best.", "scratch_acc": 0.8},
+    )
     at = open_page()
     assert listed(at) == [sweep, cifar, mnist]
     table = at.dataframe[0].value.set_index("Run")
@@ -117,8 +155,12 @@ def test_selecting_two_runs_compares_them_and_overlays_their_curves(two_runs):
 
 def test_a_study_shows_its_reading_instead_of_curves(two_runs):
     store, (mnist, _) = two_runs
-    sweep = store.save_record("sweep", "mnist-sample", default_config("mnist-sample").to_dict(),
-                              {"reading": "The best setting was T = 4.", "scratch_acc": 0.8})
+    sweep = store.save_record(
+        "sweep",
+        "mnist-sample",
+        default_config("mnist-sample").to_dict(),
+        {"reading": "The best setting was T = 4.", "scratch_acc": 0.8},
+    )
     at = select(open_page(), [mnist, sweep])
     assert {t["name"] for t in traces(at)} == {f"run {mnist} · scratch", f"run {mnist} · distilled"}
     assert any(m.value == "The best setting was T = 4." for m in at.markdown)

@@ -1,4 +1,5 @@
 """The Compare table, its Pareto front, the plain-words summary and the downloads: hand-made runs and one real run."""
+
 import io
 import math
 
@@ -15,14 +16,30 @@ TEACHERS = ("cnn-wide", "cnn-deep", "mlp-wide")
 
 
 def _row(name, role, acc, params, latency, agreement=0.95):
-    return ModelRow(name=name, role=role, accuracy=acc, params=params, size_bytes=params * 4,
-                    latency_ms_b1=latency, throughput_b256=None if latency is None else 256_000 / latency,
-                    agreement=None if role == "ensemble" else agreement, kl_to_teacher=None, ece=0.03,
-                    per_class=[acc] * 10)
+    return ModelRow(
+        name=name,
+        role=role,
+        accuracy=acc,
+        params=params,
+        size_bytes=params * 4,
+        latency_ms_b1=latency,
+        throughput_b256=None if latency is None else 256_000 / latency,
+        agreement=None if role == "ensemble" else agreement,
+        kl_to_teacher=None,
+        ece=0.03,
+        per_class=[acc] * 10,
+    )
 
 
-def _run(temperature=4.0, dataset="mnist-sample", teachers=TEACHERS, distilled_acc=0.95, scratch_acc=0.93,
-         student_latency=0.5, partial=False):
+def _run(
+    temperature=4.0,
+    dataset="mnist-sample",
+    teachers=TEACHERS,
+    distilled_acc=0.95,
+    scratch_acc=0.93,
+    student_latency=0.5,
+    partial=False,
+):
     cfg = default_config(dataset, teachers=teachers, student="mlp-small", temperature=temperature, alpha=0.9)
     rows = [_row(t, "teacher", 0.97, 400_000, 2.0) for t in teachers]
     rows.append(_row("ensemble", "ensemble", 0.98, 1_200_000, 6.0))
@@ -35,9 +52,21 @@ def _run(temperature=4.0, dataset="mnist-sample", teachers=TEACHERS, distilled_a
 def test_table_has_the_user_facing_columns():
     df = report.comparison_table([_run()])
     assert list(df.columns) == [
-        "Model", "Role", "Dataset", "Run", "Accuracy (%)", "Params", "Size (MB)", "Latency b=1 (ms)",
-        "Throughput b=256 (img/s)", "Speed-up vs ensemble (×)", "Compression vs ensemble (×)",
-        "Agreement with teacher (%)", "ECE", "Partial"]
+        "Model",
+        "Role",
+        "Dataset",
+        "Run",
+        "Accuracy (%)",
+        "Params",
+        "Size (MB)",
+        "Latency b=1 (ms)",
+        "Throughput b=256 (img/s)",
+        "Speed-up vs ensemble (×)",
+        "Compression vs ensemble (×)",
+        "Agreement with teacher (%)",
+        "ECE",
+        "Partial",
+    ]
     assert len(df) == 6
     assert df["Accuracy (%)"].tolist()[-1] == pytest.approx(95.0)
 
@@ -77,12 +106,17 @@ def test_missing_latency_is_nan_not_an_error():
 def test_partial_runs_are_flagged_on_their_students_only():
     df = report.comparison_table([_run(partial=True)])
     assert df.set_index("Role")["Partial"].to_dict() == {
-        "teacher": False, "ensemble": False, "scratch": True, "distilled": True}
+        "teacher": False,
+        "ensemble": False,
+        "scratch": True,
+        "distilled": True,
+    }
 
 
 def test_pareto_front_drops_the_dominated_point():
-    df = pd.DataFrame({"Latency b=1 (ms)": [1.0, 2.0, 3.0, 2.5, float("nan")],
-                       "Accuracy (%)": [90.0, 95.0, 99.0, 94.0, 99.9]})
+    df = pd.DataFrame(
+        {"Latency b=1 (ms)": [1.0, 2.0, 3.0, 2.5, float("nan")], "Accuracy (%)": [90.0, 95.0, 99.0, 94.0, 99.9]}
+    )
     assert report.pareto_front(df).tolist() == [True, True, True, False, False]
 
 

@@ -1,4 +1,5 @@
 """Run history: saved runs come back whole, filter and sort, survive restarts, concurrent writers and damage."""
+
 import multiprocessing
 import os
 import sqlite3
@@ -13,21 +14,50 @@ from kdcore.experiments import ModelRow, RunResult, default_config
 from kdcore.store import SORT_KEYS, RunStore, StoreError, load_student, open_store, recorded
 
 
-def make_result(dataset="mnist-sample", student="mlp-tiny", temperature=4.0, alpha=0.5, scratch=0.80,
-                distilled=0.85, partial=False) -> RunResult:
+def make_result(
+    dataset="mnist-sample", student="mlp-tiny", temperature=4.0, alpha=0.5, scratch=0.80, distilled=0.85, partial=False
+) -> RunResult:
     """A hand-built result shaped like distill()'s, with a real student so it can be rebuilt."""
     config = default_config(dataset, student=student, temperature=temperature, alpha=alpha, epochs=2)
 
     def row(name, role, acc):
-        return ModelRow(name=name, role=role, accuracy=acc, params=100, size_bytes=400, latency_ms_b1=0.1,
-                        throughput_b256=1e4, agreement=None if role == "ensemble" else 0.9,
-                        kl_to_teacher=None if role == "ensemble" else 0.1, ece=0.05, per_class=[acc] * 10)
+        return ModelRow(
+            name=name,
+            role=role,
+            accuracy=acc,
+            params=100,
+            size_bytes=400,
+            latency_ms_b1=0.1,
+            throughput_b256=1e4,
+            agreement=None if role == "ensemble" else 0.9,
+            kl_to_teacher=None if role == "ensemble" else 0.1,
+            ece=0.05,
+            per_class=[acc] * 10,
+        )
 
-    rows = [row("cnn-wide", "teacher", 0.95), row("ensemble", "ensemble", 0.96),
-            row(f"scratch ({student})", "scratch", scratch), row(f"distilled ({student})", "distilled", distilled)]
-    curves = {role: [{"kind": "epoch", "model": role, "epoch": e, "epochs": 2, "loss": 1.0 / e, "hard": 0.5 / e,
-                      "soft": None if role == "scratch" else 0.2 / e, "test_acc": acc - 0.1 / e, "elapsed": float(e)}
-                     for e in (1, 2)] for role, acc in (("scratch", scratch), ("distilled", distilled))}
+    rows = [
+        row("cnn-wide", "teacher", 0.95),
+        row("ensemble", "ensemble", 0.96),
+        row(f"scratch ({student})", "scratch", scratch),
+        row(f"distilled ({student})", "distilled", distilled),
+    ]
+    curves = {
+        role: [
+            {
+                "kind": "epoch",
+                "model": role,
+                "epoch": e,
+                "epochs": 2,
+                "loss": 1.0 / e,
+                "hard": 0.5 / e,
+                "soft": None if role == "scratch" else 0.2 / e,
+                "test_acc": acc - 0.1 / e,
+                "elapsed": float(e),
+            }
+            for e in (1, 2)
+        ]
+        for role, acc in (("scratch", scratch), ("distilled", distilled))
+    }
     students = {"scratch": models.build(student, dataset, seed=0), "distilled": models.build(student, dataset, seed=1)}
     return RunResult(config, rows, curves, partial, 3.5, tuple(str(i) for i in range(10)), students)
 
@@ -69,8 +99,9 @@ def test_a_saved_run_comes_back_whole_and_its_student_predicts_the_same(store, t
 def test_runs_filter_by_dataset_and_kind_and_sort_by_kd_gain(store):
     ids = {gain: store.save_run(make_result(scratch=0.8, distilled=0.8 + gain)) for gain in (0.02, -0.01, 0.05)}
     cifar = store.save_run(make_result(dataset="cifar10", student="cnn-tiny", scratch=0.5, distilled=0.6))
-    sweep = store.save_record("sweep", "mnist-sample", {"temperatures": [1, 4]}, {"points": [0.1, 0.2]},
-                              None, partial=False)
+    sweep = store.save_record(
+        "sweep", "mnist-sample", {"temperatures": [1, 4]}, {"points": [0.1, 0.2]}, None, partial=False
+    )
 
     best_first = store.list_runs(dataset="mnist-sample", kind="distill", sort_by="kd_gain")
     assert [s.id for s in best_first] == [ids[0.05], ids[0.02], ids[-0.01]]
@@ -83,7 +114,7 @@ def test_runs_filter_by_dataset_and_kind_and_sort_by_kd_gain(store):
     assert [s.id for s in store.list_runs(kind="sweep")] == [sweep]
     everything = store.list_runs(sort_by="kd_gain")
     assert len(everything) == 5 and everything[-1].id == sweep  # a run without a KD gain sorts last
-    assert [s.id for s in store.list_runs()][0] == sweep  # newest first by default
+    assert next(s.id for s in store.list_runs()) == sweep  # newest first by default
 
 
 def test_every_sort_key_works_and_a_bad_one_names_the_allowed_ones(store):
@@ -198,7 +229,7 @@ def test_a_damaged_history_is_kept_aside_and_a_fresh_one_started(tmp_path, damag
             raw[:100] = os.urandom(100)
         else:  # garbage over the second page (the table's b-tree), header intact
             page = int.from_bytes(raw[16:18], "big")
-            raw[page:2 * page] = b"\xff" * page
+            raw[page : 2 * page] = b"\xff" * page
         path.write_bytes(bytes(raw))
     broken = path.read_bytes()
 

@@ -3,6 +3,7 @@
 Every study here trains one-epoch students against the session's cached default teachers; the
 fixtures depend on `fast_run` so those teachers exist before the first study asks for them.
 """
+
 import argparse
 import json
 import re
@@ -69,22 +70,26 @@ def capacity(config):
 
 # --------------------------------------------------------------------------- validation
 
-@pytest.mark.parametrize("call,names", [
-    (lambda c: studies.sweep(c, [1, 2, 3, 4, 5, 6, 7], [0.5]), ["temperatures", "1 to 6"]),
-    (lambda c: studies.sweep(c, [2], [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7]), ["alphas", "1 to 6"]),
-    (lambda c: studies.sweep(c, [], [0.5]), ["temperatures", "1 to 6"]),
-    (lambda c: studies.sweep(c, [0], [0.5]), ["temperatures", "> 0"]),
-    (lambda c: studies.sweep(c, [2], [1.5]), ["alphas", "[0, 1]"]),
-    (lambda c: studies.sweep(c, [2, 2], [0.5]), ["temperatures", "twice"]),
-    (lambda c: studies.fraction_study(c, [0, 1]), ["fractions", "(0, 1]"]),
-    (lambda c: studies.fraction_study(c, "0.1"), ["fractions", "list"]),
-    (lambda c: studies.missing_class_study(c, 10), ["missing", "0 to 9"]),
-    (lambda c: studies.missing_class_study(c, True), ["missing", "0 to 9"]),
-    (lambda c: studies.missing_class_study(c, 3, bias_value=float("nan")), ["bias_value", "finite"]),
-    (lambda c: studies.missing_class_study(c, 3, bias_fix=False, bias_value=2.0), ["bias_value", "bias_fix"]),
-    (lambda c: studies.capacity_study(c, ["mlp-huge"]), ["students", "mlp-tiny", "cnn-medium"]),
-    (lambda c: studies.capacity_study(c, ["mlp-tiny", "mlp-tiny"]), ["students", "twice"]),
-])
+
+@pytest.mark.parametrize(
+    "call,names",
+    [
+        (lambda c: studies.sweep(c, [1, 2, 3, 4, 5, 6, 7], [0.5]), ["temperatures", "1 to 6"]),
+        (lambda c: studies.sweep(c, [2], [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7]), ["alphas", "1 to 6"]),
+        (lambda c: studies.sweep(c, [], [0.5]), ["temperatures", "1 to 6"]),
+        (lambda c: studies.sweep(c, [0], [0.5]), ["temperatures", "> 0"]),
+        (lambda c: studies.sweep(c, [2], [1.5]), ["alphas", "[0, 1]"]),
+        (lambda c: studies.sweep(c, [2, 2], [0.5]), ["temperatures", "twice"]),
+        (lambda c: studies.fraction_study(c, [0, 1]), ["fractions", "(0, 1]"]),
+        (lambda c: studies.fraction_study(c, "0.1"), ["fractions", "list"]),
+        (lambda c: studies.missing_class_study(c, 10), ["missing", "0 to 9"]),
+        (lambda c: studies.missing_class_study(c, True), ["missing", "0 to 9"]),
+        (lambda c: studies.missing_class_study(c, 3, bias_value=float("nan")), ["bias_value", "finite"]),
+        (lambda c: studies.missing_class_study(c, 3, bias_fix=False, bias_value=2.0), ["bias_value", "bias_fix"]),
+        (lambda c: studies.capacity_study(c, ["mlp-huge"]), ["students", "mlp-tiny", "cnn-medium"]),
+        (lambda c: studies.capacity_study(c, ["mlp-tiny", "mlp-tiny"]), ["students", "twice"]),
+    ],
+)
 def test_a_bad_study_argument_is_refused_up_front_and_named(call, names):
     with pytest.raises(ValueError) as info:
         call(default_config("mnist-sample", epochs=1))
@@ -92,6 +97,7 @@ def test_a_bad_study_argument_is_refused_up_front_and_named(call, names):
 
 
 # --------------------------------------------------------------------------- T x alpha sweep
+
 
 def test_sweep_grid_has_the_requested_shape_and_marks_the_best_cell(swept):
     result, _ = swept
@@ -148,8 +154,9 @@ def test_cancelling_a_sweep_keeps_the_finished_cells(config):
 
 def test_a_sweep_stopped_before_its_first_student_says_so(config):
     cancel = threading.Event()
-    result = studies.sweep(config, (2.0,), (0.5,), cancel=cancel,
-                           on_event=lambda e: cancel.set() if e["kind"] == "study_start" else None)
+    result = studies.sweep(
+        config, (2.0,), (0.5,), cancel=cancel, on_event=lambda e: cancel.set() if e["kind"] == "study_start" else None
+    )
     assert result.partial and result.scratch_acc is None and result.accuracy == [[None]] and result.best is None
     assert "stopped" in result.reading() and sentences(result.reading()) == 2
 
@@ -165,6 +172,7 @@ def test_sweep_reading_is_two_sentences_with_its_numbers(swept):
 
 
 # --------------------------------------------------------------------------- less data
+
 
 def test_fraction_epochs_grow_as_the_data_shrinks_up_to_ten_times():
     assert studies.fraction_epochs(20, 1.0) == 20
@@ -184,7 +192,11 @@ def test_fraction_points_are_ordered_by_fraction_on_the_same_subsets(fractions, 
     assert [p.epochs for p in result.points] == [10, 1]
     assert result.to_json()["epoch_rule"] == studies.EPOCH_RULE
     assert [(c["fraction"], c["role"]) for c in kinds(events, "cell")] == [
-        (0.05, "scratch"), (0.05, "distilled"), (1.0, "scratch"), (1.0, "distilled")]
+        (0.05, "scratch"),
+        (0.05, "distilled"),
+        (1.0, "scratch"),
+        (1.0, "distilled"),
+    ]
 
 
 def test_fraction_reading_names_the_fraction_and_gap(fractions):
@@ -196,6 +208,7 @@ def test_fraction_reading_names_the_fraction_and_gap(fractions):
 
 
 # --------------------------------------------------------------------------- missing class
+
 
 def test_the_missing_class_is_absent_from_the_transfer_set(missing, config, train_y):
     result, _ = missing
@@ -259,6 +272,7 @@ def test_bias_fix_raises_exactly_one_output_logit():
 
 # --------------------------------------------------------------------------- student capacity
 
+
 def test_capacity_points_run_small_to_large_with_their_sizes(capacity, config):
     assert [p.student for p in capacity.points] == ["mlp-tiny", "mlp-small"]
     for p in capacity.points:
@@ -277,6 +291,7 @@ def test_capacity_reading_names_the_student_and_the_gain(capacity):
 
 # --------------------------------------------------------------------------- command line
 
+
 @pytest.fixture(scope="module")
 def study_cli():
     parser = argparse.ArgumentParser(prog="python -m kdcore")
@@ -284,14 +299,21 @@ def study_cli():
     return parser, handlers
 
 
-@pytest.mark.parametrize("argv,check", [
-    (["sweep", "--temperatures", "2,4", "--alphas", "0.5"],
-     lambda j: len(j["accuracy"]) == 2 and len(j["accuracy"][0]) == 1 and j["best"] is not None),
-    (["fraction", "--fractions", "1,0.1"], lambda j: [p["fraction"] for p in j["points"]] == [0.1, 1.0]),
-    (["missing-class", "--missing", "7", "--bias-value", "1.5"],
-     lambda j: j["missing"] == 7 and j["bias_value"] == 1.5 and len(j["rows"]) == 4),
-    (["capacity", "--students", "mlp-tiny"], lambda j: [p["student"] for p in j["points"]] == ["mlp-tiny"]),
-])
+@pytest.mark.parametrize(
+    "argv,check",
+    [
+        (
+            ["sweep", "--temperatures", "2,4", "--alphas", "0.5"],
+            lambda j: len(j["accuracy"]) == 2 and len(j["accuracy"][0]) == 1 and j["best"] is not None,
+        ),
+        (["fraction", "--fractions", "1,0.1"], lambda j: [p["fraction"] for p in j["points"]] == [0.1, 1.0]),
+        (
+            ["missing-class", "--missing", "7", "--bias-value", "1.5"],
+            lambda j: j["missing"] == 7 and j["bias_value"] == 1.5 and len(j["rows"]) == 4,
+        ),
+        (["capacity", "--students", "mlp-tiny"], lambda j: [p["student"] for p in j["points"]] == ["mlp-tiny"]),
+    ],
+)
 def test_each_study_command_prints_one_json_object(study_cli, config, argv, check, capsys):
     parser, handlers = study_cli
     args = parser.parse_args([*argv, "--epochs", "1", "--json"])
@@ -313,15 +335,18 @@ def test_sweep_command_prints_the_grid_and_the_reading(study_cli, config, capsys
     assert sentences(lines[-1]) == 2
 
 
-@pytest.mark.parametrize("argv,names", [
-    (["sweep", "--temperatures", "1,2,3,4,5,6,7"], ["--temperatures", "1 to 6"]),
-    (["sweep", "--alphas", "0.5,2"], ["--alphas", "[0, 1]"]),
-    (["sweep", "--temperatures", "two"], ["--temperatures", "numbers"]),
-    (["fraction", "--fractions", "0,1"], ["--fractions", "(0, 1]"]),
-    (["missing-class", "--missing", "10"], ["--missing", "0 to 9"]),
-    (["missing-class", "--bias-value", "inf"], ["--bias-value", "finite"]),
-    (["capacity", "--students", "mlp-huge"], ["--students", "mlp-tiny"]),
-])
+@pytest.mark.parametrize(
+    "argv,names",
+    [
+        (["sweep", "--temperatures", "1,2,3,4,5,6,7"], ["--temperatures", "1 to 6"]),
+        (["sweep", "--alphas", "0.5,2"], ["--alphas", "[0, 1]"]),
+        (["sweep", "--temperatures", "two"], ["--temperatures", "numbers"]),
+        (["fraction", "--fractions", "0,1"], ["--fractions", "(0, 1]"]),
+        (["missing-class", "--missing", "10"], ["--missing", "0 to 9"]),
+        (["missing-class", "--bias-value", "inf"], ["--bias-value", "finite"]),
+        (["capacity", "--students", "mlp-huge"], ["--students", "mlp-tiny"]),
+    ],
+)
 def test_a_bad_study_option_exits_2_naming_it(study_cli, argv, names, capsys):
     parser, _ = study_cli
     with pytest.raises(SystemExit) as info:

@@ -1,4 +1,5 @@
 """Teacher ensembles: member names, combining members, and a cache that never serves a bad entry."""
+
 import hashlib
 import math
 import multiprocessing
@@ -11,7 +12,6 @@ import torch
 from kdcore import teachers
 from kdcore.teachers import Member, combine_logits, parse_members
 from kdcore.train import teacher_settings
-
 from tests.synthetic import synthetic
 
 ARCH = "mlp-wide"  # the fastest teacher to train
@@ -29,10 +29,14 @@ def data():
     return synthetic()
 
 
-def build(data, members=(Member(ARCH, 1),), epochs=1, **kwargs):
+DEFAULT_MEMBERS = (Member(ARCH, 1),)
+
+
+def build(data, members=DEFAULT_MEMBERS, epochs=1, **kwargs):
     events = []
-    ens = teachers.ensemble(data, list(members), epochs=epochs, on_event=events.append,
-                            device=torch.device("cpu"), **kwargs)
+    ens = teachers.ensemble(
+        data, list(members), epochs=epochs, on_event=events.append, device=torch.device("cpu"), **kwargs
+    )
     return ens, events
 
 
@@ -49,6 +53,7 @@ def same_weights(a, b):
 
 
 # --------------------------------------------------------------------------- member names
+
 
 def test_parse_members_accepts_the_same_architecture_with_different_seeds():
     members = parse_members("cnn-wide, cnn-wide@1 ,mlp-wide@2")
@@ -90,6 +95,7 @@ def test_a_seed_that_is_not_a_number_is_rejected():
 
 # --------------------------------------------------------------------------- combining members
 
+
 def test_prob_combine_averages_member_probabilities():
     a = torch.tensor([[0.0, math.log(3.0)], [2.0, -1.0]])  # first row: probabilities 1/4, 3/4
     b = torch.tensor([[0.0, 0.0], [-3.0, 5.0]])  # first row: 1/2, 1/2
@@ -119,10 +125,15 @@ def test_unknown_combine_is_rejected_with_the_choices(data):
 
 # --------------------------------------------------------------------------- cache
 
+
 def test_second_ensemble_call_loads_from_the_cache_with_identical_logits(cache, data):
     first, events = build(data, [Member(ARCH, 1), Member(ARCH, 2)])
-    assert statuses(events) == [(f"{ARCH}@1", "training"), (f"{ARCH}@1", "done"),
-                                (f"{ARCH}@2", "training"), (f"{ARCH}@2", "done")]
+    assert statuses(events) == [
+        (f"{ARCH}@1", "training"),
+        (f"{ARCH}@1", "done"),
+        (f"{ARCH}@2", "training"),
+        (f"{ARCH}@2", "done"),
+    ]
     assert [t.cached for t in first.members] == [False, False]
     assert torch.equal(first.test_logits, combine_logits([t.test_logits for t in first.members]))
     assert first.train_logits.shape == (len(data.train_y), 10)
@@ -148,17 +159,19 @@ def test_different_seeds_make_different_teachers(cache, data):
 def test_cache_key_changes_with_epochs_seed_architecture_and_data(data):
     key = teachers.teacher_key(data, Member(ARCH, 1), teacher_settings(data.name, 1))
     assert key == teachers.teacher_key(data, Member(ARCH, 1), teacher_settings(data.name, 1))
-    others = [teachers.teacher_key(data, Member(ARCH, 1), teacher_settings(data.name, 2)),
-              teachers.teacher_key(data, Member(ARCH, 2), teacher_settings(data.name, 1)),
-              teachers.teacher_key(data, Member("cnn-wide", 1), teacher_settings(data.name, 1)),
-              teachers.teacher_key(synthetic(seed=1), Member(ARCH, 1), teacher_settings(data.name, 1))]
+    others = [
+        teachers.teacher_key(data, Member(ARCH, 1), teacher_settings(data.name, 2)),
+        teachers.teacher_key(data, Member(ARCH, 2), teacher_settings(data.name, 1)),
+        teachers.teacher_key(data, Member("cnn-wide", 1), teacher_settings(data.name, 1)),
+        teachers.teacher_key(synthetic(seed=1), Member(ARCH, 1), teacher_settings(data.name, 1)),
+    ]
     assert key not in others and len(set(others)) == len(others)
 
 
 def _flip_middle_bytes(path):
     raw = bytearray(path.read_bytes())
     middle = len(raw) // 2  # inside the tensor data, so the file still parses
-    raw[middle:middle + 64] = bytes(b ^ 0xFF for b in raw[middle:middle + 64])
+    raw[middle : middle + 64] = bytes(b ^ 0xFF for b in raw[middle : middle + 64])
     path.write_bytes(bytes(raw))
 
 
@@ -192,7 +205,7 @@ def test_a_damaged_weights_entry_is_rebuilt_never_loaded(cache, data, corrupt):
 def test_damaged_cached_logits_are_recomputed_from_the_teacher(cache, data):
     first, _ = build(data)
     _flip_middle_bytes(cache / f"{first.members[0].key}.logits.safetensors")
-    again, events = build(data)
+    again, _ = build(data)
     assert again.members[0].cached is True  # the weights were fine, so no retraining
     assert torch.allclose(again.train_logits, first.train_logits, atol=1e-5)
     assert torch.allclose(again.test_logits, first.test_logits, atol=1e-5)
@@ -216,8 +229,9 @@ def test_cancel_during_teacher_training_raises_and_caches_nothing(cache, data):
             cancel.set()
 
     with pytest.raises(teachers.Cancelled, match="nothing was cached"):
-        teachers.ensemble(data, [Member(ARCH, 1)], epochs=2, on_event=on_event, cancel=cancel,
-                          device=torch.device("cpu"))
+        teachers.ensemble(
+            data, [Member(ARCH, 1)], epochs=2, on_event=on_event, cancel=cancel, device=torch.device("cpu")
+        )
     assert entry_files(cache) == []
     _, events = build(data, epochs=2)
     assert (f"{ARCH}@1", "training") in statuses(events)
@@ -233,11 +247,16 @@ def test_cancel_between_members_keeps_the_finished_ones_cached(cache, data):
     with pytest.raises(teachers.Cancelled):
         teachers.ensemble(data, [Member(ARCH, 1), Member(ARCH, 2)], epochs=1, on_event=on_event, cancel=cancel)
     _, events = build(data, [Member(ARCH, 1), Member(ARCH, 2)])
-    assert statuses(events) == [(f"{ARCH}@1", "cached"), (f"{ARCH}@1", "done"),
-                                (f"{ARCH}@2", "training"), (f"{ARCH}@2", "done")]
+    assert statuses(events) == [
+        (f"{ARCH}@1", "cached"),
+        (f"{ARCH}@1", "done"),
+        (f"{ARCH}@2", "training"),
+        (f"{ARCH}@2", "done"),
+    ]
 
 
 # --------------------------------------------------------------------------- concurrent writers
+
 
 def _train_same_teacher(data_dir, barrier, results):
     """Runs in a fresh (spawned) process: wait for the other one, then train or load the same teacher."""
@@ -246,8 +265,9 @@ def _train_same_teacher(data_dir, barrier, results):
     events = []
     data = synthetic(n_train=1000)
     barrier.wait(timeout=60)
-    t = teachers.get_teacher(data, Member(ARCH, 3), teacher_settings(data.name, 1), on_event=events.append,
-                             device=torch.device("cpu"))
+    t = teachers.get_teacher(
+        data, Member(ARCH, 3), teacher_settings(data.name, 1), on_event=events.append, device=torch.device("cpu")
+    )
     digest = hashlib.sha256(b"".join(v.contiguous().numpy().tobytes() for v in t.model.state_dict().values()))
     results.put((t.cached, statuses(events), digest.hexdigest(), t.test_logits.numpy().tobytes()))
 

@@ -1,4 +1,5 @@
 """The training loop: reproducible runs, progress events, clean cancelling, clear divergence errors."""
+
 import copy
 import math
 import threading
@@ -8,9 +9,16 @@ import torch
 
 from kdcore import data as kdata
 from kdcore import models
-from kdcore.train import (Trainer, TrainingDiverged, TrainSettings, default_device, predict_logits,
-                          student_settings, teacher_settings, train)
-
+from kdcore.train import (
+    Trainer,
+    TrainingDiverged,
+    TrainSettings,
+    default_device,
+    predict_logits,
+    student_settings,
+    teacher_settings,
+    train,
+)
 from tests.synthetic import synthetic
 
 EPOCH_KEYS = {"kind", "model", "epoch", "epochs", "loss", "hard", "soft", "test_acc", "elapsed"}
@@ -40,10 +48,13 @@ def numbers(history):
 
 def run(data, seed, epochs=2, arch="mlp-small", **settings):
     model = models.build(arch, data.name, seed=0)
-    return train(model, data, TrainSettings(epochs=epochs, batch_size=64, **settings), seed=seed, device=torch.device("cpu"))
+    return train(
+        model, data, TrainSettings(epochs=epochs, batch_size=64, **settings), seed=seed, device=torch.device("cpu")
+    )
 
 
 # --------------------------------------------------------------------------- reproducibility
+
 
 def test_same_seed_and_config_give_identical_weights_and_history(tiny_data):
     # Dropout (mlp-wide) and augmentation are the random parts that must also repeat.
@@ -69,8 +80,17 @@ def test_scratch_and_distilled_trainers_see_the_same_batches(tiny_data):
     teacher = torch.randn(len(tiny_data.train_y), 10, generator=torch.Generator().manual_seed(9))
     cpu = torch.device("cpu")
     scratch = Trainer(base, tiny_data, settings, seed=3, train_idx=idx, device=cpu)
-    distilled = Trainer(copy.deepcopy(base), tiny_data, settings, seed=3, train_idx=idx, teacher_logits=teacher,
-                        alpha=0.0, temperature=4.0, device=cpu)
+    distilled = Trainer(
+        copy.deepcopy(base),
+        tiny_data,
+        settings,
+        seed=3,
+        train_idx=idx,
+        teacher_logits=teacher,
+        alpha=0.0,
+        temperature=4.0,
+        device=cpu,
+    )
     assert torch.equal(scratch.gen.get_state(), distilled.gen.get_state())
     assert same_weights(scratch.model, distilled.model)
     while not (scratch.finished and distilled.finished):
@@ -80,8 +100,14 @@ def test_scratch_and_distilled_trainers_see_the_same_batches(tiny_data):
     # ... and it is a real training run on the subset, not a no-op.
     assert not same_weights(scratch.model, models.build("mlp-small", tiny_data.name, seed=3))
 
-    alone = Trainer(copy.deepcopy(models.build("mlp-small", tiny_data.name, seed=3)), tiny_data, settings, seed=3,
-                    train_idx=idx, device=cpu)
+    alone = Trainer(
+        copy.deepcopy(models.build("mlp-small", tiny_data.name, seed=3)),
+        tiny_data,
+        settings,
+        seed=3,
+        train_idx=idx,
+        device=cpu,
+    )
     while not alone.finished:
         alone.run_epoch()
     assert same_weights(alone.model, scratch.model)
@@ -89,13 +115,23 @@ def test_scratch_and_distilled_trainers_see_the_same_batches(tiny_data):
 
 # --------------------------------------------------------------------------- events
 
+
 def test_one_epoch_event_per_epoch_with_losses_accuracy_and_time(tiny_data):
     events = []
     teacher = torch.randn(len(tiny_data.train_y), 10)
     model = models.build("mlp-tiny", tiny_data.name, seed=0)
-    result = train(model, tiny_data, TrainSettings(epochs=3, batch_size=64), seed=0, name="distilled",
-                   teacher_logits=teacher, alpha=0.5, temperature=2.0, on_event=events.append,
-                   device=torch.device("cpu"))
+    result = train(
+        model,
+        tiny_data,
+        TrainSettings(epochs=3, batch_size=64),
+        seed=0,
+        name="distilled",
+        teacher_logits=teacher,
+        alpha=0.5,
+        temperature=2.0,
+        on_event=events.append,
+        device=torch.device("cpu"),
+    )
     epochs = [e for e in events if e["kind"] == "epoch"]
     assert [e["epoch"] for e in epochs] == [1, 2, 3]
     assert epochs == result.history and not result.partial
@@ -112,16 +148,30 @@ def test_one_epoch_event_per_epoch_with_losses_accuracy_and_time(tiny_data):
 
 def test_without_a_teacher_the_soft_loss_is_none(tiny_data):
     events = []
-    train(models.build("mlp-tiny", tiny_data.name, seed=0), tiny_data, TrainSettings(epochs=1), seed=0,
-          on_event=events.append, device=torch.device("cpu"))
+    train(
+        models.build("mlp-tiny", tiny_data.name, seed=0),
+        tiny_data,
+        TrainSettings(epochs=1),
+        seed=0,
+        on_event=events.append,
+        device=torch.device("cpu"),
+    )
     (epoch,) = [e for e in events if e["kind"] == "epoch"]
     assert epoch["soft"] is None and epoch["loss"] == epoch["hard"]
 
 
 def test_step_events_report_progress_within_an_epoch(tiny_data):
     events = []
-    train(models.build("mlp-tiny", tiny_data.name, seed=0), tiny_data, TrainSettings(epochs=2, batch_size=32),
-          seed=0, name="scratch", on_event=events.append, progress_every_s=0.0, device=torch.device("cpu"))
+    train(
+        models.build("mlp-tiny", tiny_data.name, seed=0),
+        tiny_data,
+        TrainSettings(epochs=2, batch_size=32),
+        seed=0,
+        name="scratch",
+        on_event=events.append,
+        progress_every_s=0.0,
+        device=torch.device("cpu"),
+    )
     steps = [e for e in events if e["kind"] == "step"]
     assert len(steps) >= 2 * (len(tiny_data.train_y) // 32) - 2
     assert all(e["model"] == "scratch" and e["epochs"] == 2 and math.isfinite(e["loss"]) for e in steps)
@@ -134,6 +184,7 @@ def test_step_events_report_progress_within_an_epoch(tiny_data):
 
 # --------------------------------------------------------------------------- cancelling
 
+
 def test_cancel_after_an_epoch_stops_cleanly_with_a_partial_result(tiny_data):
     cancel = threading.Event()
 
@@ -141,8 +192,15 @@ def test_cancel_after_an_epoch_stops_cleanly_with_a_partial_result(tiny_data):
         if e["kind"] == "epoch" and e["epoch"] == 1:
             cancel.set()
 
-    result = train(models.build("mlp-tiny", tiny_data.name, seed=0), tiny_data, TrainSettings(epochs=5), seed=0,
-                   on_event=on_event, cancel=cancel, device=torch.device("cpu"))
+    result = train(
+        models.build("mlp-tiny", tiny_data.name, seed=0),
+        tiny_data,
+        TrainSettings(epochs=5),
+        seed=0,
+        on_event=on_event,
+        cancel=cancel,
+        device=torch.device("cpu"),
+    )
     assert result.partial is True
     assert [e["epoch"] for e in result.history] == [1]
     assert not result.model.training  # ready for evaluation like a finished model
@@ -155,9 +213,16 @@ def test_cancel_mid_epoch_drops_the_unfinished_epoch(tiny_data):
         if e["kind"] == "step" and e["epoch"] > 1.2:
             cancel.set()
 
-    trainer = Trainer(models.build("mlp-tiny", tiny_data.name, seed=0), tiny_data,
-                      TrainSettings(epochs=3, batch_size=32), seed=0, on_event=on_event, cancel=cancel,
-                      progress_every_s=0.0, device=torch.device("cpu"))
+    trainer = Trainer(
+        models.build("mlp-tiny", tiny_data.name, seed=0),
+        tiny_data,
+        TrainSettings(epochs=3, batch_size=32),
+        seed=0,
+        on_event=on_event,
+        cancel=cancel,
+        progress_every_s=0.0,
+        device=torch.device("cpu"),
+    )
     assert trainer.run_epoch() is not None
     assert trainer.run_epoch() is None
     assert trainer.finished
@@ -166,6 +231,7 @@ def test_cancel_mid_epoch_drops_the_unfinished_epoch(tiny_data):
 
 
 # --------------------------------------------------------------------------- errors
+
 
 def test_exploding_learning_rate_raises_training_diverged_with_advice(tiny_data):
     with pytest.raises(TrainingDiverged) as info:
@@ -179,8 +245,16 @@ def test_infinite_teacher_logits_raise_training_diverged(tiny_data):
     teacher = torch.zeros(len(tiny_data.train_y), 10)
     teacher[:, 0] = float("inf")
     with pytest.raises(TrainingDiverged, match="became nan"):
-        train(models.build("mlp-tiny", tiny_data.name, seed=0), tiny_data, TrainSettings(epochs=1), seed=0,
-              name="distilled", teacher_logits=teacher, alpha=0.5, device=torch.device("cpu"))
+        train(
+            models.build("mlp-tiny", tiny_data.name, seed=0),
+            tiny_data,
+            TrainSettings(epochs=1),
+            seed=0,
+            name="distilled",
+            teacher_logits=teacher,
+            alpha=0.5,
+            device=torch.device("cpu"),
+        )
 
 
 def test_alpha_without_teacher_logits_is_rejected(tiny_data):
@@ -188,17 +262,21 @@ def test_alpha_without_teacher_logits_is_rejected(tiny_data):
         Trainer(models.build("mlp-tiny", tiny_data.name), tiny_data, TrainSettings(epochs=1), seed=0, alpha=0.5)
 
 
-@pytest.mark.parametrize("kwargs,match", [
-    ({"epochs": 0}, "epochs must be >= 1"),
-    ({"epochs": 1, "optimizer": "rmsprop"}, "'adam' or 'sgd'"),
-    ({"epochs": 1, "schedule": "step"}, "'cosine' or 'constant'"),
-])
+@pytest.mark.parametrize(
+    "kwargs,match",
+    [
+        ({"epochs": 0}, "epochs must be >= 1"),
+        ({"epochs": 1, "optimizer": "rmsprop"}, "'adam' or 'sgd'"),
+        ({"epochs": 1, "schedule": "step"}, "'cosine' or 'constant'"),
+    ],
+)
 def test_train_settings_name_the_bad_value_and_allowed_ones(kwargs, match):
     with pytest.raises(ValueError, match=match):
         TrainSettings(**kwargs)
 
 
 # --------------------------------------------------------------------------- defaults and helpers
+
 
 def test_default_device_is_cpu_on_this_machine():
     assert default_device() == torch.device("cpu")
@@ -230,8 +308,13 @@ def test_augmented_training_keeps_image_shapes(name, shape):
     out = kdata.augment(x, name, torch.Generator().manual_seed(0))
     assert out.shape == x.shape and out.dtype == torch.uint8
     arch = "cnn-tiny"
-    result = train(models.build(arch, name, seed=0), data, TrainSettings(epochs=1, batch_size=32, augment=True),
-                   seed=0, device=torch.device("cpu"))
+    result = train(
+        models.build(arch, name, seed=0),
+        data,
+        TrainSettings(epochs=1, batch_size=32, augment=True),
+        seed=0,
+        device=torch.device("cpu"),
+    )
     assert len(result.history) == 1
 
 
