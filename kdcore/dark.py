@@ -7,6 +7,7 @@ images to inspect, and the turning of an uploaded or hand-drawn picture into a d
 from __future__ import annotations
 
 import io
+import math
 import re
 import warnings
 from collections.abc import Sequence
@@ -20,8 +21,14 @@ from .losses import soft_targets
 from .train import predict_logits
 
 PICK_MODES = ("class", "random", "ambiguous", "mistakes")
+# The only picture formats an upload may be, with their file name extensions. Each is decoded by
+# Pillow's own code; formats that hand the bytes to another program (EPS to Ghostscript) stay out.
+UPLOAD_FORMATS = {"PNG": ("png",), "JPEG": ("jpg", "jpeg"), "GIF": ("gif",), "BMP": ("bmp",), "WebP": ("webp",)}
+UPLOAD_EXTENSIONS = tuple(ext for exts in UPLOAD_FORMATS.values() for ext in exts)
+UPLOAD_FORMATS_TEXT = f"{', '.join(list(UPLOAD_FORMATS)[:-1])} or {list(UPLOAD_FORMATS)[-1]}"
 MAX_UPLOAD_BYTES = 10 * 1024 * 1024
-MAX_UPLOAD_SIDE = 4096
+# Checked from the header before decoding: a small file can describe a huge image (a decompression bomb).
+MAX_UPLOAD_PIXELS = 4096 * 4096
 # MNIST digits were scaled into a 20x20 box and placed in a 28x28 frame by their centre of mass.
 MNIST_BOX, MNIST_SIDE = 20, 28
 # A pixel counts as ink when it is brighter than this share of the brightest ink.
@@ -227,34 +234,89 @@ def _grayscale_style(gray: np.ndarray, dataset_name: str) -> torch.Tensor:
     return torch.from_numpy(out).unsqueeze(0)
 
 
-def image_from_upload(file_bytes: bytes, dataset) -> torch.Tensor:
-    """Decode any image PIL reads into a uint8 [C, H, W] tensor in the dataset's style; ImageError if unusable."""
+# Formats people upload by mistake, named in the refusal so they know what to change.
+_REFUSED_SIGNATURES = (
+    (b"%!PS", "PostScript (EPS)"),
+    (b"\xc5\xd0\xd3\xc6", "PostScript (EPS)"),
+    (b"%PDF", "a PDF document"),
+    (b"II*\x00", "a TIFF image"),
+    (b"MM\x00*", "a TIFF image"),
+)
+
+
+def upload_format(file_bytes: bytes) -> str | None:
+    """The UPLOAD_FORMATS name that the file's first bytes (its magic number) announce, or None."""
+    head = bytes(file_bytes[:12])
+    if head.startswith(b"\x89PNG\r\n\x1a\n"):
+        return "PNG"
+    if head.startswith(b"\xff\xd8\xff"):
+        return "JPEG"
+    if head[:6] in (b"GIF87a", b"GIF89a"):
+        return "GIF"
+    if head.startswith(b"BM"):
+        return "BMP"
+    if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
+        return "WebP"
+    return None
+
+
+def _refuse_format(file_bytes: bytes) -> ImageError:
+    head = bytes(file_bytes[:32])
+    for signature, name in _REFUSED_SIGNATURES:
+        if head.startswith(signature):
+            return ImageError(f"This file is {name}, which is not accepted: upload a {UPLOAD_FORMATS_TEXT} image.")
+    if head[4:8] == b"ftyp" and head[8:12] in (b"heic", b"heix", b"mif1", b"msf1", b"avif", b"avis"):
+        return ImageError(
+            "This file is a HEIC or AVIF photo, which is not accepted: "
+            f"save or share it as JPEG, or upload a {UPLOAD_FORMATS_TEXT} image."
+        )
+    if head.lstrip().startswith((b"<svg", b"<?xml")):
+        return ImageError(f"This file is an SVG drawing, which is not accepted: upload a {UPLOAD_FORMATS_TEXT} image.")
+    return ImageError(
+        f"Could not read the image: the file is not a {UPLOAD_FORMATS_TEXT} image. "
+        "Save it in one of these formats and upload it again."
+    )
+
+
+def _open_upload(file_bytes: bytes) -> Image.Image:
+    """Decode the first frame of an accepted picture, refusing any other format before Pillow reads it."""
     if len(file_bytes) > MAX_UPLOAD_BYTES:
         raise ImageError(
             f"The file is {len(file_bytes) / 1e6:.1f} MB; the limit is {MAX_UPLOAD_BYTES // 2**20} MB. "
-            "Upload a smaller PNG or JPEG (a screenshot or a photo saved at a lower size)."
+            f"Upload a smaller {UPLOAD_FORMATS_TEXT} image (a screenshot, or a photo saved at a lower size)."
         )
+    name = upload_format(file_bytes)
+    if name is None:
+        raise _refuse_format(file_bytes)
+    damaged = ImageError(
+        f"Could not read the image: the file starts like a {name} image but is damaged or incomplete. "
+        f"Save it again as {UPLOAD_FORMATS_TEXT} and upload it again."
+    )
+    too_big = (
+        f"the limit is {MAX_UPLOAD_PIXELS / 1e6:.1f} megapixels (for example {math.isqrt(MAX_UPLOAD_PIXELS)} x "
+        f"{math.isqrt(MAX_UPLOAD_PIXELS)}). Scale it down or crop it, then upload it again."
+    )
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            img = Image.open(io.BytesIO(file_bytes))
+            # Only the announced format's decoder may run, so no sniffing mistake can reach another plugin.
+            img = Image.open(io.BytesIO(file_bytes), formats=[name.upper()])
             w, h = img.size
-            if w > MAX_UPLOAD_SIDE or h > MAX_UPLOAD_SIDE:
-                raise ImageError(
-                    f"The image is {w} x {h} pixels; the limit is {MAX_UPLOAD_SIDE} x {MAX_UPLOAD_SIDE}. "
-                    "Scale it down or crop it, then upload it again."
-                )
-            img.load()
-            img = ImageOps.exif_transpose(img)  # phone photos store their rotation separately
+            if w * h > MAX_UPLOAD_PIXELS:
+                raise ImageError(f"The image is {w} x {h} pixels ({w * h / 1e6:.1f} megapixels); {too_big}")
+            img.load()  # an animation's first frame only: the file opens positioned on it
+            return ImageOps.exif_transpose(img)  # phone photos store their rotation separately
     except ImageError:
         raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
-        raise ImageError(
-            f"The image has too many pixels; the limit is {MAX_UPLOAD_SIDE} x {MAX_UPLOAD_SIDE}. "
-            "Scale it down or crop it, then upload it again."
-        ) from None
+        raise ImageError(f"The image has too many pixels; {too_big}") from None
     except Exception:
-        raise ImageError("Could not read the image: upload a PNG or JPEG.") from None
+        raise damaged from None
+
+
+def image_from_upload(file_bytes: bytes, dataset) -> torch.Tensor:
+    """A PNG, JPEG, GIF, BMP or WebP file as a uint8 [C, H, W] tensor in the dataset's style; ImageError if unusable."""
+    img = _open_upload(file_bytes)
     if img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info):
         # Transparent areas are treated as white paper.
         rgba = img.convert("RGBA")

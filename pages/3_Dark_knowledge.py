@@ -209,8 +209,8 @@ def draw_digit(data, ens, student) -> Selected | None:
 def upload_image(data, ens, student) -> Selected | None:
     kind = "a digit" if data.image_shape[0] == 1 and not data.name.startswith("fashion") else "a picture"
     file = st.file_uploader(
-        f"Upload {kind} (PNG, JPEG, BMP, GIF or WebP, up to 10 MB)",
-        type=["png", "jpg", "jpeg", "bmp", "gif", "webp"],
+        f"Upload {kind} ({dark.UPLOAD_FORMATS_TEXT}, up to {dark.MAX_UPLOAD_BYTES // 2**20} MB)",
+        type=list(dark.UPLOAD_EXTENSIONS),
         key="dark_upload",
     )
     if file is None:

@@ -2,6 +2,12 @@
 
 import io
 import math
+import struct
+import subprocess
+import tempfile
+import zlib
+from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -9,6 +15,7 @@ import torch
 from PIL import Image, ImageDraw
 
 from kdcore import dark
+from tests.synthetic import synthetic
 
 DIGITS = tuple(str(i) for i in range(10))
 
@@ -178,6 +185,23 @@ def _dark_digit_on_white(size=(120, 90), offset=(10, 5)) -> Image.Image:
     return img
 
 
+def _png_bytes(samples: np.ndarray, bit_depth: int = 16) -> bytes:
+    """A PNG written by hand (Pillow cannot write 16-bit colour): gray [H, W] or RGB [H, W, 3] samples."""
+    h, w = samples.shape[:2]
+    colour_type = 0 if samples.ndim == 2 else 2
+    dtype = ">u2" if bit_depth == 16 else "u1"
+    raw = b"".join(b"\0" + samples[r].astype(dtype).tobytes() for r in range(h))
+
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+
+    header = struct.pack(">IIBBBBB", w, h, bit_depth, colour_type, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b"")
+
+
+MNIST = synthetic(n_train=4, n_test=2, shape=(1, 28, 28), name="mnist")
+
+
 def test_dark_digit_on_white_becomes_an_mnist_style_image():
     out = dark.image_from_upload(_png(_dark_digit_on_white()), FakeDataset())
     assert out.shape == (1, 28, 28) and out.dtype == torch.uint8
@@ -196,6 +220,30 @@ def test_jpeg_and_white_on_black_uploads_match_the_same_digit():
     assert (light.float() - dark_bg.float()).abs().mean() < 10
 
 
+@pytest.mark.parametrize("name", list(dark.UPLOAD_FORMATS))
+def test_every_accepted_format_gives_the_same_digit(name):
+    reference = dark.image_from_upload(_png(_dark_digit_on_white()), MNIST)
+    out = dark.image_from_upload(_png(_dark_digit_on_white(), name.upper()), MNIST)
+    assert (out.float() - reference.float()).abs().mean() < 10
+
+
+def test_the_page_offers_exactly_the_accepted_formats():
+    extensions = [ext for exts in dark.UPLOAD_FORMATS.values() for ext in exts]
+    assert sorted(dark.UPLOAD_EXTENSIONS) == sorted(extensions)
+    assert {"png", "jpg", "jpeg", "gif", "bmp", "webp"} == set(extensions)
+    assert dark.UPLOAD_FORMATS_TEXT == "PNG, JPEG, GIF, BMP or WebP"
+
+
+def test_animated_gif_uses_its_first_frame():
+    bar = Image.new("RGB", (120, 90), "white")
+    ImageDraw.Draw(bar).rectangle([(55, 10), (65, 80)], fill=(20, 20, 20))  # a "1"
+    buf = io.BytesIO()
+    _dark_digit_on_white().save(buf, format="GIF", save_all=True, append_images=[bar], duration=100, loop=0)
+    assert Image.open(io.BytesIO(buf.getvalue())).n_frames == 2
+    first = dark.image_from_upload(_png(_dark_digit_on_white(), "GIF"), MNIST)
+    assert torch.equal(dark.image_from_upload(buf.getvalue(), MNIST), first)
+
+
 def test_colour_dataset_upload_is_square_cropped_and_resized():
     img = Image.new("RGB", (300, 200), (200, 30, 30))
     out = dark.image_from_upload(_png(img), FakeDataset("cifar10", (3, 32, 32)))
@@ -210,20 +258,116 @@ def test_too_large_file_is_refused_with_the_limit():
 
 
 def test_huge_image_is_refused_with_the_limit():
-    blob = _png(Image.new("L", (5000, 300), 255))
-    with pytest.raises(dark.ImageError, match="5000 x 300 pixels; the limit is 4096 x 4096"):
+    blob = _png(Image.new("L", (5000, 4000), 255))
+    with pytest.raises(dark.ImageError, match=r"5000 x 4000 pixels \(20.0 megapixels\); the limit is 16.8 megapixels"):
         dark.image_from_upload(blob, FakeDataset())
+
+
+def test_small_file_of_a_huge_image_is_refused_before_decoding(monkeypatch):
+    """A decompression bomb: 50 KB that would decode to 36 million pixels."""
+    from PIL import PngImagePlugin
+
+    blob = _png_bytes(np.zeros((6000, 6000), dtype=np.uint8), bit_depth=8)
+    assert len(blob) < 100_000
+    decoded = []
+    monkeypatch.setattr(PngImagePlugin.PngImageFile, "load", lambda self: decoded.append(self))
+    with pytest.raises(dark.ImageError, match="6000 x 6000 pixels"):
+        dark.image_from_upload(blob, MNIST)
+    assert decoded == []
 
 
 def test_random_bytes_are_refused_with_advice():
     blob = np.random.default_rng(0).integers(0, 256, 5000, dtype=np.uint8).tobytes()
-    with pytest.raises(dark.ImageError, match="upload a PNG or JPEG"):
+    with pytest.raises(
+        dark.ImageError, match="Could not read the image: the file is not a PNG, JPEG, GIF, BMP or WebP"
+    ):
         dark.image_from_upload(blob, FakeDataset())
 
 
 def test_blank_upload_is_refused():
     with pytest.raises(dark.ImageError, match="blank"):
         dark.image_from_upload(_png(Image.new("L", (64, 64), 255)), FakeDataset())
+
+
+# --- uploads never reach a program -----------------------------------------------------------------
+
+
+@pytest.fixture
+def sandbox(monkeypatch, tmp_path):
+    """Records every program start and every EPS parse, in an empty folder with its own temporary folder."""
+    from PIL import EpsImagePlugin
+
+    started, eps_parsed = [], []
+
+    def popen(*args, **kwargs):
+        started.append(args)
+        raise FileNotFoundError("this test starts no programs")
+
+    parse_eps = EpsImagePlugin.EpsImageFile._open
+
+    def record_eps(self):
+        eps_parsed.append(self)
+        parse_eps(self)
+
+    monkeypatch.setattr(subprocess, "Popen", popen)
+    # Unknown again, so reading an EPS would start `gs --version` to look for Ghostscript.
+    monkeypatch.setattr(EpsImagePlugin, "gs_binary", None)
+    monkeypatch.setattr(EpsImagePlugin.EpsImageFile, "_open", record_eps)
+    folder = tmp_path / "work"
+    (folder / "tmp").mkdir(parents=True)
+    monkeypatch.chdir(folder)
+    monkeypatch.setattr(tempfile, "tempdir", str(folder / "tmp"))
+    yield SimpleNamespace(started=started, eps_parsed=eps_parsed, folder=folder)
+    assert started == [], "an upload started a program"
+    assert eps_parsed == [], "an upload reached Pillow's EPS plugin"
+    assert sorted(folder.rglob("*")) == [folder / "tmp"], "an upload created a file"
+
+
+def _eps(target: Path) -> bytes:
+    """An EPS whose PostScript, if anything ran it, would write `target`."""
+    return (
+        "%!PS-Adobe-3.0 EPSF-3.0\n%%BoundingBox: 0 0 28 28\n"
+        f"/f ({target}) (w) file def f (written by an upload) writestring f closefile\n"
+        "0 0 moveto 28 28 lineto stroke showpage\n%%EOF\n"
+    ).encode()
+
+
+def _dos_eps(target: Path) -> bytes:
+    """The same PostScript behind the binary DOS EPS header, which Pillow also opens as EPS."""
+    ps = _eps(target)
+    return b"\xc5\xd0\xd3\xc6" + struct.pack("<6I", 30, len(ps), 0, 0, 0, 0) + b"\xff\xff" + ps
+
+
+@pytest.mark.parametrize("make", [_eps, _dos_eps], ids=["eps", "dos-eps"])
+def test_postscript_upload_is_refused_without_running_ghostscript(sandbox, make):
+    # The browser only checks the file name, so an EPS renamed "digit.png" arrives here as these bytes.
+    target = sandbox.folder / "written-by-upload.txt"
+    with pytest.raises(dark.ImageError) as info:
+        dark.image_from_upload(make(target), MNIST)
+    assert str(info.value) == (
+        "This file is PostScript (EPS), which is not accepted: upload a PNG, JPEG, GIF, BMP or WebP image."
+    )
+    assert not target.exists()
+
+
+@pytest.mark.parametrize(
+    "blob",
+    [
+        b"\x89PNG\r\n\x1a\n" + _eps(Path("written-by-upload.txt")),
+        _png(_dark_digit_on_white())[:300],
+    ],
+    ids=["png-header-then-postscript", "truncated-png"],
+)
+def test_file_that_only_starts_like_a_png_is_refused(sandbox, blob):
+    with pytest.raises(dark.ImageError, match="starts like a PNG image but is damaged or incomplete"):
+        dark.image_from_upload(blob, MNIST)
+
+
+def test_a_sniffing_mistake_still_cannot_reach_the_eps_reader(sandbox, monkeypatch):
+    # Even if the byte check took this EPS for a PNG, Pillow is only allowed to try the PNG reader.
+    monkeypatch.setattr(dark, "upload_format", lambda file_bytes: "PNG")
+    with pytest.raises(dark.ImageError, match="starts like a PNG image"):
+        dark.image_from_upload(_eps(sandbox.folder / "written-by-upload.txt"), MNIST)
 
 
 # --- drawing canvas --------------------------------------------------------------------------
