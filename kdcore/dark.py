@@ -267,8 +267,7 @@ def _refuse_format(file_bytes: bytes) -> ImageError:
             return ImageError(f"This file is {name}, which is not accepted: upload a {UPLOAD_FORMATS_TEXT} image.")
     if head[4:8] == b"ftyp" and head[8:12] in (b"heic", b"heix", b"mif1", b"msf1", b"avif", b"avis"):
         return ImageError(
-            "This file is a HEIC or AVIF photo, which is not accepted: "
-            f"save or share it as JPEG, or upload a {UPLOAD_FORMATS_TEXT} image."
+            "This file is a HEIC or AVIF photo, which is not accepted: save it as JPEG and upload it again."
         )
     if head.lstrip().startswith((b"<svg", b"<?xml")):
         return ImageError(f"This file is an SVG drawing, which is not accepted: upload a {UPLOAD_FORMATS_TEXT} image.")

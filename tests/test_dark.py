@@ -284,6 +284,20 @@ def test_random_bytes_are_refused_with_advice():
         dark.image_from_upload(blob, FakeDataset())
 
 
+@pytest.mark.parametrize(
+    "blob,name",
+    [
+        (b"%PDF-1.7\n" + b"%" * 100, "a PDF document"),
+        (_png(_dark_digit_on_white(), "TIFF"), "a TIFF image"),
+        (b"<?xml version='1.0'?><svg xmlns='http://www.w3.org/2000/svg'/>", "an SVG drawing"),
+        (b"\0\0\0\x18ftypheic\0\0\0\0mif1heic", "a HEIC or AVIF photo"),
+    ],
+)
+def test_other_formats_are_refused_by_name(blob, name):
+    with pytest.raises(dark.ImageError, match=f"This file is {name}, which is not accepted: "):
+        dark.image_from_upload(blob, MNIST)
+
+
 def test_blank_upload_is_refused():
     with pytest.raises(dark.ImageError, match="blank"):
         dark.image_from_upload(_png(Image.new("L", (64, 64), 255)), FakeDataset())
