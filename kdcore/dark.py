@@ -313,9 +313,21 @@ def _open_upload(file_bytes: bytes) -> Image.Image:
         raise damaged from None
 
 
+def _eight_bit(img: Image.Image) -> Image.Image:
+    """16-bit grayscale (0..65535) scaled to 8-bit "L"; Pillow's own conversion clips it at 255, so it looks blank.
+
+    Among the accepted formats only 16-bit PNGs open in these modes ("I" in older Pillow versions). Pillow
+    already reads 16-bit colour PNGs as 8-bit RGB(A) by keeping each sample's high byte.
+    """
+    if img.mode not in ("I;16", "I;16B", "I;16L", "I;16N", "I"):
+        return img
+    samples = np.asarray(img, dtype=np.float64)
+    return Image.fromarray(np.clip(np.round(samples * (255 / 65535)), 0, 255).astype(np.uint8), "L")
+
+
 def image_from_upload(file_bytes: bytes, dataset) -> torch.Tensor:
     """A PNG, JPEG, GIF, BMP or WebP file as a uint8 [C, H, W] tensor in the dataset's style; ImageError if unusable."""
-    img = _open_upload(file_bytes)
+    img = _eight_bit(_open_upload(file_bytes))
     if img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info):
         # Transparent areas are treated as white paper.
         rgba = img.convert("RGBA")

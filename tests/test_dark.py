@@ -185,6 +185,18 @@ def _dark_digit_on_white(size=(120, 90), offset=(10, 5)) -> Image.Image:
     return img
 
 
+def _colour_picture(size=(96, 64)) -> Image.Image:
+    """Smooth colour gradients with a few shapes, so every channel has many different values."""
+    w, h = size
+    yy, xx = np.mgrid[:h, :w]
+    arr = np.stack([xx * 255 // (w - 1), yy * 255 // (h - 1), (xx + yy) * 255 // (w + h - 2)], axis=2)
+    img = Image.fromarray(arr.astype(np.uint8))
+    d = ImageDraw.Draw(img)
+    d.ellipse([(20, 10), (60, 50)], fill=(240, 200, 20))
+    d.rectangle([(65, 5), (90, 30)], fill=(10, 40, 160))
+    return img
+
+
 def _png_bytes(samples: np.ndarray, bit_depth: int = 16) -> bytes:
     """A PNG written by hand (Pillow cannot write 16-bit colour): gray [H, W] or RGB [H, W, 3] samples."""
     h, w = samples.shape[:2]
@@ -199,7 +211,14 @@ def _png_bytes(samples: np.ndarray, bit_depth: int = 16) -> bytes:
     return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b"")
 
 
+def _to_16_bit(arr8: np.ndarray) -> np.ndarray:
+    """The same picture at 16 bits: each 8-bit value v becomes v * 257 (0..65535), plus sub-step noise."""
+    noise = np.random.default_rng(0).integers(-128, 129, arr8.shape)
+    return np.clip(arr8.astype(np.int64) * 257 + noise, 0, 65535).astype(np.uint16)
+
+
 MNIST = synthetic(n_train=4, n_test=2, shape=(1, 28, 28), name="mnist")
+CIFAR = synthetic(n_train=4, n_test=2, shape=(3, 32, 32), name="cifar10")
 
 
 def test_dark_digit_on_white_becomes_an_mnist_style_image():
@@ -382,6 +401,27 @@ def test_a_sniffing_mistake_still_cannot_reach_the_eps_reader(sandbox, monkeypat
     monkeypatch.setattr(dark, "upload_format", lambda file_bytes: "PNG")
     with pytest.raises(dark.ImageError, match="starts like a PNG image"):
         dark.image_from_upload(_eps(sandbox.folder / "written-by-upload.txt"), MNIST)
+
+
+# --- 16-bit uploads --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("dataset", [MNIST, CIFAR], ids=["mnist", "cifar10"])
+def test_16_bit_grayscale_png_matches_its_8_bit_version(dataset):
+    gray8 = np.asarray(_dark_digit_on_white().convert("L"))
+    blob16 = _png(Image.fromarray(_to_16_bit(gray8)))
+    assert Image.open(io.BytesIO(blob16)).mode.startswith("I")
+    expected = dark.image_from_upload(_png(Image.fromarray(gray8)), dataset)
+    assert torch.equal(dark.image_from_upload(blob16, dataset), expected)
+
+
+@pytest.mark.parametrize("dataset", [MNIST, CIFAR], ids=["mnist", "cifar10"])
+def test_16_bit_rgb_png_matches_its_8_bit_version(dataset):
+    picture = _dark_digit_on_white() if dataset is MNIST else _colour_picture()
+    rgb8 = np.asarray(picture)
+    expected = dark.image_from_upload(_png(picture), dataset)
+    out = dark.image_from_upload(_png_bytes(_to_16_bit(rgb8)), dataset)
+    assert (out.float() - expected.float()).abs().max() <= 2
 
 
 # --- drawing canvas --------------------------------------------------------------------------
