@@ -9,7 +9,10 @@ to [0, 1] and then normalised per channel as (x - mean) / std, and returns "logi
 Teacher zoo: `export_zoo(keys)` zips cached teachers' weights (`teachers/<key>.safetensors`) with a
 `manifest.json`; cached logits are left out and recomputed on first use after import.
 `import_zoo(zip_bytes)` reads only JSON and safetensors (never pickle, never code), validates every
-entry before writing any, and writes them into the teacher cache in the cache's own format.
+entry before writing any, and writes them into the teacher cache in the cache's own format. Any failure
+to read the zip, foreseen or not (a manifest nested too deeply, text that is not UTF-8, a number too large),
+is a ZooImportError that says nothing was imported; a cache path made from an imported key must pass
+kdcore.store.inside_folder, so a cache file that links outside the cache is never written through.
 
 A cache key hashes a fingerprint of the images the teacher was trained on, which the importer can
 only recompute with that dataset loaded. So import always checks a key's form against its
@@ -33,7 +36,7 @@ import zipfile
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict
 from datetime import UTC, datetime
-from pathlib import PurePosixPath
+from pathlib import Path, PurePosixPath
 from typing import BinaryIO
 
 import torch
@@ -45,6 +48,7 @@ from torch import nn
 from . import __version__, metrics, models, teachers
 from . import data as kdata
 from .experiments import RunResult
+from .store import inside_folder
 from .train import TrainSettings
 
 ONNX_OPSET = 17
@@ -363,13 +367,15 @@ def _refuse(problem: str) -> ZooImportError:
     return ZooImportError(f"This teacher zoo file was refused and nothing was imported: {problem}")
 
 
-def _open_zip(zip_bytes) -> zipfile.ZipFile:
+def _source(zip_bytes) -> BinaryIO:
     if isinstance(zip_bytes, (bytes, bytearray, memoryview)):
-        source: BinaryIO = io.BytesIO(bytes(zip_bytes))
-    elif hasattr(zip_bytes, "read") and hasattr(zip_bytes, "seek"):
-        source = zip_bytes
-    else:
-        raise ValueError(f"zip_bytes must be bytes or a seekable binary file, got {type(zip_bytes).__name__}")
+        return io.BytesIO(bytes(zip_bytes))
+    if hasattr(zip_bytes, "read") and hasattr(zip_bytes, "seek"):
+        return zip_bytes
+    raise ValueError(f"zip_bytes must be bytes or a seekable binary file, got {type(zip_bytes).__name__}")
+
+
+def _open_zip(source: BinaryIO) -> zipfile.ZipFile:
     try:
         return zipfile.ZipFile(source)
     except (zipfile.BadZipFile, OSError, ValueError):
@@ -419,6 +425,8 @@ def _check_members(zf: zipfile.ZipFile) -> dict[str, zipfile.ZipInfo]:
         files[name] = info
     if ZOO_MANIFEST not in files:
         raise _refuse(f"it has no {ZOO_MANIFEST}, so it is not a teacher zoo made by this app.")
+    if files[ZOO_MANIFEST].file_size > MAX_MANIFEST_BYTES:
+        raise _refuse(f"{ZOO_MANIFEST} is larger than {MAX_MANIFEST_BYTES // (1024 * 1024)} MB.")
     return files
 
 
@@ -434,10 +442,15 @@ def _read_member(zf: zipfile.ZipFile, info: zipfile.ZipInfo) -> bytes:
 
 
 def _parse_manifest(blob: bytes) -> list[dict]:
-    if len(blob) > MAX_MANIFEST_BYTES:
-        raise _refuse(f"{ZOO_MANIFEST} is larger than {MAX_MANIFEST_BYTES // (1024 * 1024)} MB.")
+    # Decoded here, not by json.loads, which would also take UTF-16 and UTF-32; the app writes UTF-8 only.
     try:
-        manifest = json.loads(blob)
+        text = blob.decode("utf-8")
+    except UnicodeDecodeError:
+        raise _refuse(f"{ZOO_MANIFEST} is not UTF-8 text.") from None
+    try:
+        manifest = json.loads(text)
+    except RecursionError:
+        raise _refuse(f"{ZOO_MANIFEST} is nested too deeply to be a teacher zoo manifest.") from None
     except ValueError:
         raise _refuse(f"{ZOO_MANIFEST} is not valid JSON.") from None
     if not isinstance(manifest, dict) or manifest.get("format") != ZOO_FORMAT:
@@ -479,7 +492,7 @@ def _check_entry(entry: dict) -> tuple[str, TrainSettings]:
         settings = TrainSettings(**raw)
         if asdict(settings) != raw:
             raise ValueError("settings changed type")
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):  # OverflowError: epochs of Infinity or 1e999
         raise _refuse(f"teacher {key} has invalid training settings {raw!r}.") from None
     if not isinstance(entry.get("sha256"), str) or not _HEX64.fullmatch(entry["sha256"]):
         raise _refuse(f"teacher {key} has no valid sha256 in {ZOO_MANIFEST}.")
@@ -543,14 +556,47 @@ def import_zoo(zip_bytes, *, datasets: Sequence[kdata.Dataset] = ()) -> list[str
     A teacher already cached under the same key is replaced, and its cached logits are dropped so
     they are recomputed from the imported weights.
     """
-    by_name = {d.name: d for d in datasets}
-    with _open_zip(zip_bytes) as zf:
+    source = _source(zip_bytes)
+    try:
+        checked = _read_zoo(source, {d.name: d for d in datasets})
+    except ZooImportError:
+        raise
+    # The checks name every problem they foresee; whatever else goes wrong, the file was not readable and
+    # nothing has been written yet, which is what the user needs to hear.
+    except RecursionError:
+        raise _refuse("it is nested too deeply to read.") from None
+    except MemoryError:
+        raise _refuse("it is too large to read into memory.") from None
+    except Exception as exc:
+        raise _refuse(f"it could not be read ({type(exc).__name__}: {exc}).") from None
+    _write_entries(checked)
+    return [key for key, _, _, _ in checked]
+
+
+def _cache_base(key: str) -> Path:
+    """Where teacher `key` goes in the cache, if every file the import writes there stays inside the cache."""
+    cache = teachers.cache_dir()
+    base = cache / key
+    for path in (*teachers._entry_paths(base), *teachers._entry_paths(base.with_name(f"{key}.logits"))):
+        if inside_folder(cache, path) is None:
+            raise _refuse(
+                f"the teacher cache already has {path}, which links outside {cache}. Remove that link, "
+                "then import again."
+            )
+    return base
+
+
+def _read_zoo(
+    source: BinaryIO, by_name: dict[str, kdata.Dataset]
+) -> list[tuple[str, Path, dict, dict[str, torch.Tensor]]]:
+    """Every teacher of the zip, checked: (key, cache base path, cache manifest fields, tensors)."""
+    with _open_zip(source) as zf:
         files = _check_members(zf)
         entries = _parse_manifest(_read_member(zf, files[ZOO_MANIFEST]))
-        checked: list[tuple[str, dict, dict[str, torch.Tensor]]] = []
+        checked: list[tuple[str, Path, dict, dict[str, torch.Tensor]]] = []
         for entry in entries:
             key, settings = _check_entry(entry)
-            if any(key == k for k, _, _ in checked):
+            if any(key == k for k, _, _, _ in checked):
                 raise _refuse(f"teacher {key} is listed twice in {ZOO_MANIFEST}.")
             name = f"teachers/{key}.safetensors"
             if name not in files:
@@ -573,21 +619,19 @@ def import_zoo(zip_bytes, *, datasets: Sequence[kdata.Dataset] = ()) -> list[str
                 "train_seconds": float(entry.get("train_seconds", 0.0)),
                 "sha256": entry["sha256"],
             }
-            checked.append((key, info, tensors))
-        listed = {f"teachers/{k}.safetensors" for k, _, _ in checked}
+            checked.append((key, _cache_base(key), info, tensors))
+        listed = {f"teachers/{k}.safetensors" for k, _, _, _ in checked}
         unlisted = sorted(n for n in files if n != ZOO_MANIFEST and n not in listed)
         if unlisted:
             raise _refuse(f"it contains {unlisted[0]!r}, which {ZOO_MANIFEST} does not list.")
-    _write_entries(checked)
-    return [key for key, _, _ in checked]
+    return checked
 
 
-def _write_entries(checked: list[tuple[str, dict, dict[str, torch.Tensor]]]) -> None:
+def _write_entries(checked: list[tuple[str, Path, dict, dict[str, torch.Tensor]]]) -> None:
     """Each entry atomically (weights, then manifest) under the cache's lock; on a disk error, undo this import."""
     written = []
     try:
-        for key, info, tensors in checked:
-            base = teachers.cache_dir() / key
+        for key, base, info, tensors in checked:
             with FileLock(str(base) + ".lock"):
                 current = teachers._load_entry(base)
                 if current is not None and current[1].get("sha256") == info["sha256"]:

@@ -5,6 +5,11 @@ file with a busy timeout and writes in one transaction, so browser sessions, thr
 once without losing a row.
 A damaged database file is moved aside (never deleted) and a fresh, empty history is started in its place;
 `RunStore.recovered_message` then says so once for the UI to show.
+
+A stored student path is trusted only as far as `inside_folder` allows: a copied or hand-edited history may
+name any file, so a path that leads out of the `students` folder (absolute, `..`, or through a symlink) is
+never read or deleted. `delete_runs` reports such paths in `Deletion.refused` and `Deletion.warning`;
+`get_run` gives such a run no `student_path`, and `load_student` says why.
 """
 
 from __future__ import annotations
@@ -72,6 +77,25 @@ class StoreError(RuntimeError):
     """The run history cannot be read or written; the message says what to do."""
 
 
+def inside_folder(folder: str | os.PathLike, path: str | os.PathLike) -> Path | None:
+    """`path` if it leads strictly inside `folder` once `..` and every symlink are followed, else None.
+
+    The one rule for turning a path read from a database or an imported file into a file to open or delete.
+    The result is `folder` joined with the real location below it, so what was checked is what gets used: a
+    symlink inside `folder` that leads out of it fails the rule, and is neither followed nor removed. Text that
+    cannot be a path (a NUL byte) and symlink loops fail it too.
+    """
+    folder = Path(folder)
+    try:
+        real_folder = folder.resolve()
+        real = (folder / path).resolve()
+    except (OSError, RuntimeError, ValueError):
+        return None
+    if real == real_folder or not real.is_relative_to(real_folder):
+        return None
+    return folder / real.relative_to(real_folder)
+
+
 @dataclass(frozen=True)
 class RunSummary:
     """One line of the History table: what the run was and how it scored (accuracies are fractions)."""
@@ -104,9 +128,35 @@ class RunRecord:
     metrics: dict
     curves: dict = field(default_factory=dict)
     student_path: Path | None = None
+    # student_path is always inside students_dir (load_student checks again); a stored path that was not is
+    # kept as text only, to say so.
+    refused_student_path: str | None = None
+    students_dir: Path | None = None
 
     def row(self, role: str) -> dict | None:
         return next((r for r in self.metrics.get("rows", []) if r.get("role") == role), None)
+
+
+@dataclass(frozen=True)
+class Deletion:
+    """What `RunStore.delete_runs` did: how many runs went, and the stored student paths it left alone."""
+
+    count: int
+    refused: tuple[str, ...] = ()
+    students_dir: Path | None = None
+
+    @property
+    def warning(self) -> str | None:
+        """For the user when some stored paths were refused; None when every student file went as it should."""
+        if not self.refused:
+            return None
+        shown = ", ".join(repr(p) for p in self.refused[:3]) + (" and more" if len(self.refused) > 3 else "")
+        return (
+            f"{len(self.refused)} deleted run{'s' if len(self.refused) != 1 else ''} named a student file "
+            f"that is not in {self.students_dir} ({shown}), so nothing was deleted there. The history was "
+            "probably copied from another folder or edited by hand; check those files yourself if you want "
+            "them gone."
+        )
 
 
 def _is_damage(exc: BaseException) -> bool:
@@ -394,11 +444,21 @@ class RunStore:
         """Keep an experiment result that has no single student (sweep, fraction, ...); returns the id."""
         return self._insert(kind, dataset, config, metrics, curves, partial)
 
-    def delete_runs(self, ids) -> int:
-        """Delete these runs and their student files; unknown ids are skipped. Returns how many rows went."""
+    def _student_file(self, stored) -> Path | None:
+        """The file a stored student path names, if it is inside `students_dir` (see inside_folder); else None."""
+        if not isinstance(stored, str) or not stored:
+            return None
+        return inside_folder(self.students_dir, self.path.parent / stored)
+
+    def delete_runs(self, ids) -> Deletion:
+        """Delete these runs and their student files; unknown ids are skipped.
+
+        A stored student path that leads outside `students_dir`, or to a folder, is left alone and listed in
+        the returned `Deletion.refused`; the run's row goes all the same.
+        """
         ids = [_run_id(i) for i in ids]
         if not ids:
-            return 0
+            return Deletion(0, (), self.students_dir)
         marks = ",".join("?" * len(ids))
 
         def delete(conn: sqlite3.Connection) -> tuple[int, list[str]]:
@@ -411,9 +471,14 @@ class RunStore:
 
         count, paths = self._call(delete)
         # Files go only after the rows are gone, so a failure never leaves a row pointing at nothing.
-        for rel in paths:
-            (self.path.parent / rel).unlink(missing_ok=True)
-        return count
+        refused = []
+        for stored in paths:
+            target = self._student_file(stored)
+            if target is None or target.is_dir():
+                refused.append(str(stored))
+            else:
+                target.unlink(missing_ok=True)
+        return Deletion(count, tuple(refused), self.students_dir)
 
     # ---- reading --------------------------------------------------------------------------------
 
@@ -464,6 +529,8 @@ class RunStore:
         row = self._call(lambda conn: conn.execute("SELECT * FROM runs WHERE id = ?", (run_id,)).fetchone())
         if row is None:
             raise KeyError(f"There is no saved run with id {run_id!r} in {self.path}; it may have been deleted.")
+        stored = row["student_path"]
+        student = self._student_file(stored)
         return RunRecord(
             id=row["id"],
             created=row["created"],
@@ -473,7 +540,9 @@ class RunStore:
             config=json.loads(row["config_json"]),
             metrics=json.loads(row["metrics_json"]),
             curves=json.loads(row["curves_json"]),
-            student_path=self.path.parent / row["student_path"] if row["student_path"] else None,
+            student_path=student,
+            refused_student_path=str(stored) if stored and student is None else None,
+            students_dir=self.students_dir,
         )
 
     def count(self) -> int:
@@ -486,21 +555,35 @@ def open_store(path: str | os.PathLike | None = None) -> RunStore:
 
 
 def load_student(record: RunRecord) -> nn.Module:
-    """The run's distilled student, rebuilt from its config and loaded with its saved weights, in eval mode."""
-    if record.student_path is None:
-        raise StoreError(f"Run {record.id} ({record.kind}) has no saved student; only distillation runs keep one.")
-    if not record.student_path.is_file():
+    """The run's distilled student, rebuilt from its config and loaded with its saved weights, in eval mode.
+
+    The path is checked against the record's `students_dir` again here, as the file may have been swapped for
+    a symlink since `get_run`.
+    """
+    path, refused = record.student_path, record.refused_student_path
+    if path is not None and record.students_dir is not None:
+        path = inside_folder(record.students_dir, path)
+        if path is None:
+            refused = str(record.student_path)
+    if refused is not None:
         raise StoreError(
-            f"The student file of run {record.id} is missing ({record.student_path}). "
+            f"The history names the student file of run {record.id} as {refused!r}, which is outside "
+            f"{record.students_dir}, so it was not read. Delete the run from the history, or run it again."
+        )
+    if path is None:
+        raise StoreError(f"Run {record.id} ({record.kind}) has no saved student; only distillation runs keep one.")
+    if not path.is_file():
+        raise StoreError(
+            f"The student file of run {record.id} is missing ({path}). "
             "Delete the run from the history, or run it again."
         )
     model = models.build(record.config["student"], record.config["dataset"])
     try:
-        state = safetensors.torch.load_file(str(record.student_path))
+        state = safetensors.torch.load_file(str(path))
         model.load_state_dict(state)
     except Exception as exc:  # a truncated file or one from another architecture
         raise StoreError(
-            f"The student file of run {record.id} ({record.student_path}) cannot be loaded "
+            f"The student file of run {record.id} ({path}) cannot be loaded "
             f"({exc}). Delete the run from the history, or run it again."
         ) from None
     return model.eval()

@@ -372,11 +372,14 @@ def delete_button(store: kstore.RunStore, selected: list[int]) -> None:
         )
         if st.button("Delete for good", type="primary", icon=":material/delete_forever:", key="hist_delete"):
             try:
-                count = store.delete_runs(selected)
+                deletion = store.delete_runs(selected)
             except kstore.StoreError as exc:
                 st.error(f"**Could not delete the runs.** {exc}")
                 return
             st.session_state.hist_selected = []
+            count = deletion.count
+            if deletion.warning:
+                st.session_state.hist_delete_warning = deletion.warning
             plural = count != 1
             st.session_state.hist_flash = (
                 f"Deleted {count} run{'s' if plural else ''} and "
@@ -407,6 +410,8 @@ def page() -> None:
         st.warning(st.session_state.hist_recovered, icon=":material/warning:")
     if "hist_flash" in st.session_state:
         st.success(st.session_state.pop("hist_flash"), icon=":material/check_circle:")
+    if "hist_delete_warning" in st.session_state:
+        st.warning(st.session_state.pop("hist_delete_warning"), icon=":material/warning:")
     try:
         everything = store.list_runs()
         if not everything:

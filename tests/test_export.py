@@ -276,6 +276,20 @@ TAMPERED = {
         "does not list",
     ),
     "newer format": (dict(edit_manifest=lambda m: m.update(version=99)), "format version 99"),
+    "a key leading outside the cache": (
+        dict(edit_manifest=lambda m: m["teachers"][0].update(key="../../../home/me/.bashrc-s0-0123456789abcdef")),
+        "invalid key",
+    ),
+    "an absolute member name": (dict(edit_files=_add("/etc/cron.d/evil", b"x")), "unsafe path '/etc/cron.d/evil'"),
+    "a member name with .. inside": (
+        dict(edit_files=_add("teachers/../../evil.safetensors", b"x")),
+        "unsafe path 'teachers/../../evil.safetensors'",
+    ),
+    # json.loads reads Infinity (and 1e999) as a float that no whole number of epochs can be.
+    "infinite epochs": (
+        dict(edit_manifest=lambda m: m["teachers"][0]["settings"].update(epochs=float("inf"))),
+        "invalid training settings",
+    ),
 }
 
 
@@ -327,3 +341,73 @@ def test_one_bad_teacher_keeps_the_good_ones_out_too(zoo, cache):
     with pytest.raises(export.ZooImportError, match="do not match their sha256"):
         export.import_zoo(tamper(zoo[0], edit_files=break_second))
     assert cache_files(cache) == []
+
+
+def with_manifest(zoo_bytes, blob):
+    files = unzip(zoo_bytes)
+    files["manifest.json"] = blob
+    return rezip(files)
+
+
+def assert_refused(zip_bytes, message, cache):
+    with pytest.raises(export.ZooImportError, match=message) as info:
+        export.import_zoo(zip_bytes)
+    assert str(info.value).startswith("This teacher zoo file was refused and nothing was imported")
+    assert cache_files(cache) == []
+
+
+UNREADABLE_MANIFESTS = {
+    "a list nested 100,000 deep": (b"[" * 100_000 + b"]" * 100_000, "nested too deeply"),
+    "an object nested 100,000 deep": (b'{"a": ' * 100_000 + b"1" + b"}" * 100_000, "nested too deeply"),
+    "Latin-1 text": ('{"format": "kd-playground-teacher-zoo", "by": "Zoë"}'.encode("latin-1"), "not UTF-8"),
+    "random bytes": (bytes(range(128, 256)), "not UTF-8"),
+}
+
+
+@pytest.mark.parametrize("case", list(UNREADABLE_MANIFESTS))
+def test_a_manifest_that_cannot_be_read_is_refused_not_crashed_on(zoo, cache, case):
+    blob, message = UNREADABLE_MANIFESTS[case]
+    assert_refused(with_manifest(zoo[0], blob), message, cache)
+
+
+def test_a_manifest_in_another_encoding_than_utf8_is_refused_even_if_its_content_is_right(zoo, cache):
+    text = unzip(zoo[0])["manifest.json"].decode()
+    assert_refused(with_manifest(zoo[0], text.encode("utf-16")), "not UTF-8", cache)
+
+
+def test_a_huge_manifest_is_refused_from_its_declared_size_before_it_is_read(zoo, cache, monkeypatch):
+    monkeypatch.setattr(export, "MAX_MANIFEST_BYTES", 100)
+    monkeypatch.setattr(export, "_read_member", None)  # reading anything would fail loudly
+    assert_refused(zoo[0], "manifest.json is larger than", cache)
+
+
+def test_a_zip_holding_one_name_twice_is_refused(zoo, cache):
+    files = unzip(zoo[0])
+    buf = io.BytesIO()
+    with pytest.warns(UserWarning, match="Duplicate name"), zipfile.ZipFile(buf, "w") as zf:
+        for name, blob in files.items():
+            zf.writestr(name, blob)
+        zf.writestr("manifest.json", b"{}")
+    assert_refused(buf.getvalue(), "'manifest.json' twice", cache)
+
+
+@pytest.mark.parametrize("error", [MemoryError, RecursionError, OverflowError, KeyError])
+def test_any_other_failure_while_reading_a_zoo_is_the_same_clear_refusal(zoo, cache, monkeypatch, error):
+    def fail(*args, **kwargs):
+        raise error("unforeseen")
+
+    monkeypatch.setattr(teachers, "architecture_signature", fail)
+    assert_refused(zoo[0], "refused and nothing was imported", cache)
+
+
+def test_an_import_never_writes_through_a_cache_file_that_links_outside_the_cache(zoo, cache, tmp_path_factory):
+    zoo_bytes, trained = zoo
+    victim = tmp_path_factory.mktemp("elsewhere") / "notes.json"
+    victim.write_text("mine")
+    link = cache / f"{trained[0].key}.json"
+    link.symlink_to(victim)
+    with pytest.raises(export.ZooImportError, match="outside") as info:
+        export.import_zoo(zoo_bytes)
+    assert str(link) in str(info.value)
+    assert victim.read_text() == "mine" and link.is_symlink()
+    assert cache_files(cache) == [link.name]

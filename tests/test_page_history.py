@@ -193,3 +193,16 @@ def test_an_unreadable_history_shows_what_to_do_instead_of_a_traceback(data_dir)
         conn.execute("PRAGMA user_version = 99")  # written by a newer app
     at = open_page()
     assert "newer" in at.error[0].value and "KD_DATA_DIR" in at.error[0].value
+
+
+def test_a_run_naming_a_file_outside_the_history_deletes_the_run_but_not_the_file(two_runs, tmp_path_factory):
+    store, (mnist, cifar) = two_runs
+    victim = tmp_path_factory.mktemp("elsewhere") / "thesis.pdf"
+    victim.write_text("years of work")
+    with sqlite3.connect(store.path) as conn:  # a copied or hand-edited history
+        conn.execute("UPDATE runs SET student_path = ? WHERE id = ?", (str(victim), mnist))
+    at = select(open_page(), [mnist])
+    at.button(key="hist_delete").click().run()
+    assert not at.exception
+    assert listed(at) == [cifar] and victim.read_text() == "years of work"
+    assert str(victim) in at.warning[0].value and "not in" in at.warning[0].value

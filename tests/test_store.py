@@ -155,7 +155,8 @@ def test_delete_removes_the_rows_and_their_student_files(store):
     keep, gone = store.save_run(make_result()), store.save_run(make_result())
     record = store.save_record("capacity", "mnist-sample", {}, {})
     gone_file = store.get_run(gone).student_path
-    assert store.delete_runs([np.int64(gone), record, 999]) == 2  # ids from a table selection are numpy ints
+    deletion = store.delete_runs([np.int64(gone), record, 999])  # ids from a table selection are numpy ints
+    assert deletion.count == 2 and deletion.refused == () and deletion.warning is None
     assert not gone_file.exists() and store.get_run(keep).student_path.exists()
     assert [s.id for s in store.list_runs()] == [keep]
     with pytest.raises(KeyError):
@@ -290,3 +291,95 @@ def test_a_history_that_cannot_be_written_does_not_lose_the_result(store, monkey
     result = recorded(lambda config, **kw: make_result(), "distill")(None, on_event=events.append)
     assert result.kd_gain == pytest.approx(0.05)
     assert any(e["kind"] == "save_failed" and "disk full" in e["message"] for e in events)
+
+
+def _point_student_at(store, run_id, stored_path):
+    """Rewrite a run's stored student path, as a copied or hand-edited history file would have it."""
+    with sqlite3.connect(store.path) as conn:
+        conn.execute("UPDATE runs SET student_path = ? WHERE id = ?", (stored_path, run_id))
+
+
+def _outside_paths(data_dir, victim):
+    """Stored paths that lead out of data_dir/students to `victim`, each set up as it would have to exist on disk."""
+    students = data_dir / "students"
+    (students / "elsewhere").symlink_to(victim.parent, target_is_directory=True)
+    (students / "run-99.safetensors").symlink_to(victim)
+    return {
+        "absolute": str(victim),
+        "dot-dot": f"students/../{os.path.relpath(victim, data_dir)}",
+        "beside the students folder": "history.sqlite3",  # the history file itself
+        "through a symlinked folder": f"students/elsewhere/{victim.name}",
+        "a symlink to a file outside": "students/run-99.safetensors",
+    }
+
+
+OUTSIDE = (
+    "absolute",
+    "dot-dot",
+    "beside the students folder",
+    "through a symlinked folder",
+    "a symlink to a file outside",
+)
+
+
+@pytest.mark.parametrize("case", OUTSIDE)
+def test_deleting_a_run_never_deletes_a_file_outside_the_students_folder(store, tmp_path_factory, case):
+    run_id, keep = store.save_run(make_result()), store.save_run(make_result())
+    own_file = store.get_run(run_id).student_path
+    victim = tmp_path_factory.mktemp("elsewhere") / "precious.txt"
+    victim.write_text("not the app's")
+    stored = _outside_paths(store.path.parent, victim)[case]
+    _point_student_at(store, run_id, stored)
+
+    deletion = store.delete_runs([run_id])
+    assert victim.is_file() and store.path.is_file()
+    assert deletion.count == 1 and [s.id for s in store.list_runs()] == [keep]
+    assert deletion.refused == (stored,)
+    assert stored in deletion.warning and str(store.students_dir) in deletion.warning
+    # A link that leads outside is left alone too: the app removes only what is really in its own folder.
+    assert (store.students_dir / "run-99.safetensors").is_symlink()
+    assert own_file.is_file()  # the row no longer named it, so it stays; only named, contained files go
+
+
+def test_a_symlink_that_stays_inside_the_students_folder_is_followed(store):
+    run_id = store.save_run(make_result())
+    real = store.get_run(run_id).student_path
+    (store.students_dir / "alias.safetensors").symlink_to(real.name)
+    _point_student_at(store, run_id, "students/./alias.safetensors")
+    assert store.get_run(run_id).student_path == real
+    assert load_student(store.get_run(run_id)) is not None
+    assert store.delete_runs([run_id]).refused == () and not real.exists()
+
+
+@pytest.mark.parametrize("case", OUTSIDE)
+def test_a_stored_path_outside_the_students_folder_is_never_read(store, tmp_path_factory, case):
+    run_id = store.save_run(make_result())
+    victim = tmp_path_factory.mktemp("elsewhere") / "run-1.safetensors"
+    victim.write_bytes(store.get_run(run_id).student_path.read_bytes())  # a loadable student, but not ours
+    stored = _outside_paths(store.path.parent, victim)[case]
+    _point_student_at(store, run_id, stored)
+
+    record = store.get_run(run_id)
+    assert record.student_path is None and record.config["student"] == "mlp-tiny"
+    with pytest.raises(StoreError, match="outside") as info:
+        load_student(record)
+    assert stored in str(info.value)
+
+
+def test_a_student_file_swapped_for_an_outside_link_after_get_run_is_not_read(store, tmp_path):
+    record = store.get_run(store.save_run(make_result()))
+    victim = tmp_path / "victim.safetensors"
+    record.student_path.rename(victim)
+    record.student_path.symlink_to(victim)
+    with pytest.raises(StoreError, match="outside"):
+        load_student(record)
+
+
+@pytest.mark.parametrize("stored", [7, "students/run-1.safetensors\x00.txt", "students", "students/.."])
+def test_stored_paths_that_are_not_student_files_are_refused_not_crashed_on(store, stored):
+    run_id = store.save_run(make_result())
+    _point_student_at(store, run_id, stored)
+    assert store.get_run(run_id).student_path is None
+    deletion = store.delete_runs([run_id])
+    assert deletion.count == 1 and deletion.refused == (str(stored),)
+    assert store.students_dir.is_dir()
