@@ -70,9 +70,17 @@ def parse_members(spec: str | Sequence[str], default_seed: int = 0) -> tuple[Mem
     return tuple(out)
 
 
+# Cache folders already cleaned in this process (KD_DATA_DIR may point elsewhere later).
+_swept: set[Path] = set()
+
+
 def cache_dir() -> Path:
+    """The cache folder, created if missing; its first use in a process removes what killed runs left."""
     path = kdata.data_dir() / "cache" / "teachers"
     path.mkdir(parents=True, exist_ok=True)
+    if path not in _swept:
+        _swept.add(path)
+        kdata.remove_stale_temp_files(path)
     return path
 
 

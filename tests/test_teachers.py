@@ -4,6 +4,8 @@ import hashlib
 import math
 import multiprocessing
 import os
+import subprocess
+import sys
 import threading
 
 import pytest
@@ -301,3 +303,26 @@ def test_missing_members_are_the_ones_loading_would_train(cache):
     assert teachers.missing_members(data, members, epochs=2) == list(members)
     teachers.ensemble(data, members, epochs=1)
     assert teachers.missing_members(data, members, epochs=1) == []
+
+
+# --------------------------------------------------------------------------- leftovers of killed runs
+
+
+def _dead_pid():
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    proc.wait()
+    return proc.pid
+
+
+def test_temporary_files_of_dead_processes_are_removed_when_the_cache_is_first_used(tmp_path, monkeypatch):
+    monkeypatch.setenv("KD_DATA_DIR", str(tmp_path))
+    folder = tmp_path / "cache" / "teachers"
+    folder.mkdir(parents=True)
+    stale = folder / f"abc.safetensors.tmp-{_dead_pid()}-140241"
+    live = folder / f"abc.safetensors.tmp-{os.getpid()}-140241"
+    entry = folder / "abc.json"
+    for path in (stale, live, entry):
+        path.write_bytes(b"x" * 1000)
+    assert teachers.cache_dir() == folder
+    assert not stale.exists()
+    assert live.exists() and entry.exists()  # another thread of a live process may be writing it right now
