@@ -172,6 +172,15 @@ def _remove_entry(base: Path) -> None:
         path.unlink(missing_ok=True)
 
 
+def _logits_fit(tensors: dict[str, torch.Tensor], data: kdata.Dataset) -> bool:
+    """Whether cached logits hold one finite float row per train and test image and one column per class."""
+    rows = {"train": len(data.train_x), "test": len(data.test_x)}
+    return tensors.keys() == rows.keys() and all(
+        t.shape == (rows[k], data.num_classes) and t.is_floating_point() and bool(torch.isfinite(t).all())
+        for k, t in tensors.items()
+    )
+
+
 @dataclass
 class Teacher:
     """One trained ensemble member with its cached logits."""
@@ -287,6 +296,9 @@ def get_teacher(
         model.to(device or default_device()).eval()
         logits_base = cache_dir() / f"{key}.logits"
         entry = _load_entry(logits_base)
+        if entry is not None and not _logits_fit(entry[0], data):  # hashed and complete, but for other data
+            _remove_entry(logits_base)
+            entry = None
         if entry is None:
             entry = (
                 {

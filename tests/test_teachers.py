@@ -305,6 +305,43 @@ def test_missing_members_are_the_ones_loading_would_train(cache):
     assert teachers.missing_members(data, members, epochs=1) == []
 
 
+# --------------------------------------------------------------------------- logits that do not fit the dataset
+
+
+def _bad_logits(data):
+    n_train, n_test = len(data.train_x), len(data.test_x)
+    good = {"train": torch.zeros(n_train, 10), "test": torch.zeros(n_test, 10)}
+    nan = torch.zeros(n_test, 10)
+    nan[3, 4] = float("nan")
+    return {
+        "too few train rows": {**good, "train": torch.zeros(n_train - 1, 10)},
+        "train and test swapped": {"train": good["test"], "test": good["train"]},
+        "too few classes": {**good, "test": torch.zeros(n_test, 9)},
+        "one row per image, flat": {**good, "test": torch.zeros(n_test)},
+        "whole numbers": {**good, "test": torch.zeros(n_test, 10, dtype=torch.int64)},
+        "not finite": {**good, "test": nan},
+        "test set missing": {"train": good["train"]},
+    }
+
+
+@pytest.mark.parametrize("case", list(_bad_logits(synthetic())))
+def test_cached_logits_that_do_not_fit_the_dataset_are_recomputed(cache, data, case):
+    first, _ = build(data)
+    key = first.members[0].key
+    # A complete, correctly hashed entry whose tensors do not match this dataset.
+    teachers._save_entry(cache / f"{key}.logits", _bad_logits(data)[case], {"kind": "logits", "teacher": key})
+
+    again, events = build(data)
+    assert again.members[0].cached is True  # the weights were fine, so no retraining
+    assert (f"{ARCH}@1", "training") not in statuses(events)
+    assert torch.equal(again.train_logits, first.train_logits)
+    assert torch.equal(again.test_logits, first.test_logits)
+    # The bad entry was replaced by the recomputed logits, so the next load finds good ones.
+    third, _ = build(data)
+    assert torch.equal(third.test_logits, first.test_logits)
+    assert not any(".tmp-" in name for name in os.listdir(cache))
+
+
 # --------------------------------------------------------------------------- leftovers of killed runs
 
 
