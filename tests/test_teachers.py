@@ -342,6 +342,57 @@ def test_cached_logits_that_do_not_fit_the_dataset_are_recomputed(cache, data, c
     assert not any(".tmp-" in name for name in os.listdir(cache))
 
 
+# --------------------------------------------------------------------------- cache paths taken by something else
+
+
+def test_a_file_where_the_cache_folder_should_be_is_a_one_line_error(tmp_path, monkeypatch, data):
+    monkeypatch.setenv("KD_DATA_DIR", str(tmp_path))
+    (tmp_path / "cache").write_text("not a folder")
+    with pytest.raises(teachers.CacheError) as info:
+        build(data)
+    message = str(info.value)
+    assert f"folder at {tmp_path / 'cache'}," in message and "a file is there" in message
+    assert "KD_DATA_DIR" in message and "\n" not in message
+    assert (tmp_path / "cache").read_text() == "not a folder"  # the user's file is never removed
+
+
+def test_a_file_where_the_teachers_cache_folder_should_be_is_a_one_line_error(tmp_path, monkeypatch, data):
+    monkeypatch.setenv("KD_DATA_DIR", str(tmp_path))
+    (tmp_path / "cache").mkdir()
+    (tmp_path / "cache" / "teachers").write_text("not a folder")
+    with pytest.raises(teachers.CacheError) as info:
+        build(data)
+    message = str(info.value)
+    assert f"folder at {tmp_path / 'cache' / 'teachers'}," in message and "a file is there" in message
+    assert "KD_DATA_DIR" in message and "\n" not in message
+    assert teachers.missing_members(data, DEFAULT_MEMBERS, epochs=1) == list(DEFAULT_MEMBERS)  # pages ask, never fail
+
+
+ENTRY_FILES = {
+    "weights": ".safetensors",
+    "manifest": ".json",
+    "lock": ".lock",
+    "logits": ".logits.safetensors",
+    "logits manifest": ".logits.json",
+}
+
+
+@pytest.mark.parametrize("what", list(ENTRY_FILES))
+def test_a_folder_where_a_cache_file_should_be_is_a_one_line_error_before_any_training(cache, data, what):
+    key = teachers.teacher_key(data, DEFAULT_MEMBERS[0], teacher_settings(data.name, 1))
+    taken = cache / f"{key}{ENTRY_FILES[what]}"
+    taken.mkdir()
+    (taken / "notes.txt").write_text("someone's file")
+    events = []
+    with pytest.raises(teachers.CacheError) as info:
+        teachers.ensemble(data, list(DEFAULT_MEMBERS), epochs=1, on_event=events.append, device=torch.device("cpu"))
+    message = str(info.value)
+    assert f"file at {taken}," in message and "a folder is there" in message
+    assert "KD_DATA_DIR" in message and "\n" not in message
+    assert not any(e["kind"] == "epoch" for e in events)  # no training time wasted before the error
+    assert (taken / "notes.txt").read_text() == "someone's file"
+
+
 # --------------------------------------------------------------------------- leftovers of killed runs
 
 
