@@ -288,11 +288,11 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return COMMANDS[args.command](args)
-    except ValueError as exc:
-        parser.error(str(exc))
-    except kdata.DatasetError as exc:
+    except (kdata.DatasetError, teachers.CacheError) as exc:  # before ValueError: not an argument error
         print(f"error: {exc}", file=sys.stderr)
         return 1
+    except ValueError as exc:
+        parser.error(str(exc))
     except KeyboardInterrupt:
         print("\nstopped", file=sys.stderr)
         return 130

@@ -22,6 +22,7 @@ import math
 import numbers
 import os
 import pickle
+import re
 import shutil
 import socket
 import tarfile
@@ -156,6 +157,37 @@ def data_dir() -> Path:
     return path
 
 
+# What an interrupted atomic write leaves: "name.tmp-PID" (downloads) or "name.tmp-PID-THREAD" (teacher cache).
+_TEMP_FILE = re.compile(r"\.tmp-(\d+)(?:-\d+)?$")
+
+
+def _process_running(pid: int) -> bool:
+    if os.name != "posix":  # on Windows os.kill(pid, 0) sends Ctrl+C instead of asking; keep every file there
+        return True
+    try:
+        os.kill(pid, 0)  # signal 0 only asks whether the process exists
+    except ProcessLookupError:
+        return False
+    except (OSError, OverflowError):  # PermissionError: it exists but belongs to another user
+        return True
+    return True
+
+
+def remove_stale_temp_files(folder: Path) -> None:
+    """Delete the temporary files in folder that processes killed mid-write left behind.
+
+    A file whose process is still running is kept: that process may be writing it right now.
+    """
+    try:
+        paths = list(folder.iterdir())
+    except OSError:
+        return
+    for path in paths:
+        found = _TEMP_FILE.search(path.name)
+        if found and not _process_running(int(found[1])) and path.is_file():
+            path.unlink(missing_ok=True)
+
+
 def _expected_files(name: str) -> tuple[str, ...]:
     if name == "cifar10":
         return tuple(f"{CIFAR_FOLDER}/{b}" for b in (*CIFAR_TRAIN_BATCHES, CIFAR_TEST_BATCH))
@@ -250,6 +282,7 @@ def _download_missing(name: str, home: Path, download: bool, progress: ProgressF
     if not download:
         raise _unavailable(name, home, remotes, "downloading is turned off")
     home.mkdir(parents=True, exist_ok=True)
+    remove_stale_temp_files(home)
     for remote in (r for r in remotes if r.filename in missing):
         failures, bad_checksum = [], False
         for url in remote.urls:

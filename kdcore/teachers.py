@@ -36,6 +36,12 @@ class Cancelled(Exception):
     """Work was stopped by the user before anything could be returned."""
 
 
+class CacheError(ValueError):
+    """The teacher cache cannot be used where it lives; the message names the path and what to do."""
+
+    user_facing = True
+
+
 @dataclass(frozen=True)
 class Member:
     arch: str
@@ -70,9 +76,33 @@ def parse_members(spec: str | Sequence[str], default_seed: int = 0) -> tuple[Mem
     return tuple(out)
 
 
+_FIX_HINT = "set KD_DATA_DIR to another folder."
+# Cache folders already cleaned in this process (KD_DATA_DIR may point elsewhere later).
+_swept: set[Path] = set()
+
+
+def _cache_path() -> Path:
+    return kdata.data_dir() / "cache" / "teachers"
+
+
 def cache_dir() -> Path:
-    path = kdata.data_dir() / "cache" / "teachers"
-    path.mkdir(parents=True, exist_ok=True)
+    """The cache folder, created if missing; its first use in a process removes what killed runs left."""
+    path = _cache_path()
+    for folder in (path.parent, path):
+        if (folder.exists() or folder.is_symlink()) and not folder.is_dir():
+            raise CacheError(
+                f"The teacher cache needs a folder at {folder}, but a file is there. "
+                f"Move or delete that file, or {_FIX_HINT}"
+            )
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise CacheError(
+            f"Cannot create the teacher cache folder {path} ({exc.strerror or exc}); {_FIX_HINT}"
+        ) from None
+    if path not in _swept:
+        _swept.add(path)
+        kdata.remove_stale_temp_files(path)
     return path
 
 
@@ -164,6 +194,30 @@ def _remove_entry(base: Path) -> None:
         path.unlink(missing_ok=True)
 
 
+def _lock_path(base: Path) -> Path:
+    return base.with_name(base.name + ".lock")
+
+
+def _check_files_free(base: Path) -> None:
+    """Fail with the path to clear if a folder sits where the cache keeps one of base's files."""
+    paths = (*_entry_paths(base), *_entry_paths(base.with_name(base.name + ".logits")), _lock_path(base))
+    for path in paths:
+        if path.is_dir():
+            raise CacheError(
+                f"The teacher cache needs a file at {path}, but a folder is there. "
+                f"Move or delete that folder, or {_FIX_HINT}"
+            )
+
+
+def _logits_fit(tensors: dict[str, torch.Tensor], data: kdata.Dataset) -> bool:
+    """Whether cached logits hold one finite float row per train and test image and one column per class."""
+    rows = {"train": len(data.train_x), "test": len(data.test_x)}
+    return tensors.keys() == rows.keys() and all(
+        t.shape == (rows[k], data.num_classes) and t.is_floating_point() and bool(torch.isfinite(t).all())
+        for k, t in tensors.items()
+    )
+
+
 @dataclass
 class Teacher:
     """One trained ensemble member with its cached logits."""
@@ -217,7 +271,8 @@ def missing_members(data: kdata.Dataset, members: Sequence[Member], epochs: int 
     is rebuilt when it is loaded.
     """
     settings = teacher_settings(data.name, epochs)
-    return [m for m in members if not (cache_dir() / f"{teacher_key(data, m, settings)}.json").exists()]
+    # Never creates or checks the folder, so pages can ask on every rerun; loading reports a cache it cannot use.
+    return [m for m in members if not (_cache_path() / f"{teacher_key(data, m, settings)}.json").is_file()]
 
 
 def get_teacher(
@@ -233,7 +288,8 @@ def get_teacher(
     on_event = on_event or (lambda e: None)
     key = teacher_key(data, member, settings)
     base = cache_dir() / key
-    with FileLock(str(base) + ".lock"):
+    _check_files_free(base)
+    with FileLock(str(_lock_path(base))):
         weights = _load_entry(base)
         model = models.build(member.arch, data.name, seed=member.seed)
         if weights is not None:
@@ -279,6 +335,9 @@ def get_teacher(
         model.to(device or default_device()).eval()
         logits_base = cache_dir() / f"{key}.logits"
         entry = _load_entry(logits_base)
+        if entry is not None and not _logits_fit(entry[0], data):  # hashed and complete, but for other data
+            _remove_entry(logits_base)
+            entry = None
         if entry is None:
             entry = (
                 {

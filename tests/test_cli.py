@@ -165,3 +165,13 @@ def test_teachers_command_reports_a_cached_teacher(fast_run, capsys):
     assert "teacher cnn-wide: loaded from cache" in err
     row = next(line for line in out.splitlines() if line.startswith("cnn-wide"))
     assert "ensemble" in row  # a lone teacher is the ensemble
+
+
+def test_a_cache_path_taken_by_a_file_is_a_one_line_error_with_exit_code_1(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("KD_DATA_DIR", str(tmp_path))
+    (tmp_path / "cache").write_text("not a folder")
+    assert cli.main(["teachers", "--teachers", "mlp-wide", "--epochs", "1"]) == 1
+    err = capsys.readouterr().err
+    (line,) = err.splitlines()
+    assert line.startswith("error: The teacher cache needs a folder at ") and str(tmp_path / "cache") in line
+    assert "Traceback" not in err and "usage:" not in err

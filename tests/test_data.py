@@ -548,3 +548,17 @@ def test_debian_fashion_mnist_is_found_and_loads(isolated, monkeypatch):
     assert ds.train_y.bincount().tolist() == [6000] * 10 and ds.test_y.bincount().tolist() == [1000] * 10
     assert ds.classes[0] == "T-shirt/top" and ds.classes[9] == "Ankle boot"
     assert files_under(isolated) == []
+
+
+def test_a_download_first_removes_temporary_files_that_killed_downloads_left(isolated, monkeypatch):
+    files = fake_mnist_files(seed=1)
+    monkeypatch.setattr(data, "_urlopen", serve(files, []))
+    monkeypatch.setattr(data, "_resources", fake_resources(files))
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    stale = isolated / "mnist" / f"{TRAIN_IMAGES}.tmp-{dead.pid}"
+    # A running process (this test's parent) may be downloading into its file right now.
+    live = isolated / "mnist" / f"{TEST_IMAGES}.tmp-{os.getppid()}"
+    write_files(isolated / "mnist", {stale.name: b"x" * 1000, live.name: b"x" * 1000})
+    data.load("mnist")
+    assert files_under(isolated / "mnist") == sorted([*files, live.name])

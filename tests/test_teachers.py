@@ -4,6 +4,8 @@ import hashlib
 import math
 import multiprocessing
 import os
+import subprocess
+import sys
 import threading
 
 import pytest
@@ -301,3 +303,114 @@ def test_missing_members_are_the_ones_loading_would_train(cache):
     assert teachers.missing_members(data, members, epochs=2) == list(members)
     teachers.ensemble(data, members, epochs=1)
     assert teachers.missing_members(data, members, epochs=1) == []
+
+
+# --------------------------------------------------------------------------- logits that do not fit the dataset
+
+
+def _bad_logits(data):
+    n_train, n_test = len(data.train_x), len(data.test_x)
+    good = {"train": torch.zeros(n_train, 10), "test": torch.zeros(n_test, 10)}
+    nan = torch.zeros(n_test, 10)
+    nan[3, 4] = float("nan")
+    return {
+        "too few train rows": {**good, "train": torch.zeros(n_train - 1, 10)},
+        "train and test swapped": {"train": good["test"], "test": good["train"]},
+        "too few classes": {**good, "test": torch.zeros(n_test, 9)},
+        "one row per image, flat": {**good, "test": torch.zeros(n_test)},
+        "whole numbers": {**good, "test": torch.zeros(n_test, 10, dtype=torch.int64)},
+        "not finite": {**good, "test": nan},
+        "test set missing": {"train": good["train"]},
+    }
+
+
+@pytest.mark.parametrize("case", list(_bad_logits(synthetic())))
+def test_cached_logits_that_do_not_fit_the_dataset_are_recomputed(cache, data, case):
+    first, _ = build(data)
+    key = first.members[0].key
+    # A complete, correctly hashed entry whose tensors do not match this dataset.
+    teachers._save_entry(cache / f"{key}.logits", _bad_logits(data)[case], {"kind": "logits", "teacher": key})
+
+    again, events = build(data)
+    assert again.members[0].cached is True  # the weights were fine, so no retraining
+    assert (f"{ARCH}@1", "training") not in statuses(events)
+    assert torch.equal(again.train_logits, first.train_logits)
+    assert torch.equal(again.test_logits, first.test_logits)
+    # The bad entry was replaced by the recomputed logits, so the next load finds good ones.
+    third, _ = build(data)
+    assert torch.equal(third.test_logits, first.test_logits)
+    assert not any(".tmp-" in name for name in os.listdir(cache))
+
+
+# --------------------------------------------------------------------------- cache paths taken by something else
+
+
+def test_a_file_where_the_cache_folder_should_be_is_a_one_line_error(tmp_path, monkeypatch, data):
+    monkeypatch.setenv("KD_DATA_DIR", str(tmp_path))
+    (tmp_path / "cache").write_text("not a folder")
+    with pytest.raises(teachers.CacheError) as info:
+        build(data)
+    message = str(info.value)
+    assert f"folder at {tmp_path / 'cache'}," in message and "a file is there" in message
+    assert "KD_DATA_DIR" in message and "\n" not in message
+    assert (tmp_path / "cache").read_text() == "not a folder"  # the user's file is never removed
+
+
+def test_a_file_where_the_teachers_cache_folder_should_be_is_a_one_line_error(tmp_path, monkeypatch, data):
+    monkeypatch.setenv("KD_DATA_DIR", str(tmp_path))
+    (tmp_path / "cache").mkdir()
+    (tmp_path / "cache" / "teachers").write_text("not a folder")
+    with pytest.raises(teachers.CacheError) as info:
+        build(data)
+    message = str(info.value)
+    assert f"folder at {tmp_path / 'cache' / 'teachers'}," in message and "a file is there" in message
+    assert "KD_DATA_DIR" in message and "\n" not in message
+    assert teachers.missing_members(data, DEFAULT_MEMBERS, epochs=1) == list(DEFAULT_MEMBERS)  # pages ask, never fail
+
+
+ENTRY_FILES = {
+    "weights": ".safetensors",
+    "manifest": ".json",
+    "lock": ".lock",
+    "logits": ".logits.safetensors",
+    "logits manifest": ".logits.json",
+}
+
+
+@pytest.mark.parametrize("what", list(ENTRY_FILES))
+def test_a_folder_where_a_cache_file_should_be_is_a_one_line_error_before_any_training(cache, data, what):
+    key = teachers.teacher_key(data, DEFAULT_MEMBERS[0], teacher_settings(data.name, 1))
+    taken = cache / f"{key}{ENTRY_FILES[what]}"
+    taken.mkdir()
+    (taken / "notes.txt").write_text("someone's file")
+    events = []
+    with pytest.raises(teachers.CacheError) as info:
+        teachers.ensemble(data, list(DEFAULT_MEMBERS), epochs=1, on_event=events.append, device=torch.device("cpu"))
+    message = str(info.value)
+    assert f"file at {taken}," in message and "a folder is there" in message
+    assert "KD_DATA_DIR" in message and "\n" not in message
+    assert not any(e["kind"] == "epoch" for e in events)  # no training time wasted before the error
+    assert (taken / "notes.txt").read_text() == "someone's file"
+
+
+# --------------------------------------------------------------------------- leftovers of killed runs
+
+
+def _dead_pid():
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    proc.wait()
+    return proc.pid
+
+
+def test_temporary_files_of_dead_processes_are_removed_when_the_cache_is_first_used(tmp_path, monkeypatch):
+    monkeypatch.setenv("KD_DATA_DIR", str(tmp_path))
+    folder = tmp_path / "cache" / "teachers"
+    folder.mkdir(parents=True)
+    stale = folder / f"abc.safetensors.tmp-{_dead_pid()}-140241"
+    live = folder / f"abc.safetensors.tmp-{os.getpid()}-140241"
+    entry = folder / "abc.json"
+    for path in (stale, live, entry):
+        path.write_bytes(b"x" * 1000)
+    assert teachers.cache_dir() == folder
+    assert not stale.exists()
+    assert live.exists() and entry.exists()  # another thread of a live process may be writing it right now
