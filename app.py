@@ -69,6 +69,7 @@ def home() -> None:
 
 
 st.set_page_config(page_title="KD Playground", page_icon=":material/school:", layout="wide")
+ui.runner()  # worker processes start loading PyTorch now, not when the first Start is pressed
 HOME = st.Page(home, title="Home", icon=":material/home:", default=True)
 TEACHERS = st.Page("pages/1_Teachers.py", title="Teachers", icon=":material/groups:")
 DISTILL = st.Page("pages/2_Distill.py", title="Distill", icon=":material/science:")

@@ -6,15 +6,13 @@ job, and draw. Nothing here trains or measures anything; that is kdcore's job.
 
 from __future__ import annotations
 
-import os
+import time
 import uuid
-from dataclasses import dataclass
 
 import streamlit as st
-import torch
 
-from kdcore import dark, experiments, jobs, links, models, store, teachers
 from kdcore import data as kdata
+from kdcore import events, experiments, jobs, links, models, teachers
 
 # One colour per role, used by every chart (colour-blind-safe Okabe-Ito hues).
 COLORS = {"teacher": "#7F7F7F", "ensemble": "#CC79A7", "scratch": "#0072B2", "distilled": "#E69F00"}
@@ -51,11 +49,8 @@ def session_id() -> str:
 
 @st.cache_resource
 def runner() -> jobs.JobRunner:
-    job_runner = jobs.default_runner()
-    # Jobs train in parallel threads of this one process: splitting the cores between them avoids the
-    # oversubscription that makes every job many times slower than it would be alone.
-    torch.set_num_threads(max(1, (os.cpu_count() or 1) // job_runner.max_workers))
-    return job_runner
+    """The server's job runner: its worker processes (or Dask cluster) train; this process only draws."""
+    return jobs.default_runner()
 
 
 def config() -> experiments.RunConfig:
@@ -182,42 +177,34 @@ def controls(show=_FIELDS) -> experiments.RunConfig:
     st.query_params.from_dict(links.config_to_params(new))
     for warning in st.session_state.pop("link_warnings", []):
         st.warning(warning, icon=":material/link_off:")
+    sb.caption(f":material/memory: Jobs run on {runner().backend.describe()}.")
     if sb.button("Reset to defaults", help="Back to the dataset's preset"):
         set_config(experiments.default_config(new.dataset))
         st.rerun()
     return new
 
 
-def my_jobs(kind: str | None = None) -> list[jobs.Job]:
+def my_jobs(kind: jobs.JobKind | None = None) -> list[jobs.Job]:
     """This session's jobs, newest first."""
     return [j for j in runner().jobs(owner=session_id()) if kind is None or j.kind == kind]
 
 
-RECORDED_KINDS = ("distill", "sweep", "fraction", "missing-class", "capacity")
-
-
-def submit(fn, *args, name: str, kind: str, **kwargs) -> jobs.Job:
-    """Start a background job for this session; runs and experiments are also kept in the history."""
-    if kind in RECORDED_KINDS:
-        fn = store.recorded(fn, kind)
-    return runner().submit(fn, *args, name=name, kind=kind, owner=session_id(), **kwargs)
+def submit(kind: jobs.JobKind, cfg: experiments.RunConfig, name: str, **options) -> jobs.Job:
+    """Start a background job for this session; runs and studies are also kept in the history."""
+    return runner().submit(jobs.JobSpec(kind, cfg, options, name=name, owner=session_id()))
 
 
 def job_status(job: jobs.Job) -> None:
-    """One line saying where a job is: queued (with position), running, stopped, failed or done."""
-    state = job.state
-    if state == jobs.JobState.QUEUED:
-        st.info(
-            f"⏳ {job.name}: waiting in the queue, position {job.queue_position()} "
-            f"(the server trains {runner().max_workers} jobs at a time)."
-        )
-    elif state == jobs.JobState.FAILED:
-        st.error(f"{job.name} failed: {job.error}")
-    elif state == jobs.JobState.CANCELLED:
+    """One line saying where a job is: queued (with position), stopped or failed."""
+    if job.state is jobs.JobState.QUEUED:
+        st.info(f":material/hourglass_top: {job.name}: {job.progress().text}.")
+    elif job.state is jobs.JobState.FAILED:
+        st.error(f"{job.name} failed: {job.error.message}")
+    elif job.state is jobs.JobState.CANCELLED:
         st.warning(f"{job.name} was stopped; what it had finished is kept and labelled partial.")
 
 
-def show_dataset_error(exc: Exception) -> None:
+def show_dataset_error(exc: Exception | str) -> None:
     st.error(f"**The dataset is not available.** {exc}")
 
 
@@ -231,7 +218,8 @@ def teacher_members(cfg: experiments.RunConfig) -> tuple[teachers.Member, ...]:
 
 def job_by_id(job_id: str | None) -> jobs.Job | None:
     """This session's job with that id (None if unknown, e.g. after a server restart)."""
-    return next((j for j in my_jobs() if j.id == job_id), None) if job_id else None
+    job = runner().get(job_id) if job_id else None
+    return job if job is not None and job.owner == session_id() else None
 
 
 def live_job(job_id: str | None) -> jobs.Job | None:
@@ -248,106 +236,35 @@ def live_job(job_id: str | None) -> jobs.Job | None:
 def finished_distill_results() -> list[experiments.RunResult]:
     """This session's finished (or stopped) distillations that produced a result, oldest first."""
     results = []
-    for job in reversed(my_jobs("distill")):
-        if job.state not in (jobs.JobState.DONE, jobs.JobState.CANCELLED):
-            continue
-        try:
-            result = job.result(timeout=0)
-        except Exception:
-            continue
-        if result is not None:
-            results.append(result)
+    for job in reversed(my_jobs(jobs.JobKind.DISTILL)):
+        if job.state in (jobs.JobState.DONE, jobs.JobState.CANCELLED) and job.result(timeout=0) is not None:
+            results.append(job.result(timeout=0))
     return results
 
 
-def show_teacher_step(teachers_: list[str], dataset: str, events: list[dict], prefix: str = "") -> None:
-    """The "preparing the teacher ensemble" part of a run's progress: a bar with an ETA and each member's status."""
-    p = teacher_progress(teachers_, events)
-    if not p.total_epochs:
-        st.progress(0.0, text=f"{prefix}Loading the {dataset} images…")
-        return
-    eta = "" if p.eta_seconds is None else f" · about {dark.format_seconds(p.eta_seconds)} left at most"
-    st.progress(
-        p.fraction,
-        text=f"{prefix}Preparing the teacher ensemble: {p.done_epochs:.1f} of {p.total_epochs} teacher epochs{eta}",
-    )
-    st.markdown(" · ".join(f"**{m}** {s}" for m, s in p.status.items()))
-
-
-@dataclass
-class TeacherProgress:
-    """Where a teacher-ensemble job is, summarised from its events."""
-
-    status: dict[str, str]  # member -> human-readable status
-    done_epochs: float  # cached members count as fully done
-    total_epochs: int
-    eta_seconds: float | None  # None until a member has trained long enough to time it
-    current: str | None
-
-    @property
-    def fraction(self) -> float:
-        return min(1.0, self.done_epochs / self.total_epochs) if self.total_epochs else 0.0
-
-
-def teacher_progress(members: list[str], events: list[dict]) -> TeacherProgress:
-    """Per-member status, epochs done out of all members' epochs, and an ETA from the time per trained epoch."""
-    per_member, count = 0, len(members)
-    state = dict.fromkeys(members, "waiting")
-    epochs = dict.fromkeys(members, 0.0)
-    seconds = dict.fromkeys(members, 0.0)
-    current = None
-    for e in events:
-        kind, member = e.get("kind"), e.get("member", e.get("model"))
-        if kind == "teacher_start":
-            per_member, count, current = e["epochs"], e["count"], member
-            state.setdefault(member, "waiting")
-            state[member] = "checking the cache"
-        elif kind == "teacher" and member in state:
-            state[member] = {"cached": "cached", "training": "training"}.get(e["status"], state[member])
-            if e["status"] == "done" and state[member] != "cached":
-                state[member] = "trained"
-        elif kind in ("step", "epoch") and member in epochs:
-            epochs[member] = float(e["epoch"])
-            seconds[member] = float(e.get("elapsed", 0.0))
-    trained = sum(epochs[m] for m in epochs if state.get(m) in ("training", "trained"))
-    spent = sum(seconds[m] for m in seconds if state.get(m) in ("training", "trained"))
-    done = sum(per_member if state[m] in ("cached", "trained") else epochs.get(m, 0.0) for m in state)
-    eta = None
-    if trained >= 0.2 and per_member:
-        remaining = sum(per_member - epochs.get(m, 0.0) for m in state if state[m] not in ("cached", "trained"))
-        eta = remaining * spent / trained
-    labels = {}
-    for m, s in state.items():
-        if s == "training":
-            labels[m] = f":material/hourglass_top: training, epoch {epochs[m]:.1f} of {per_member}"
-        elif s == "trained":
-            labels[m] = f":material/check_circle: trained in {seconds[m]:.0f} s and cached"
-        elif s == "cached":
-            labels[m] = ":material/check_circle: loaded from the cache"
-        elif s == "checking the cache":
-            labels[m] = ":material/search: checking the cache"
-        else:
-            labels[m] = ":material/schedule: waiting"
-    return TeacherProgress(labels, done, per_member * count, eta, current)
-
-
-def _raised_type(job: jobs.Job) -> str:
-    """Class name of the exception that ended a job, read from its traceback's final unindented line."""
-    for line in reversed((job.traceback or "").splitlines()):
-        head = line.split(":", 1)[0]
-        if line[:1].strip() and head.replace(".", "").replace("_", "").isalnum() and " " not in head:
-            return head.rsplit(".", 1)[-1]
-    return ""
+def show_progress(job: jobs.Job) -> events.Progress:
+    """A running job's progress bar with its one line of text, and each teacher's state while teachers load."""
+    p = job.progress()
+    if job.state is jobs.JobState.QUEUED:
+        job_status(job)
+        return p
+    if job.cancel_requested:
+        st.warning("Stopping after the current batch…")
+    elapsed = events.format_seconds(max(0.0, (job.finished or time.time()) - (job.started or time.time())))
+    st.progress(min(1.0, p.fraction), text=f"{p.text} · {elapsed} elapsed")
+    if p.phase is events.Phase.TEACHERS:
+        st.markdown(" · ".join(f"**{m}** {line.label}" for m, line in p.teachers.items()))
+    for notice in p.notices:
+        st.warning(notice.message, icon=":material/warning:")
+    return p
 
 
 def show_job_failure(job: jobs.Job, what_to_do: str) -> None:
     """A failed job's user-facing error and what to do; dataset problems get the dataset explanation."""
-    raised = getattr(kdata, _raised_type(job), None)
-    if isinstance(raised, type) and issubclass(raised, kdata.DatasetError):
-        # Dataset errors are written for the user; drop the runner's "Training failed: <type>:" prefix.
-        show_dataset_error((job.error or "").split(f"{raised.__name__}: ", 1)[-1])
+    if job.error.about_dataset:
+        show_dataset_error(job.error.message)
     else:
-        st.error(f"**{job.name} failed.** {job.error}\n\n{what_to_do}")
+        st.error(f"**{job.name} failed.** {job.error.message}\n\n{what_to_do}")
 
 
 def readable(fig, height: int = 430):

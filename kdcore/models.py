@@ -23,6 +23,8 @@ class ModelSpec:
     role: str  # "teacher" or "student"
     description: str
     builder: Callable[[tuple[int, int, int]], nn.Module]
+    # Trains faster on more than one thread (measured: benchmarks/threads.py); else it gets one (kdcore.budget).
+    parallel: bool = False
 
 
 def _mlp(shape, hidden: tuple[int, ...], dropout: float = 0.0) -> nn.Module:

@@ -15,6 +15,7 @@ never read or deleted. `delete_runs` reports such paths in `Deletion.refused` an
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import operator
 import os
@@ -170,7 +171,9 @@ def _is_damage(exc: BaseException) -> bool:
 
 
 def _jsonable(value):
-    # Events may carry numpy or torch scalars; JSON wants plain numbers.
+    # Curves are event dataclasses and may carry numpy or torch scalars; JSON wants plain dicts and numbers.
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return dataclasses.asdict(value)
     if hasattr(value, "tolist"):
         return value.tolist()
     raise TypeError(f"cannot store a {type(value).__name__} in the run history")

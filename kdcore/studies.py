@@ -6,29 +6,19 @@ two-sentence `.reading()` computed from its numbers. Every student of a study st
 initial weights and sees its batches in the same order (both from `config.seed`), so cells differ
 only in what the study varies.
 
-Each study runs as a job: `on_event` receives
-  {"kind": "study_start", "study", "total"}              once the teachers are ready (total = students to train),
-  {"kind": "step" | "epoch", "model": <run label>, ...}  from the Trainer, for progress within a run,
-  {"kind": "cell", "study", ..., "snapshot"}             after each finished cell or point, with its numbers and
-                                                          the whole result so far (`to_json()`), so a page can
-                                                          redraw from the latest cell event alone,
-  {"kind": "progress", "study", "done", "total"}         after each trained student (and done = 0 at the start),
-  {"kind": "done", "study", "partial"}                   at the end
-(every study event also carries "elapsed" seconds). Once `cancel` is set the study returns what it
-has finished: undone cells stay None and `result.partial` is True. Cancelling while the teachers
-are still training raises `teachers.Cancelled`, as `experiments.distill` does.
-
-`add_cli` registers the matching `python -m kdcore sweep|fraction|missing-class|capacity` commands.
+Each study runs as a job: `on_event` receives a StudyStart once the teachers are ready (total =
+students to train), Step and Epoch events from the Trainer for the student in training, and a
+StudyCell after each finished cell or point carrying the whole result so far (`to_json()`), so a
+page can redraw from the latest one alone; Finished at the end. Once `cancel` is set the study
+returns what it has finished: undone cells stay None and `result.partial` is True. Cancelling while
+the teachers are still training raises `teachers.Cancelled`, as `experiments.distill` does.
 """
 
 from __future__ import annotations
 
-import argparse
 import copy
-import json
 import math
 import numbers
-import sys
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -36,23 +26,22 @@ from dataclasses import dataclass, field
 
 import torch
 from torch import nn
-from tqdm import tqdm
 
 from . import data as kdata
-from . import experiments, metrics, models, teachers
+from . import events as ev
+from . import experiments, metrics, models
 from .experiments import RunConfig
-from .losses import check_alpha, check_temperature
+from .limits import EPOCHS, check_alpha, check_fraction, check_temperature
 from .train import Trainer, default_device, predict_logits, student_settings
 
 MAX_GRID = 6  # per sweep axis: 6 x 6 = 36 students is the most a class demo can wait for
 MAX_POINTS = 8  # fractions or students in one study
-MAX_EPOCHS = 500  # as RunConfig allows
 DEFAULT_TEMPERATURES = (1.0, 2.0, 4.0, 8.0)
 DEFAULT_ALPHAS = (0.25, 0.5, 0.75)
 DEFAULT_FRACTIONS = (0.01, 0.05, 0.2, 1.0)
 FRACTION_EPOCH_BOOST = 10
 EPOCH_RULE = (
-    f"epochs x min({FRACTION_EPOCH_BOOST}, 1 / fraction), rounded, at most {MAX_EPOCHS}: "
+    f"epochs x min({FRACTION_EPOCH_BOOST}, 1 / fraction), rounded, at most {EPOCHS[1]}: "
     "a smaller training set gets more epochs, so it still has enough optimisation steps"
 )
 BIAS_RULE = (
@@ -60,13 +49,11 @@ BIAS_RULE = (
     "of the training images as the teacher does"
 )
 
-EventFn = Callable[[dict], None]
-
 
 # --------------------------------------------------------------------------- validation and wording
 
 
-def _check_values(name: str, values, check: Callable[[float], float], *, limit: int, example: str) -> list[float]:
+def check_values(name: str, values, check: Callable[[float], float], *, limit: int, example: str) -> list[float]:
     """A non-empty list of at most `limit` distinct valid numbers, or a ValueError naming `name`."""
     if isinstance(values, (str, bytes)) or not isinstance(values, Sequence):
         raise ValueError(f"{name} must be a list of 1 to {limit} numbers (e.g. {example}), got {values!r}")
@@ -85,13 +72,7 @@ def _check_values(name: str, values, check: Callable[[float], float], *, limit: 
     return out
 
 
-def _check_fraction(f: float) -> float:
-    if not (math.isfinite(f) and 0.0 < f <= 1.0):
-        raise ValueError(f"fraction must be in (0, 1], got {f!r}")
-    return f
-
-
-def _check_students(students) -> list[str]:
+def check_students(students) -> list[str]:
     names = [s.name for s in models.available("student")]
     if isinstance(students, str) or not isinstance(students, Sequence) or not 1 <= len(students) <= MAX_POINTS:
         raise ValueError(f"students must list 1 to {MAX_POINTS} of: {', '.join(names)}, got {students!r}")
@@ -125,9 +106,9 @@ def _gain(a: float | None, b: float | None) -> float | None:
 class _Session:
     """The data, teacher and bookkeeping that every student run of one study shares."""
 
-    def __init__(self, study: str, config: RunConfig, on_event: EventFn | None, cancel: threading.Event | None):
+    def __init__(self, study: str, config: RunConfig, on_event: ev.EventFn | None, cancel: threading.Event | None):
         self.study, self.config = study, config
-        self.emit = on_event or (lambda e: None)
+        self.emit = on_event or ev.ignore
         self.cancel = cancel or threading.Event()
         self.started = time.perf_counter()
         self.data, self.ens = experiments.load_ensemble(config, on_event=self.emit, cancel=self.cancel)
@@ -139,17 +120,15 @@ class _Session:
     def elapsed(self) -> float:
         return time.perf_counter() - self.started
 
-    def event(self, kind: str, **fields) -> None:
-        self.emit({"kind": kind, "study": self.study, **fields, "elapsed": self.elapsed})
-
-    def start(self, total: int) -> None:
+    def start(self, total: int, weights: Sequence[float] = ()) -> None:
+        """Announce `total` students to train; `weights`: their relative costs, for an honest progress bar."""
         self.total = total
-        self.event("study_start", total=total)
-        self.event("progress", done=0, total=total)
+        self.emit(ev.StudyStart(study=self.study, total=total, weights=tuple(weights)))
 
-    def cell(self, result, **fields) -> None:
+    def cell(self, result) -> None:
+        """Report a finished cell: the whole result so far, so a page can redraw from the latest one alone."""
         result.seconds = self.elapsed
-        self.event("cell", **fields, snapshot=result.to_json())
+        self.emit(ev.StudyCell(study=self.study, done=self.done, total=self.total, snapshot=result.to_json()))
 
     def indices(self, *, fraction: float | None = None, exclude_class: int | None = None) -> torch.Tensor:
         c = self.config
@@ -195,7 +174,6 @@ class _Session:
         if result.partial:
             return None
         self.done += 1
-        self.event("progress", done=self.done, total=self.total)
         return result.model
 
     def test_logits(self, model: nn.Module) -> torch.Tensor:
@@ -206,7 +184,7 @@ class _Session:
 
     def finish(self, result) -> None:
         result.seconds = self.elapsed
-        self.event("done", partial=result.partial)
+        self.emit(ev.Finished(partial=result.partial))
 
 
 def _base_json(study: str, result) -> dict:
@@ -316,7 +294,7 @@ def sweep(
     temperatures: Sequence[float] = DEFAULT_TEMPERATURES,
     alphas: Sequence[float] = DEFAULT_ALPHAS,
     *,
-    on_event: EventFn | None = None,
+    on_event: ev.EventFn | None = None,
     cancel: threading.Event | None = None,
 ) -> SweepResult:
     """A distilled student per (T, alpha) on a grid of up to 6 x 6, and one scratch student as the reference.
@@ -326,8 +304,8 @@ def sweep(
     accuracy. Events: "cell" with row, col, temperature, alpha, accuracy, gain; the scratch student
     is reported as a "cell" with row = col = None and role "scratch".
     """
-    ts = _check_values("temperatures", temperatures, check_temperature, limit=MAX_GRID, example="1,2,4,8")
-    als = _check_values("alphas", alphas, check_alpha, limit=MAX_GRID, example="0.25,0.5,0.75")
+    ts = check_values("temperatures", temperatures, check_temperature, limit=MAX_GRID, example="1,2,4,8")
+    als = check_values("alphas", alphas, check_alpha, limit=MAX_GRID, example="0.25,0.5,0.75")
     s = _Session("sweep", config, on_event, cancel)
     result = SweepResult(config, ts, als, [[None] * len(als) for _ in ts], teacher_acc=s.teacher_acc)
     trained_cells = sum(a > 0 for a in als) * len(ts)
@@ -335,16 +313,7 @@ def sweep(
     idx = s.indices(exclude_class=config.exclude_class)
     result.scratch_acc = s.accuracy(s.fit("scratch", idx, alpha=0.0))
     if result.scratch_acc is not None:
-        s.cell(
-            result,
-            role="scratch",
-            row=None,
-            col=None,
-            temperature=None,
-            alpha=0.0,
-            accuracy=result.scratch_acc,
-            gain=0.0,
-        )
+        s.cell(result)
         cells = [(i, j, t, a) for i, t in enumerate(ts) for j, a in enumerate(als)]
         for i, j, t, a in cells:
             if s.cancel.is_set():
@@ -353,16 +322,7 @@ def sweep(
             if acc is None:
                 break
             result.accuracy[i][j] = acc
-            s.cell(
-                result,
-                role="distilled",
-                row=i,
-                col=j,
-                temperature=t,
-                alpha=a,
-                accuracy=acc,
-                gain=acc - result.scratch_acc,
-            )
+            s.cell(result)
     result.partial = result.scratch_acc is None or result.done < len(ts) * len(als)
     s.finish(result)
     return result
@@ -378,7 +338,7 @@ def fraction_epochs(epochs: int, fraction: float) -> int:
     would compare barely-trained students. Capping the boost at 10x keeps each fraction's cost at
     most that of one run on all the data.
     """
-    return min(MAX_EPOCHS, max(int(epochs), round(int(epochs) * min(FRACTION_EPOCH_BOOST, 1.0 / fraction))))
+    return min(EPOCHS[1], max(int(epochs), round(int(epochs) * min(FRACTION_EPOCH_BOOST, 1.0 / fraction))))
 
 
 @dataclass
@@ -467,7 +427,7 @@ def fraction_study(
     config: RunConfig,
     fractions: Sequence[float] = DEFAULT_FRACTIONS,
     *,
-    on_event: EventFn | None = None,
+    on_event: ev.EventFn | None = None,
     cancel: threading.Event | None = None,
 ) -> FractionResult:
     """KD against scratch at each training fraction (smallest first), both on the same stratified subset.
@@ -476,7 +436,7 @@ def fraction_study(
     Student epochs follow `fraction_epochs` (EPOCH_RULE). Events: "cell" per finished student with
     index, fraction, role ("scratch" or "distilled"), accuracy and, once both are done, gain.
     """
-    fs = sorted(_check_values("fractions", fractions, _check_fraction, limit=MAX_POINTS, example="0.01,0.05,0.2,1"))
+    fs = sorted(check_values("fractions", fractions, check_fraction, limit=MAX_POINTS, example="0.01,0.05,0.2,1"))
     s = _Session("fraction", config, on_event, cancel)
     batch = student_settings(config.dataset, config.epochs).batch_size
     points, subsets = [], []
@@ -486,14 +446,15 @@ def fraction_study(
         points.append(FractionPoint(f, len(idx), epochs, epochs * math.ceil(len(idx) / batch)))
         subsets.append(idx)
     result = FractionResult(config, points, teacher_acc=s.teacher_acc)
-    s.start(2 * len(fs))
-    for i, (p, idx) in enumerate(zip(points, subsets)):
+    # A student's cost is about its epochs times its images.
+    s.start(2 * len(fs), [p.epochs * p.train_size for p in points for _ in range(2)])
+    for p, idx in zip(points, subsets):
         for role, alpha in (("scratch", 0.0), ("distilled", config.alpha)):
             acc = s.accuracy(s.fit(f"{role} {_share(p.fraction)}", idx, alpha=alpha, epochs=p.epochs))
             if acc is None:
                 break
             setattr(p, f"{role}_acc", acc)
-            s.cell(result, index=i, fraction=p.fraction, role=role, accuracy=acc, gain=p.gain)
+            s.cell(result)
     result.partial = any(p.gain is None for p in points)
     s.finish(result)
     return result
@@ -623,7 +584,7 @@ def missing_class_study(
     bias_fix: bool = True,
     bias_value: float | None = None,
     *,
-    on_event: EventFn | None = None,
+    on_event: ev.EventFn | None = None,
     cancel: threading.Event | None = None,
 ) -> MissingClassResult:
     """Hinton et al. 2015, section 3: the students' transfer set leaves out class `missing` entirely.
@@ -667,7 +628,7 @@ def missing_class_study(
         if trained[name] is None:
             break
         result.rows.append(row(name, s.test_logits(trained[name])))
-        s.cell(result, **result.rows[-1].to_json())
+        s.cell(result)
     distilled = trained.get("distilled")
     if distilled is not None and bias_fix:
         train_logits = predict_logits(distilled, s.data.train_x, s.data.mean, s.data.std, device=s.device)
@@ -680,7 +641,7 @@ def missing_class_study(
         result.share_before = preds_before.double().mean().item()
         result.share_after = (shifted.argmax(1) == missing).double().mean().item()
         result.rows.append(row("distilled + bias fix", s.test_logits(with_bias(distilled, missing, result.bias_value))))
-        s.cell(result, **result.rows[-1].to_json(), bias_value=result.bias_value)
+        s.cell(result)
     result.partial = distilled is None
     s.finish(result)
     return result
@@ -781,7 +742,7 @@ def capacity_study(
     config: RunConfig,
     students: Sequence[str] | None = None,
     *,
-    on_event: EventFn | None = None,
+    on_event: ev.EventFn | None = None,
     cancel: threading.Event | None = None,
 ) -> CapacityResult:
     """A scratch and a distilled student per student size, with the config's T, alpha, epochs and data.
@@ -790,361 +751,20 @@ def capacity_study(
     ordered by parameter count. Events: "cell" per finished student with index, student, params,
     role, accuracy and, once both are done, gain.
     """
-    names = _check_students(family_students(config.student) if students is None else students)
+    names = check_students(family_students(config.student) if students is None else students)
     params = {n: metrics.param_count(models.build(n, config.dataset)) for n in names}
     points = [CapacityPoint(n, params[n]) for n in sorted(names, key=lambda n: params[n])]
     s = _Session("capacity", config, on_event, cancel)
     result = CapacityResult(config, points, metrics.param_count(s.ens.models), s.teacher_acc)
     s.start(2 * len(points))
     idx = s.indices(exclude_class=config.exclude_class)
-    for i, p in enumerate(points):
+    for p in points:
         for role, alpha in (("scratch", 0.0), ("distilled", config.alpha)):
             acc = s.accuracy(s.fit(f"{role} {p.student}", idx, alpha=alpha, student=p.student))
             if acc is None:
                 break
             setattr(p, f"{role}_acc", acc)
-            s.cell(result, index=i, student=p.student, params=p.params, role=role, accuracy=acc, gain=p.gain)
+            s.cell(result)
     result.partial = any(p.gain is None for p in points)
     s.finish(result)
     return result
-
-
-# --------------------------------------------------------------------------- command line
-
-
-class StudyProgress:
-    """CLI progress on stderr (so --json stays clean): a bar per teacher being trained, then one bar
-    over the study's students, labelled with the run in training."""
-
-    def __init__(self):
-        self.teacher_bars: dict[str, tqdm] = {}
-        self.bar = None
-        self.done = 0
-
-    def __call__(self, event: dict) -> None:
-        kind = event.get("kind")
-        if kind == "teacher" and event["status"] == "cached":
-            tqdm.write(f"teacher {event['member']}: loaded from cache", file=sys.stderr)
-        elif kind == "study_start":
-            self._close_teachers()
-            self.bar = tqdm(
-                total=event["total"],
-                desc=event["study"],
-                unit="student",
-                file=sys.stderr,
-                bar_format="{desc} {bar} {n:.1f}/{total} students [{elapsed}<{remaining}] {postfix}",
-            )
-        elif kind in ("step", "epoch") and self.bar is None:
-            bar = self.teacher_bars.get(event["model"])
-            if bar is None:
-                bar = self.teacher_bars[event["model"]] = tqdm(
-                    total=event["epochs"],
-                    desc=f"teacher {event['model']}",
-                    file=sys.stderr,
-                    bar_format="{desc} {bar} {n:.1f}/{total} ep [{elapsed}<{remaining}]",
-                )
-            bar.n = event["epoch"]
-            bar.refresh()
-        elif kind in ("step", "epoch"):
-            self.bar.n = self.done + min(1.0, event["epoch"] / event["epochs"])
-            self.bar.set_postfix_str(event["model"], refresh=True)
-        elif kind == "progress" and self.bar is not None:
-            self.done = event["done"]
-            self.bar.n = self.done
-            self.bar.refresh()
-
-    def _close_teachers(self) -> None:
-        for bar in self.teacher_bars.values():
-            bar.close()
-        self.teacher_bars.clear()
-
-    def close(self) -> None:
-        self._close_teachers()
-        if self.bar is not None:
-            self.bar.close()
-            self.bar = None
-
-
-def _download_progress() -> Callable[[int, int, str], None]:
-    bars: dict[str, tqdm] = {}
-
-    def update(done: int, total: int, filename: str) -> None:
-        bar = bars.get(filename)
-        if bar is None:
-            bar = bars[filename] = tqdm(total=total or None, desc=filename, unit="B", unit_scale=True, file=sys.stderr)
-        bar.update(done - bar.n)
-        if total and done >= total:
-            bar.close()
-
-    return update
-
-
-def _number_list(name: str, check: Callable[[float], float], limit: int, example: str):
-    def parse(text: str) -> list[float]:
-        try:
-            values = [float(v) for v in text.split(",") if v.strip()]
-        except ValueError:
-            raise argparse.ArgumentTypeError(
-                f"{name} must be numbers separated by commas (e.g. {example}), got {text!r}"
-            ) from None
-        try:
-            return _check_values(name, values, check, limit=limit, example=example)
-        except ValueError as exc:
-            raise argparse.ArgumentTypeError(str(exc)) from None
-
-    return parse
-
-
-def _number(name: str, check: Callable[[float], float]):
-    def parse(text: str) -> float:
-        try:
-            return check(float(text))
-        except ValueError as exc:
-            raise argparse.ArgumentTypeError(
-                str(exc) if "must" in str(exc) else f"{name} must be a number, got {text!r}"
-            ) from None
-
-    return parse
-
-
-def _epochs(text: str) -> int:
-    if not text.isdigit() or not 1 <= int(text) <= MAX_EPOCHS:
-        raise argparse.ArgumentTypeError(f"epochs must be a whole number from 1 to {MAX_EPOCHS}, got {text!r}")
-    return int(text)
-
-
-def _teacher_list(text: str) -> tuple[str, ...]:
-    try:
-        return tuple(m.name for m in teachers.parse_members(text))
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
-
-
-def _student_list(text: str) -> list[str]:
-    try:
-        return _check_students([s.strip() for s in text.split(",") if s.strip()])
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
-
-
-def _class_index(text: str) -> int:
-    if not text.isdigit() or not 0 <= int(text) < models.NUM_CLASSES:
-        raise argparse.ArgumentTypeError(
-            f"missing must be a class index from 0 to {models.NUM_CLASSES - 1}, got {text!r}"
-        )
-    return int(text)
-
-
-def _finite(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        value = math.nan
-    if not math.isfinite(value):
-        raise argparse.ArgumentTypeError(f"bias-value must be a finite number (e.g. 3.5), got {text!r}")
-    return value
-
-
-def _common_arguments(p: argparse.ArgumentParser, *, student: bool = True, t_alpha: bool = True) -> None:
-    d = experiments.default_config()
-    p.add_argument(
-        "--dataset", choices=kdata.DATASETS, default="mnist-sample", help="dataset (default: mnist-sample, offline)"
-    )
-    p.add_argument(
-        "--teachers",
-        type=_teacher_list,
-        default=None,
-        help=f"comma-separated members, arch or arch@seed (default per dataset, e.g. {','.join(d.teachers)})",
-    )
-    if student:
-        p.add_argument(
-            "--student",
-            choices=[m.name for m in models.available("student")],
-            default=None,
-            help=f"student architecture and size (default per dataset, e.g. {d.student})",
-        )
-    if t_alpha:
-        p.add_argument(
-            "--temperature",
-            "-T",
-            type=_number("temperature", check_temperature),
-            default=None,
-            help=f"softmax temperature T > 0 (default {d.temperature})",
-        )
-        p.add_argument(
-            "--alpha",
-            type=_number("alpha", check_alpha),
-            default=None,
-            help=f"weight of the soft (teacher) loss in [0, 1] (default {d.alpha})",
-        )
-    p.add_argument("--epochs", type=_epochs, default=None, help="student epochs (default per dataset)")
-    p.add_argument("--teacher-epochs", type=_epochs, default=None, help="teacher epochs (default per dataset)")
-    p.add_argument("--seed", type=int, default=d.seed, help="seed of the students' init and data order (default 0)")
-    p.add_argument(
-        "--combine",
-        choices=teachers.COMBINES,
-        default="prob",
-        help="ensemble averages member probabilities (prob, default) or logits",
-    )
-    p.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
-
-
-def _config(args) -> RunConfig:
-    base = experiments.default_config(args.dataset)
-
-    def pick(name):  # an option left out (or absent from this command) keeps the dataset's preset
-        value = getattr(args, name, None)
-        return getattr(base, name) if value is None else value
-
-    return experiments.default_config(
-        args.dataset,
-        teachers=pick("teachers"),
-        student=pick("student"),
-        temperature=pick("temperature"),
-        alpha=pick("alpha"),
-        epochs=pick("epochs"),
-        teacher_epochs=args.teacher_epochs,
-        seed=args.seed,
-        combine=args.combine,
-    )
-
-
-def _run(args, study: Callable, *study_args, text: Callable) -> int:
-    config = _config(args)
-    kdata.load(config.dataset, progress=_download_progress())
-    progress = StudyProgress()
-    try:
-        result = study(config, *study_args, on_event=progress)
-    finally:
-        progress.close()
-    if args.json:
-        print(json.dumps(result.to_json()))
-    else:
-        print(text(result))
-        print()
-        print(result.reading())
-    return 0
-
-
-def _opt(x: float | None, fmt: str = "{:.2%}") -> str:
-    return "-" if x is None else fmt.format(x)
-
-
-def _sweep_text(r: SweepResult) -> str:
-    best, corner = r.best, "T \\ alpha"
-    lines = [
-        f"test accuracy of the distilled {r.config.student} per T (rows) and alpha (columns); "
-        f"scratch {_opt(r.scratch_acc)}, * = best",
-        f"{corner:>10}" + "".join(f"{a:>10g}" for a in r.alphas),
-    ]
-    for i, t in enumerate(r.temperatures):
-        cells = "".join(
-            f"{_opt(acc) + ('*' if best and (best['row'], best['col']) == (i, j) else ' '):>10}"
-            for j, acc in enumerate(r.accuracy[i])
-        )
-        lines.append(f"{t:>10g}{cells}")
-    return "\n".join(lines)
-
-
-def _fraction_text(r: FractionResult) -> str:
-    lines = [f"{'fraction':>9} {'images':>7} {'epochs':>6} {'scratch':>8} {'KD':>8} {'gap':>8}"]
-    for p in r.points:
-        gap = "-" if p.gain is None else f"{p.gain * 100:+.2f}"
-        lines.append(
-            f"{_share(p.fraction):>9} {p.train_size:>7} {p.epochs:>6} {_opt(p.scratch_acc):>8} "
-            f"{_opt(p.distilled_acc):>8} {gap:>8}"
-        )
-    lines.append(f"epochs per fraction: {r.epoch_rule}")
-    return "\n".join(lines)
-
-
-def _missing_text(r: MissingClassResult) -> str:
-    lines = [
-        f"class {r.class_name} left out of the students' {len(r.train_idx)} training images",
-        f"{'model':<22} {'class ' + r.class_name:>12} {'overall':>8}",
-    ]
-    lines += [f"{row.name:<22} {_opt(row.missing_acc):>12} {_opt(row.accuracy):>8}" for row in r.rows]
-    if r.bias_value is not None:
-        lines.append(
-            f"bias fix: +{r.bias_value:.3f} on class {r.class_name} ({r.bias_rule}); share of training "
-            f"images predicted as {r.class_name}: teacher {_opt(r.teacher_share)}, student "
-            f"{_opt(r.share_before)} before, {_opt(r.share_after)} after"
-        )
-    return "\n".join(lines)
-
-
-def _capacity_text(r: CapacityResult) -> str:
-    lines = [f"{'student':<12} {'params':>10} {'scratch':>8} {'KD':>8} {'gain':>8}"]
-    for p in r.points:
-        gain = "-" if p.gain is None else f"{p.gain * 100:+.2f}"
-        lines.append(f"{p.student:<12} {p.params:>10,} {_opt(p.scratch_acc):>8} {_opt(p.distilled_acc):>8} {gain:>8}")
-    lines.append(f"{'teacher':<12} {r.teacher_params:>10,} {_opt(r.teacher_acc):>8}")
-    return "\n".join(lines)
-
-
-def cmd_sweep(args) -> int:
-    return _run(args, sweep, args.temperatures, args.alphas, text=_sweep_text)
-
-
-def cmd_fraction(args) -> int:
-    return _run(args, fraction_study, args.fractions, text=_fraction_text)
-
-
-def cmd_missing_class(args) -> int:
-    if args.no_bias_fix and args.bias_value is not None:
-        raise ValueError("--bias-value is the amount the bias fix adds; drop --no-bias-fix to use it")
-    return _run(args, missing_class_study, args.missing, not args.no_bias_fix, args.bias_value, text=_missing_text)
-
-
-def cmd_capacity(args) -> int:
-    return _run(args, capacity_study, args.students, text=_capacity_text)
-
-
-def add_cli(subparsers) -> dict[str, Callable[[argparse.Namespace], int]]:
-    """Register the study subcommands on `python -m kdcore`'s subparsers; returns command name -> handler."""
-    grid = f"up to {MAX_GRID} comma-separated values"
-    p = subparsers.add_parser("sweep", help="T x alpha grid of distilled students against one scratch student")
-    _common_arguments(p, t_alpha=False)
-    p.add_argument(
-        "--temperatures",
-        type=_number_list("temperatures", check_temperature, MAX_GRID, "1,2,4,8"),
-        default=list(DEFAULT_TEMPERATURES),
-        help=f"temperatures, {grid} (default {','.join(f'{t:g}' for t in DEFAULT_TEMPERATURES)})",
-    )
-    p.add_argument(
-        "--alphas",
-        type=_number_list("alphas", check_alpha, MAX_GRID, "0.25,0.5,0.75"),
-        default=list(DEFAULT_ALPHAS),
-        help=f"alphas in [0, 1], {grid} (default {','.join(f'{a:g}' for a in DEFAULT_ALPHAS)})",
-    )
-
-    p = subparsers.add_parser("fraction", help="KD against scratch at smaller training fractions")
-    _common_arguments(p)
-    p.add_argument(
-        "--fractions",
-        type=_number_list("fractions", _check_fraction, MAX_POINTS, "0.01,0.05,0.2,1"),
-        default=list(DEFAULT_FRACTIONS),
-        help=f"training fractions in (0, 1], up to {MAX_POINTS} (default "
-        f"{','.join(f'{f:g}' for f in DEFAULT_FRACTIONS)}); epochs grow as fractions shrink",
-    )
-
-    p = subparsers.add_parser("missing-class", help="students never see one class (Hinton et al. 2015, section 3)")
-    _common_arguments(p)
-    p.add_argument("--missing", type=_class_index, default=3, help="class index to leave out (default 3)")
-    p.add_argument("--no-bias-fix", action="store_true", help="skip raising the missing class's output bias")
-    p.add_argument(
-        "--bias-value",
-        type=_finite,
-        default=None,
-        help="bias increase to use (default: chosen on the training set to match the teacher's share)",
-    )
-
-    p = subparsers.add_parser("capacity", help="KD gain against student size")
-    _common_arguments(p, student=False)
-    p.add_argument(
-        "--students",
-        type=_student_list,
-        default=None,
-        help="comma-separated students (default: every size of the dataset's default student family)",
-    )
-    return {"sweep": cmd_sweep, "fraction": cmd_fraction, "missing-class": cmd_missing_class, "capacity": cmd_capacity}

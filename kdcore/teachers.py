@@ -9,13 +9,13 @@ entry that fails validation is deleted and rebuilt, never loaded.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import json
-import os
+import platform
 import threading
-import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -24,8 +24,9 @@ from filelock import FileLock
 from safetensors.torch import load_file, save_file
 from torch import nn
 
+from . import budget, metrics, models
 from . import data as kdata
-from . import models
+from . import events as ev
 from .train import Trainer, TrainSettings, default_device, predict_logits, teacher_settings
 
 CACHE_VERSION = 1
@@ -147,17 +148,6 @@ def _sha256(path: Path) -> str:
     return h.hexdigest()
 
 
-def _atomic_write(path: Path, write: Callable[[Path], None]) -> None:
-    tmp = path.with_name(f"{path.name}.tmp-{os.getpid()}-{threading.get_ident()}")
-    try:
-        write(tmp)
-        with open(tmp, "rb+") as f:
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
 def _entry_paths(base: Path) -> tuple[Path, Path]:
     return base.with_name(base.name + ".safetensors"), base.with_name(base.name + ".json")
 
@@ -165,9 +155,9 @@ def _entry_paths(base: Path) -> tuple[Path, Path]:
 def _save_entry(base: Path, tensors: dict[str, torch.Tensor], info: dict) -> None:
     """Weights first, manifest last: a manifest only exists for a complete, hashed tensor file."""
     st, mf = _entry_paths(base)
-    _atomic_write(st, lambda p: save_file({k: v.detach().cpu().contiguous() for k, v in tensors.items()}, str(p)))
+    kdata.atomic_write(st, lambda p: save_file({k: v.detach().cpu().contiguous() for k, v in tensors.items()}, str(p)))
     manifest = {**info, "sha256": _sha256(st), "shapes": {k: list(v.shape) for k, v in tensors.items()}}
-    _atomic_write(mf, lambda p: p.write_text(json.dumps(manifest, indent=1)))
+    kdata.atomic_write(mf, lambda p: p.write_text(json.dumps(manifest, indent=1)))
 
 
 def _load_entry(base: Path) -> tuple[dict[str, torch.Tensor], dict] | None:
@@ -280,16 +270,16 @@ def get_teacher(
     member: Member,
     settings: TrainSettings,
     *,
-    on_event: Callable[[dict], None] | None = None,
+    on_event: ev.EventFn = ev.ignore,
     cancel: threading.Event | None = None,
     device: torch.device | None = None,
 ) -> Teacher:
     """Load the member from the cache, or train it and cache it (one process trains, others wait)."""
-    on_event = on_event or (lambda e: None)
     key = teacher_key(data, member, settings)
     base = cache_dir() / key
     _check_files_free(base)
-    with FileLock(str(_lock_path(base))):
+    threads = budget.model_threads(member.arch)
+    with FileLock(str(_lock_path(base))), budget.torch_threads(threads):
         weights = _load_entry(base)
         model = models.build(member.arch, data.name, seed=member.seed)
         if weights is not None:
@@ -301,9 +291,9 @@ def get_teacher(
         cached = weights is not None
         if cached:
             seconds = weights[1].get("train_seconds", 0.0)
-            on_event({"kind": "teacher", "member": member.name, "status": "cached"})
+            on_event(ev.TeacherUpdate(member=member.name, status=ev.TeacherStatus.CACHED))
         else:
-            on_event({"kind": "teacher", "member": member.name, "status": "training"})
+            on_event(ev.TeacherUpdate(member=member.name, status=ev.TeacherStatus.TRAINING))
             trainer = Trainer(
                 model,
                 data,
@@ -332,6 +322,7 @@ def get_teacher(
                     "train_seconds": seconds,
                 },
             )
+            on_event(ev.TeacherUpdate(member=member.name, status=ev.TeacherStatus.TRAINED, seconds=seconds))
         model.to(device or default_device()).eval()
         logits_base = cache_dir() / f"{key}.logits"
         entry = _load_entry(logits_base)
@@ -347,7 +338,6 @@ def get_teacher(
                 {},
             )
             _save_entry(logits_base, entry[0], {"kind": "logits", "teacher": key})
-    on_event({"kind": "teacher", "member": member.name, "status": "done"})
     return Teacher(member, key, model, entry[0]["train"], entry[0]["test"], cached, seconds)
 
 
@@ -357,7 +347,7 @@ def ensemble(
     *,
     epochs: int | None = None,
     combine: str = "prob",
-    on_event: Callable[[dict], None] | None = None,
+    on_event: ev.EventFn = ev.ignore,
     cancel: threading.Event | None = None,
     device: torch.device | None = None,
 ) -> Ensemble:
@@ -365,22 +355,11 @@ def ensemble(
     if combine not in COMBINES:
         raise ValueError(f"combine must be one of {COMBINES}, got {combine!r}")
     settings = teacher_settings(data.name, epochs)
-    on_event = on_event or (lambda e: None)
     trained = []
-    started = time.perf_counter()
     for i, member in enumerate(members):
         if cancel is not None and cancel.is_set():
             raise Cancelled("Stopped before all teachers were ready; finished teachers stay cached.")
-        on_event(
-            {
-                "kind": "teacher_start",
-                "member": member.name,
-                "index": i,
-                "count": len(members),
-                "epochs": settings.epochs,
-                "elapsed": time.perf_counter() - started,
-            }
-        )
+        on_event(ev.TeacherStart(member=member.name, index=i, count=len(members), epochs=settings.epochs))
         trained.append(get_teacher(data, member, settings, on_event=on_event, cancel=cancel, device=device))
     return Ensemble(
         data.name,
@@ -389,3 +368,26 @@ def ensemble(
         combine_logits([t.train_logits for t in trained], combine),
         combine_logits([t.test_logits for t in trained], combine),
     )
+
+
+def teacher_latency(teacher: Teacher, image_shape: tuple[int, int, int]) -> metrics.Latency:
+    """The member's latency, measured once on this machine and kept beside its cached weights.
+
+    A teacher never changes under its key, so a new process reads the number instead of spending
+    seconds re-timing every member. A record from another machine or thread setting is measured again.
+    """
+    path = cache_dir() / f"{teacher.key}.latency.json"
+    where = {"host": platform.node(), "threads": metrics.LATENCY_THREADS, "torch": torch.__version__}
+    try:
+        record = json.loads(path.read_text())
+        if {k: record.get(k) for k in where} == where:
+            return metrics.Latency(float(record["ms_batch1"]), float(record["throughput_b256"]), int(record["threads"]))
+    except (OSError, ValueError, KeyError, TypeError):
+        pass  # missing or unreadable: measure it again
+    device = next(teacher.model.parameters()).device
+    latency = metrics.measure_latency(teacher.model, image_shape, device=device)
+    if device.type == "cpu":
+        payload = {**where, "ms_batch1": latency.ms_batch1, "throughput_b256": latency.throughput_b256}
+        with contextlib.suppress(OSError):  # a read-only cache costs a re-measurement, not the run
+            kdata.atomic_write(path, lambda p: p.write_text(json.dumps(payload)))
+    return latency

@@ -7,24 +7,28 @@ loss; the loop reports progress as plain-dict events and stops cleanly when canc
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import math
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import torch
 from torch import nn
 
 from . import data as kdata
+from . import events as ev
 from .losses import distillation_loss
 
-EventFn = Callable[[dict], None]
+# A training loss above this many times that of a model guessing uniformly (ln K) has blown up; any
+# run that is learning stays far below it.
+EXPLODED_LOSS_FACTOR = 1000.0
 
 
 class TrainingDiverged(ValueError):
-    """The loss became NaN or infinite; the message says what to change."""
+    """The loss exploded or became NaN; the message says what to change, fitting the cause."""
 
     user_facing = True
 
@@ -116,13 +120,13 @@ def predict_logits(
 @dataclass
 class TrainResult:
     model: nn.Module
-    history: list[dict] = field(default_factory=list)  # one "epoch" event per finished epoch
+    history: list[ev.Epoch] = field(default_factory=list)  # one per finished epoch
     partial: bool = False  # stopped before the last epoch
     seconds: float = 0.0
 
     @property
     def test_acc(self) -> float | None:
-        return self.history[-1]["test_acc"] if self.history else None
+        return self.history[-1].test_acc if self.history else None
 
 
 class Trainer:
@@ -140,7 +144,7 @@ class Trainer:
         teacher_logits: torch.Tensor | None = None,
         temperature: float = 1.0,
         alpha: float = 0.0,
-        on_event: EventFn | None = None,
+        on_event: ev.EventFn | None = None,
         cancel: threading.Event | None = None,
         device: torch.device | None = None,
         progress_every_s: float = 1.0,
@@ -151,7 +155,7 @@ class Trainer:
         self.model = model.to(self.device)
         self.data, self.settings, self.name = data, settings, name
         self.temperature, self.alpha = temperature, alpha
-        self.on_event = on_event or (lambda e: None)
+        self.on_event = on_event or ev.ignore
         self.cancel = cancel or threading.Event()
         self.progress_every_s = progress_every_s
         self.idx = (torch.arange(len(data.train_y)) if train_idx is None else train_idx).cpu()
@@ -171,7 +175,7 @@ class Trainer:
             else None
         )
         self.epoch = 0
-        self.history: list[dict] = []
+        self.history: list[ev.Epoch] = []
         self.stopped = False
         self.started = time.perf_counter()
 
@@ -187,8 +191,8 @@ class Trainer:
     def finished(self) -> bool:
         return self.stopped or self.epoch >= self.settings.epochs
 
-    def run_epoch(self) -> dict | None:
-        """Train one epoch; returns its "epoch" event, or None when cancelled mid-epoch."""
+    def run_epoch(self) -> ev.Epoch | None:
+        """Train one epoch; returns its Epoch event, or None when cancelled mid-epoch."""
         s = self.settings
         self.model.train()
         order = self.idx[torch.randperm(len(self.idx), generator=self.gen)]
@@ -222,44 +226,40 @@ class Trainer:
             if now - last_report >= self.progress_every_s:
                 last_report = now
                 avg = (sums / seen).tolist()
-                self._check_finite(avg[0])
+                self._check_loss(avg[0])
                 self.on_event(
-                    {
-                        "kind": "step",
-                        "model": self.name,
-                        "epoch": self.epoch + (b + 1) / n_batches,
-                        "epochs": s.epochs,
-                        "loss": avg[0],
-                        "hard": avg[1],
-                        "soft": avg[2],
-                        "elapsed": now - self.started,
-                    }
+                    ev.Step(
+                        model=self.name,
+                        epoch=self.epoch + (b + 1) / n_batches,
+                        epochs=s.epochs,
+                        loss=avg[0],
+                        hard=avg[1],
+                        soft=avg[2] if self.teacher is not None else None,
+                    )
                 )
         avg = (sums / seen).tolist()
-        self._check_finite(avg[0])
+        self._check_loss(avg[0])
         self.epoch += 1
         test_logits = predict_logits(self.model, self.data.test_x, self.data.mean, self.data.std, device=self.device)
-        event = {
-            "kind": "epoch",
-            "model": self.name,
-            "epoch": self.epoch,
-            "epochs": s.epochs,
-            "loss": avg[0],
-            "hard": avg[1],
-            "soft": avg[2] if self.teacher is not None else None,
-            "test_acc": (test_logits.argmax(1) == self.data.test_y).float().mean().item(),
-            "elapsed": time.perf_counter() - self.started,
-        }
+        event = ev.Epoch(
+            model=self.name,
+            epoch=self.epoch,
+            epochs=s.epochs,
+            loss=avg[0],
+            hard=avg[1],
+            soft=avg[2] if self.teacher is not None else None,
+            test_acc=(test_logits.argmax(1) == self.data.test_y).float().mean().item(),
+        )
         self.history.append(event)
         self.on_event(event)
         return event
 
-    def _check_finite(self, loss: float) -> None:
-        if not math.isfinite(loss):
-            raise TrainingDiverged(
-                f"The training loss of {self.name} became {loss} in epoch {self.epoch + 1}. "
-                "Lower the learning rate or the temperature T and start again."
-            )
+    def _check_loss(self, loss: float) -> None:
+        limit = EXPLODED_LOSS_FACTOR * math.log(self.data.num_classes)
+        if math.isfinite(loss) and loss <= limit:
+            return
+        what = f"The training loss of {self.name} reached {loss:.3g} in epoch {self.epoch + 1} and training was stopped"
+        raise TrainingDiverged(f"{what}: {divergence_advice(self.alpha, self.temperature, self.settings.lr)}")
 
     def result(self) -> TrainResult:
         self.model.eval()
@@ -269,6 +269,59 @@ class Trainer:
             partial=self.epoch < self.settings.epochs,
             seconds=time.perf_counter() - self.started,
         )
+
+
+def divergence_advice(alpha: float, temperature: float, lr: float) -> str:
+    """What to change after a loss blew up, by its likely cause."""
+    if alpha > 0:
+        return (
+            f"the soft loss (α = {alpha:g}, T = {temperature:g}) pushed the student too hard. Try a smaller α, "
+            "or T from 1 to 20, and start again"
+        )
+    return f"the learning rate ({lr:g}) is too high for this model. Lower it (e.g. ten times) and start again"
+
+
+def train_together(
+    trainers: Sequence[Trainer], *, lanes: int = 1, on_epoch: Callable[[list[ev.Epoch]], None] | None = None
+) -> int:
+    """Train the trainers' models epoch by epoch in lockstep; returns the epochs every one of them finished.
+
+    With lanes = 2 two models train at once, each on its own thread with one intra-op thread: no thread
+    waits for another inside an operation, so a busy neighbour slows them down instead of stalling them.
+    After a Stop every model is put back to the end of the last epoch they all finished, so models
+    stopped together are always compared after the same training. on_epoch receives each finished
+    epoch's events.
+    """
+    from concurrent.futures import ThreadPoolExecutor
+
+    from .budget import torch_threads
+
+    def snapshot() -> list[dict]:
+        return [copy.deepcopy(t.model.state_dict()) for t in trainers]
+
+    common, saved, stopped = 0, snapshot(), False
+    pool = ThreadPoolExecutor(lanes, thread_name_prefix="kd-lane") if lanes > 1 and len(trainers) > 1 else None
+    try:
+        with torch_threads(1) if pool is not None else contextlib.nullcontext():
+            while not any(t.finished for t in trainers):
+                if pool is not None:
+                    epochs = list(pool.map(Trainer.run_epoch, trainers))
+                else:
+                    epochs = [t.run_epoch() for t in trainers]
+                if any(e is None for e in epochs):
+                    stopped = True
+                    break
+                common, saved = common + 1, snapshot()
+                if on_epoch is not None:
+                    on_epoch(epochs)
+    finally:
+        if pool is not None:
+            pool.shutdown(wait=True)
+    if stopped:  # a stopped epoch changed weights (a finished one, or part of one) after the snapshot
+        for trainer, state in zip(trainers, saved):
+            trainer.model.load_state_dict(state)
+            trainer.epoch, trainer.history = common, trainer.history[:common]
+    return common
 
 
 def train(model: nn.Module, data: kdata.Dataset, settings: TrainSettings, *, seed: int, **kwargs) -> TrainResult:

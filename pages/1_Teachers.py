@@ -2,24 +2,17 @@
 
 from __future__ import annotations
 
-import time
-
 import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
 import ui
-from kdcore import dark, experiments, export, jobs, teachers
 from kdcore import data as kdata
+from kdcore import events, experiments, export, jobs, teachers
 
 st.set_page_config(page_title="Teachers · KD Playground", page_icon=":material/groups:", layout="wide")
 
 ACTIVE = (jobs.JobState.QUEUED, jobs.JobState.RUNNING)
-
-
-def member_names(job: jobs.Job) -> list[str]:
-    cfg = st.session_state.get("job_configs", {}).get(job.id)
-    return list(cfg.teachers) if cfg else []
 
 
 @st.fragment(run_every=1.0)
@@ -27,42 +20,26 @@ def live(job_id: str) -> None:
     job = ui.live_job(job_id)
     if job is None:
         return
-    ui.job_status(job)
-    if job.state is jobs.JobState.RUNNING:
-        p = ui.teacher_progress(member_names(job), job.events())
-        eta = "" if p.eta_seconds is None else f" · about {dark.format_seconds(p.eta_seconds)} left at most"
-        elapsed = time.time() - (job.started or time.time())
-        done = f"{p.done_epochs:.1f} of {p.total_epochs} teacher epochs" if p.total_epochs else "loading the images"
-        st.progress(p.fraction, text=f"{done} · {dark.format_seconds(elapsed)} elapsed{eta}")
-        st.markdown("\n".join(f"- **{m}**: {s}" for m, s in p.status.items()))
-        st.caption(
-            "Trained teachers are cached on disk, so they load in a second next time — on this page, "
-            "on Distill and on Dark knowledge. A stopped job keeps the members it finished."
-        )
+    ui.show_progress(job)
+    st.caption(
+        "Trained teachers are cached on disk, so they load in a second next time — on this page, "
+        "on Distill and on Dark knowledge. A stopped job keeps the members it finished."
+    )
     if st.button("Stop", icon=":material/stop:", key="stop_teachers", disabled=job.cancel_requested):
         job.cancel()
         st.rerun(scope="fragment")
 
 
-def rows_for(job: jobs.Job):
-    """Rows with latencies, measured once per finished job (measuring takes seconds)."""
-    cache = st.session_state.setdefault("teacher_rows", {})
-    if job.id not in cache:
-        data, ens = job.result()
-        with st.spinner("Measuring accuracy, size and latency of each teacher…"):
-            cache[job.id] = (data.classes, ens, experiments.teacher_rows(data, ens))
-    return cache[job.id]
-
-
-def table(rows, ens) -> pd.DataFrame:
+def table(result: experiments.TeachersResult) -> pd.DataFrame:
     source = {
-        t.name: "loaded from cache" if t.cached else f"trained in {dark.format_seconds(t.train_seconds)}"
-        for t in ens.members
+        name: "loaded from cache" if cached else f"trained in {events.format_seconds(result.train_seconds[name])}"
+        for name, cached in result.cached.items()
     }
+    members = len(result.cached)
     return pd.DataFrame(
         [
             {
-                "Model": r.name if r.role == "teacher" or len(ens.members) == 1 else f"Ensemble of {len(ens.members)}",
+                "Model": r.name if r.role == "teacher" or members == 1 else f"Ensemble of {members}",
                 "Role": ui.ROLE_LABELS[r.role],
                 "Test accuracy (%)": 100 * r.accuracy,
                 "Parameters": r.params,
@@ -71,7 +48,7 @@ def table(rows, ens) -> pd.DataFrame:
                 "Throughput (images / s)": None if r.throughput_b256 is None else round(r.throughput_b256),
                 "Source": source.get(r.name, "members combined"),
             }
-            for r in rows
+            for r in result.rows
         ]
     )
 
@@ -142,10 +119,11 @@ def per_class_chart(rows, classes) -> go.Figure:
 
 
 def results(job: jobs.Job) -> None:
-    classes, ens, rows = rows_for(job)
+    result = job.result()
+    rows, classes = result.rows, result.classes
     st.success(summary(rows))
     st.dataframe(
-        table(rows, ens),
+        table(result),
         hide_index=True,
         width="stretch",
         column_config={
@@ -169,9 +147,7 @@ def selection(c: experiments.RunConfig) -> tuple:
 def load(c: experiments.RunConfig) -> None:
     """Starts this session's teachers job; the page then follows it."""
     # A dataset that cannot be loaded fails the job at once, with kdcore's explanation of where to put the files.
-    new_job = ui.submit(experiments.load_ensemble, c, name=f"Teachers {c.dataset}", kind="teachers")
-    st.session_state.setdefault("job_configs", {})[new_job.id] = c
-    st.session_state.teachers_job = new_job.id
+    st.session_state.teachers_job = ui.submit(jobs.JobKind.TEACHERS, c, f"Teachers {c.dataset}").id
 
 
 def still_to_train(c: experiments.RunConfig) -> list[str] | None:
@@ -193,8 +169,7 @@ cfg = ui.controls(show=("dataset", "teachers"))
 
 job = ui.job_by_id(st.session_state.get("teachers_job"))
 running = job is not None and job.state in ACTIVE
-shown = st.session_state.get("job_configs", {}).get(job.id) if job else None
-stale = job is None or (job.state is jobs.JobState.DONE and shown is not None and selection(shown) != selection(cfg))
+stale = job is None or (job.state is jobs.JobState.DONE and selection(job.config) != selection(cfg))
 missing = still_to_train(cfg) if stale else None
 if stale and missing == []:
     # Already trained here: loading takes a second, so show them without asking.
@@ -226,9 +201,7 @@ if job is None:
     if missing is None:
         st.info("Pick a dataset and the ensemble's members in the sidebar, then press **Train / load teachers**.")
 elif running:
-    cfg_run = st.session_state.get("job_configs", {}).get(job.id)
-    if cfg_run is not None:
-        st.caption(f"{cfg_run.dataset}: {' + '.join(cfg_run.teachers)}")
+    st.caption(f"{job.config.dataset}: {' + '.join(job.config.teachers)}")
     live(job.id)
 elif job.state is jobs.JobState.FAILED:
     ui.show_job_failure(job, "Check the dataset and the teacher list in the sidebar, then press the button again.")
@@ -238,7 +211,8 @@ elif job.state is jobs.JobState.CANCELLED and job.result() is None:
         "**Train / load teachers** to continue where it stopped."
     )
 else:
-    if stale and shown is not None:
+    if stale:
+        shown = job.config
         st.caption(f"Below: the ensemble loaded before ({shown.dataset}: {' + '.join(shown.teachers)}).")
     results(job)
 

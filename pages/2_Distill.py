@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-import time
 from datetime import datetime
 
 import pandas as pd
@@ -11,7 +10,7 @@ import plotly.graph_objects as go
 import streamlit as st
 
 import ui
-from kdcore import dark, experiments, jobs, report
+from kdcore import events, experiments, jobs, report
 
 st.set_page_config(page_title="Distill · KD Playground", page_icon=":material/science:", layout="wide")
 
@@ -43,27 +42,20 @@ def changed(run: experiments.RunConfig, now: experiments.RunConfig) -> list[str]
     return [label for f, label in FIELD_LABELS.items() if getattr(run, f) != getattr(now, f)]
 
 
-def run_config(job: jobs.Job) -> experiments.RunConfig | None:
-    return st.session_state.get("job_configs", {}).get(job.id)
-
-
 def start(cfg: experiments.RunConfig) -> None:
     # A dataset that cannot be loaded fails the job at once, with kdcore's explanation of where to put the files.
-    job = ui.submit(
-        experiments.distill,
-        cfg,
-        kind="distill",
-        name=f"{cfg.student} T={cfg.temperature:g} α={cfg.alpha:g} ({cfg.dataset})",
-    )
-    st.session_state.setdefault("job_configs", {})[job.id] = cfg
-    st.session_state.distill_job = job.id
+    name = f"{cfg.student} T={cfg.temperature:g} α={cfg.alpha:g} ({cfg.dataset})"
+    st.session_state.distill_job = ui.submit(jobs.JobKind.DISTILL, cfg, name).id
 
 
 # ---- charts -------------------------------------------------------------------------------------
 
 
-def _series(events: list[dict], model: str, kinds=("step", "epoch")) -> list[dict]:
-    return [e for e in events if e.get("kind") in kinds and e.get("model") == model]
+Curves = dict[str, list[events.Step | events.Epoch]]
+
+
+def _series(curves: Curves, model: str, epochs_only: bool = False) -> list:
+    return [e for e in curves.get(model, []) if not epochs_only or isinstance(e, events.Epoch)]
 
 
 def _figure(
@@ -100,16 +92,16 @@ def _figure(
     return fig
 
 
-def accuracy_chart(events: list[dict], epochs: int, teacher_acc: float | None = None) -> go.Figure:
+def accuracy_chart(curves: Curves, epochs: int, teacher_acc: float | None = None) -> go.Figure:
     traces, values = [], []
     for m in STUDENTS:
-        pts = _series(events, m, ("epoch",))
-        y = [100 * e["test_acc"] for e in pts]
+        pts = _series(curves, m, epochs_only=True)
+        y = [100 * e.test_acc for e in pts]
         values += y
         traces.append(
             dict(
                 type="scatter",
-                x=[e["epoch"] for e in pts],
+                x=[e.epoch for e in pts],
                 y=y,
                 name=ui.ROLE_LABELS[m],
                 mode="lines+markers",
@@ -160,13 +152,13 @@ def accuracy_chart(events: list[dict], epochs: int, teacher_acc: float | None = 
     )
 
 
-def loss_chart(events: list[dict], epochs: int) -> go.Figure:
+def loss_chart(curves: Curves, epochs: int) -> go.Figure:
     traces, values = [], []
     for m in STUDENTS:
-        pts = _series(events, m)
-        x = [e["epoch"] for e in pts]
+        pts = _series(curves, m)
+        x = [e.epoch for e in pts]
         for part, dash in (("hard", "solid"), ("soft", "dash")):
-            y = [e.get(part) for e in pts]
+            y = [getattr(e, part) for e in pts]
             values += [v for v in y if v is not None and v > 0]
             # A dot on the newest point shows where each curve is heading, even before it has two points.
             traces.append(
@@ -214,12 +206,12 @@ def curves(acc: go.Figure, loss: go.Figure, *, live: bool = False) -> None:
     right.plotly_chart(loss, width="stretch", config=config, key=f"loss_{'live' if live else 'final'}")
 
 
-def live_figures(job_id: str, events: list[dict], epochs: int) -> tuple[go.Figure, go.Figure]:
-    """The live charts, rebuilt only when new events arrived (building a plotly figure costs real CPU)."""
-    key = (job_id, len(events), events[-1].get("t") if events else None)
+def live_figures(job_id: str, p: events.Progress, epochs: int) -> tuple[go.Figure, go.Figure]:
+    """The live charts, rebuilt only when new points arrived (building a plotly figure costs real CPU)."""
+    key = (job_id, sum(len(v) for v in p.curves.values()))
     cached = st.session_state.get("live_figures")
     if cached is None or cached[0] != key:
-        cached = (key, accuracy_chart(events, epochs), loss_chart(events, epochs))
+        cached = (key, accuracy_chart(p.curves, epochs), loss_chart(p.curves, epochs))
         st.session_state.live_figures = cached
     return cached[1], cached[2]
 
@@ -277,42 +269,13 @@ def per_class_chart(result: experiments.RunResult) -> go.Figure:
 # ---- live view ----------------------------------------------------------------------------------
 
 
-def student_status(job: jobs.Job, cfg: experiments.RunConfig, events: list[dict]) -> None:
-    started = next((e for e in events if e.get("kind") == "students_start"), None)
-    if any(e.get("kind") == "measuring" for e in events):
-        st.progress(1.0, text="Both students trained · measuring accuracy, size and latency…")
-        return
-    if started is None:
-        ui.show_teacher_step(list(cfg.teachers), cfg.dataset, events, prefix="Step 1 of 2 · ")
-        return
-    latest = {m: max((e["epoch"] for e in _series(events, m)), default=0.0) for m in STUDENTS}
-    done = sum(latest.values()) / (2 * cfg.epochs)
-    spent = max(0.0, events[-1].get("t", 0.0) - started.get("t", 0.0))
-    eta = f" · about {dark.format_seconds(spent * (1 - done) / done)} left" if done > 0.02 else ""
-    st.progress(
-        min(1.0, done),
-        text=f"Step 2 of 2 · training both students on {started['train_size']:,} images: "
-        f"epoch {done * cfg.epochs:.1f} of {cfg.epochs}{eta}",
-    )
-
-
 @st.fragment(run_every=1.0)
 def live(job_id: str) -> None:
     job = ui.live_job(job_id)
     if job is None:
         return
-    cfg = run_config(job)
-    events = job.events()
-    elapsed = time.time() - job.started if job.started else 0.0
-    if job.state is jobs.JobState.QUEUED:
-        ui.job_status(job)
-    elif job.cancel_requested:
-        st.warning("Stopping after the current batch…")
-    else:
-        st.caption(f":material/timer: {dark.format_seconds(elapsed)} elapsed")
-    if cfg is not None:
-        student_status(job, cfg, events)
-        curves(*live_figures(job.id, events, cfg.epochs), live=True)
+    p = ui.show_progress(job)
+    curves(*live_figures(job.id, p, job.config.epochs), live=True)
 
 
 # ---- results ------------------------------------------------------------------------------------
@@ -338,12 +301,13 @@ def verdict(gain: float) -> str:
 
 def results(job: jobs.Job, result: experiments.RunResult) -> None:
     cfg = result.config
-    done_epochs = min(len(result.curves.get(m, [])) for m in STUDENTS)
     if result.partial:
         st.warning(
-            f"**Stopped after {done_epochs} of {cfg.epochs} epochs — partial result.** The numbers describe "
-            "both students as they were when stopped."
+            f"**Stopped after {result.epochs_done} of {cfg.epochs} epochs — partial result.** Both students are "
+            f"compared as they were after epoch {result.epochs_done}, so neither had more training than the other."
         )
+    for notice in result.notices:
+        st.warning(notice, icon=":material/warning:")
     d, s, t = result.row("distilled"), result.row("scratch"), result.row("ensemble")
     gain = result.kd_gain
     cols = st.columns([1.4, 1, 1, 1, 1.2])
@@ -367,18 +331,17 @@ def results(job: jobs.Job, result: experiments.RunResult) -> None:
             help="Parameters and single-image latency of the ensemble divided by the student's.",
         )
     if gain is not None:
-        st.markdown(verdict(gain) + f" Run took {dark.format_seconds(result.seconds)}.")
-    events = job.events()
-    saved = next((e for e in reversed(events) if e.get("kind") in ("saved", "save_failed")), None)
-    if saved is not None and saved["kind"] == "save_failed":
-        st.warning(f"{saved['message']} The result below is complete; only the saved copy is missing.")
-    elif saved is not None:
+        st.markdown(verdict(gain) + f" Run took {events.format_seconds(result.seconds)}.")
+    p = job.progress()
+    if isinstance(p.saved, events.SaveFailed):
+        st.warning(f"{p.saved.message} The result below is complete; only the saved copy is missing.")
+    elif p.saved is not None:
         st.caption(
-            f":material/history: Saved as run {saved['run_id']} on the History page."
-            + (f" {saved['message']}" if saved.get("message") else "")
+            f":material/history: Saved as run {p.saved.run_id} on the History page."
+            + (f" {p.saved.message}" if p.saved.message else "")
         )
-    events = events or [e for m in STUDENTS for e in result.curves.get(m, [])]
-    curves(accuracy_chart(events, cfg.epochs, t.accuracy), loss_chart(events, cfg.epochs))
+    shown = p.curves if any(p.curves.values()) else result.curves
+    curves(accuracy_chart(shown, cfg.epochs, t.accuracy), loss_chart(shown, cfg.epochs))
     left, right = st.columns(2)
     left.plotly_chart(per_class_chart(result), width="stretch", config={"displaylogo": False})
     right.markdown(
@@ -415,13 +378,13 @@ def results(job: jobs.Job, result: experiments.RunResult) -> None:
 
 
 def history() -> None:
-    runs = ui.my_jobs("distill")
+    runs = ui.my_jobs(jobs.JobKind.DISTILL)
     if not runs:
         return
     rows = []
     for number, job in zip(range(len(runs), 0, -1), runs):
         result = job.result(timeout=0) if job.state in (jobs.JobState.DONE, jobs.JobState.CANCELLED) else None
-        cfg = result.config if result is not None else run_config(job)
+        cfg = job.config
         state = {
             jobs.JobState.QUEUED: "queued",
             jobs.JobState.RUNNING: "running",
@@ -509,16 +472,14 @@ if job is None:
         "test accuracy and training loss live, epoch by epoch."
     )
 else:
-    run_cfg = run_config(job)
-    if run_cfg is not None:
-        verb = "Running" if running else "This run used"
-        st.markdown(f"**{verb}:** {describe(run_cfg)}")
-        diff = changed(run_cfg, cfg)
-        if diff:
-            st.caption(
-                f":material/warning: Settings changed since this run started ({', '.join(diff)}) — "
-                "press **Start** to run with the new ones."
-            )
+    verb = "Running" if running else "This run used"
+    st.markdown(f"**{verb}:** {describe(job.config)}")
+    diff = changed(job.config, cfg)
+    if diff:
+        st.caption(
+            f":material/warning: Settings changed since this run started ({', '.join(diff)}) — "
+            "press **Start** to run with the new ones."
+        )
     if running:
         live(job.id)
     elif job.state is jobs.JobState.FAILED:
@@ -529,8 +490,8 @@ else:
         )
     elif job.result() is None:
         st.warning(
-            "Stopped before the students started training. Teachers that finished stay cached; press "
-            "**Start** to run again."
+            "Stopped before both students finished their first epoch, so there is nothing to compare. Teachers "
+            "that finished stay cached; press **Start** to run again."
         )
     else:
         results(job, job.result())

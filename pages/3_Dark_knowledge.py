@@ -67,15 +67,10 @@ def job_name(cfg: experiments.RunConfig) -> str:
 
 
 @st.fragment(run_every=1.0)
-def training_progress(job: jobs.Job, members: list[str]) -> None:
+def training_progress(job: jobs.Job) -> None:
     if job.state not in ACTIVE:
         st.rerun()
-    if job.state == jobs.JobState.QUEUED:
-        ui.job_status(job)
-    else:
-        fraction, eta = dark.ensemble_progress(job.events(), members)
-        left = "estimating the time left…" if eta is None else f"about {dark.format_seconds(eta)} left"
-        st.progress(fraction, text=f"Training the teachers: {fraction:.0%} of all epochs done, {left}")
+    ui.show_progress(job)
     if st.button("Stop training", icon="⏹️"):
         job.cancel()
 
@@ -83,7 +78,7 @@ def training_progress(job: jobs.Job, members: list[str]) -> None:
 def offer_training(cfg: experiments.RunConfig) -> None:
     """The teachers are not on disk: train them in the background, never in this script."""
     name = job_name(cfg)
-    mine = [j for j in ui.my_jobs("teachers") if j.name == name]
+    mine = [j for j in ui.my_jobs(jobs.JobKind.TEACHERS) if j.name == name]
     st.info(
         "**These teachers are not trained yet.** Train them once (on a CPU: under a "
         "minute for mnist-sample, minutes for the full datasets); they are "
@@ -92,12 +87,12 @@ def offer_training(cfg: experiments.RunConfig) -> None:
     )
     active = next((j for j in mine if j.state in ACTIVE), None)
     if active is not None:
-        training_progress(active, list(cfg.teachers))
+        training_progress(active)
         return
     if mine:
         ui.job_status(mine[0])
     if st.button("Train these teachers", type="primary", icon="▶️"):
-        ui.submit(experiments.load_ensemble, cfg, name=name, kind="teachers")
+        ui.submit(jobs.JobKind.TEACHERS, cfg, name)
         st.rerun()
 
 
@@ -221,7 +216,7 @@ def upload_image(data, ens, student) -> Selected | None:
         st.error(str(exc))
         return None
     except Exception as exc:
-        st.error(f"Could not use this image ({type(exc).__name__}): upload a PNG or JPEG.")
+        st.error(f"Could not use this image ({type(exc).__name__}): upload a {dark.UPLOAD_FORMATS_TEXT} image.")
         return None
     return run_models(image, data, ens, student, f"uploaded file {file.name}")
 

@@ -3,16 +3,13 @@
 from __future__ import annotations
 
 import math
-import time
-from collections.abc import Callable
-from dataclasses import dataclass
 
 import plotly.graph_objects as go
 import streamlit as st
 
 import ui
-from kdcore import dark, experiments, jobs, models, studies
 from kdcore import data as kdata
+from kdcore import events, experiments, jobs, models, studies
 
 st.set_page_config(page_title="Experiments · KD Playground", page_icon=":material/grid_on:", layout="wide")
 
@@ -30,22 +27,18 @@ CLASS_NAMES = {
     "cifar10": kdata.CIFAR_CLASSES,
 }
 TABS = {
-    "sweep": "T × α sweep",
-    "fraction": "Less data",
-    "missing-class": "Missing class",
-    "capacity": "Student capacity",
+    jobs.JobKind.SWEEP: "T × α sweep",
+    jobs.JobKind.FRACTION: "Less data",
+    jobs.JobKind.MISSING_CLASS: "Missing class",
+    jobs.JobKind.CAPACITY: "Student capacity",
 }
-
-
-@dataclass
-class Study:
-    """One submitted study: what it ran with, so the page can label and size its progress."""
-
-    kind: str
-    config: experiments.RunConfig
-    kwargs: dict
-    weights: list[float]  # relative cost of each student, in training order, for the progress bar and ETA
-    uses: str  # the sidebar settings it used, in words
+# The sidebar settings a study varies itself, so its description leaves them out.
+VARIES = {
+    jobs.JobKind.SWEEP: ("temperature", "alpha"),
+    jobs.JobKind.FRACTION: ("fraction",),
+    jobs.JobKind.MISSING_CLASS: (),
+    jobs.JobKind.CAPACITY: ("student",),
+}
 
 
 def _share(f: float) -> str:
@@ -73,62 +66,14 @@ def uses(cfg: experiments.RunConfig, skip: tuple[str, ...] = ()) -> str:
     return f"{cfg.dataset}, " + ", ".join(text for field, text in parts.items() if field not in skip)
 
 
-def studies_run() -> dict[str, Study]:
-    return st.session_state.setdefault("experiment_runs", {})
-
-
-def start(
-    kind: str, fn: Callable, cfg: experiments.RunConfig, name: str, weights: list[float], used: str, **kwargs
-) -> None:
+def start(kind: jobs.JobKind, cfg: experiments.RunConfig, name: str, **options) -> None:
     """Submit a study as a job for this session (unless its dataset cannot be loaded) and remember it per tab."""
     status = ui.dataset_status().get(cfg.dataset)
     if status is not None and status.state == "unavailable":
         ui.show_dataset_error(status.message)
         return
-    job = ui.submit(fn, cfg, name=name, kind=kind, **kwargs)
-    studies_run()[job.id] = Study(kind, cfg, kwargs, weights, used)
-    st.session_state[f"experiment_job_{kind}"] = job.id
+    st.session_state[f"experiment_job_{kind}"] = ui.submit(kind, cfg, name, **options).id
     st.rerun()  # so Start and Stop are drawn for the running job
-
-
-# ---- progress -----------------------------------------------------------------------------------
-
-
-def latest(events: list[dict], kind: str) -> dict | None:
-    return next((e for e in reversed(events) if e.get("kind") == kind), None)
-
-
-def progress(events: list[dict], run: Study) -> None:
-    """Teacher preparation first, then students trained out of all, weighted by their cost, with an ETA."""
-    begun = latest(events, "study_start")
-    done_event = latest(events, "progress")
-    if begun is None and done_event is None:
-        ui.show_teacher_step(list(run.config.teachers), run.config.dataset, events)
-        return
-    done = done_event["done"] if done_event else 0
-    total = done_event["total"] if done_event else begun["total"]
-    weights = run.weights if len(run.weights) == total else [1.0] * total
-    # Step and epoch events after the last "progress" belong to the student in training now.
-    after = events[events.index(done_event) + 1 :] if done_event else events
-    current = next((e for e in reversed(after) if e.get("kind") in ("step", "epoch")), None)
-    within = min(1.0, current["epoch"] / current["epochs"]) if current and done < total else 0.0
-    work = sum(weights[:done]) + (within * weights[done] if done < total else 0.0)
-    share = work / sum(weights)
-    t0 = begun.get("t", 0.0) if begun else 0.0
-    spent = max(0.0, events[-1].get("t", 0.0) - t0)
-    left = spent * (1 - share) / share if share > 0.02 else None
-    eta = "" if left is None else " · almost done" if left < 1 else f" · about {dark.format_seconds(left)} left"
-    now = (
-        f" · training {current['model']}, epoch {current['epoch']:.1f} of {current['epochs']}"
-        if current and done < total
-        else ""
-    )
-    st.progress(min(1.0, share), text=f"{done} of {total} students trained{now}{eta}")
-
-
-def snapshot(events: list[dict]) -> dict | None:
-    cell = latest(events, "cell")
-    return None if cell is None else cell["snapshot"]
 
 
 # ---- charts -------------------------------------------------------------------------------------
@@ -421,11 +366,11 @@ def draw(kind: str, snap: dict, *, live: bool) -> None:
         st.caption(f"Epochs per fraction: {snap['epoch_rule']}.")
 
 
-def skeleton(kind: str, run: Study) -> dict | None:
+def skeleton(kind: jobs.JobKind, options: dict) -> dict | None:
     """What to draw before the first cell: an empty sweep grid; the other studies wait for their first point."""
-    if kind != "sweep":
+    if kind is not jobs.JobKind.SWEEP:
         return None
-    ts, als = run.kwargs["temperatures"], run.kwargs["alphas"]
+    ts, als = options["temperatures"], options["alphas"]
     return {
         "temperatures": ts,
         "alphas": als,
@@ -440,18 +385,8 @@ def live(kind: str, job_id: str) -> None:
     job = ui.live_job(job_id)
     if job is None:
         return
-    run = studies_run().get(job_id)
-    events = job.events()
-    if job.state is jobs.JobState.QUEUED:
-        ui.job_status(job)
-    elif job.cancel_requested:
-        st.warning("Stopping after the current batch… finished cells stay shown.")
-    elif job.started:
-        st.caption(f":material/timer: {dark.format_seconds(time.time() - job.started)} elapsed")
-    if run is None:
-        return
-    progress(events, run)
-    snap = snapshot(events) or skeleton(kind, run)
+    p = ui.show_progress(job)
+    snap = p.snapshot or skeleton(kind, dict(job.spec.options))
     if snap is not None:
         draw(kind, snap, live=True)
 
@@ -489,9 +424,7 @@ def show(kind: str, job: jobs.Job | None, what_to_do: str) -> None:
     """The running study's live view, or its final (possibly partial) result with its reading."""
     if job is None:
         return
-    run = studies_run().get(job.id)
-    if run is not None:
-        st.markdown(f"**{'Running' if job.state in ACTIVE else 'This study used'}:** {run.uses}")
+    st.markdown(f"**{'Running' if job.state in ACTIVE else 'This study used'}:** {uses(job.config, VARIES[kind])}")
     if job.state in ACTIVE:
         live(kind, job.id)
         return
@@ -509,7 +442,7 @@ def show(kind: str, job: jobs.Job | None, what_to_do: str) -> None:
         st.warning("**Stopped — partial result.** Only the finished students are shown; the reading describes them.")
     draw(kind, result.to_json(), live=False)
     st.info(result.reading())
-    st.caption(f"Took {dark.format_seconds(result.seconds)}.")
+    st.caption(f"Took {events.format_seconds(result.seconds)}.")
 
 
 def sweep_tab(cfg: experiments.RunConfig) -> None:
@@ -548,19 +481,10 @@ def sweep_tab(cfg: experiments.RunConfig) -> None:
         )
     else:
         st.warning("Pick at least one temperature and one α.")
-    job, clicked = controls_and_job("sweep", ready, "" if ready else "Pick at least one T and one α.")
+    job, clicked = controls_and_job(jobs.JobKind.SWEEP, ready, "" if ready else "Pick at least one T and one α.")
     if clicked:
-        start(
-            "sweep",
-            studies.sweep,
-            cfg,
-            f"T × α sweep {len(ts)}×{len(als)} ({cfg.dataset})",
-            [1.0] * students,
-            used,
-            temperatures=ts,
-            alphas=als,
-        )
-    show("sweep", job, "Change the grid or the sidebar settings and press **Start** again.")
+        start(jobs.JobKind.SWEEP, cfg, f"T × α sweep {len(ts)}×{len(als)} ({cfg.dataset})", temperatures=ts, alphas=als)
+    show(jobs.JobKind.SWEEP, job, "Change the grid or the sidebar settings and press **Start** again.")
 
 
 def fraction_tab(cfg: experiments.RunConfig) -> None:
@@ -588,20 +512,10 @@ def fraction_tab(cfg: experiments.RunConfig) -> None:
         )
     else:
         st.warning("Pick at least one share of the data.")
-    job, clicked = controls_and_job("fraction", bool(fs), "" if fs else "Pick at least one share.")
+    job, clicked = controls_and_job(jobs.JobKind.FRACTION, bool(fs), "" if fs else "Pick at least one share.")
     if clicked:
-        # A student's cost is about its epochs times its images.
-        weights = [w for f in fs for w in [studies.fraction_epochs(cfg.epochs, f) * f] * 2]
-        start(
-            "fraction",
-            studies.fraction_study,
-            cfg,
-            f"Less data: {', '.join(map(_share, fs))} ({cfg.dataset})",
-            weights,
-            used,
-            fractions=fs,
-        )
-    show("fraction", job, "Change the shares or the sidebar settings and press **Start** again.")
+        start(jobs.JobKind.FRACTION, cfg, f"Less data: {', '.join(map(_share, fs))} ({cfg.dataset})", fractions=fs)
+    show(jobs.JobKind.FRACTION, job, "Change the shares or the sidebar settings and press **Start** again.")
 
 
 def missing_tab(cfg: experiments.RunConfig) -> None:
@@ -638,20 +552,19 @@ def missing_tab(cfg: experiments.RunConfig) -> None:
             bias = float(right.number_input("Bias increase", 0.0, 50.0, 3.0, step=0.5, key="missing_bias"))
     used = uses(cfg)
     st.caption(f"2 students of {epochs(cfg.epochs)} · uses {used} from the sidebar.")
-    job, clicked = controls_and_job("missing-class", True, "")
+    job, clicked = controls_and_job(jobs.JobKind.MISSING_CLASS, True, "")
     if clicked:
         start(
-            "missing-class",
-            studies.missing_class_study,
+            jobs.JobKind.MISSING_CLASS,
             cfg,
             f"Missing class {names[missing]} ({cfg.dataset})",
-            [1.0, 1.0],
-            used,
             missing=missing,
             bias_fix=fix,
             bias_value=bias,
         )
-    show("missing-class", job, "Pick another class or change the sidebar settings and press **Start** again.")
+    show(
+        jobs.JobKind.MISSING_CLASS, job, "Pick another class or change the sidebar settings and press **Start** again."
+    )
 
 
 def capacity_tab(cfg: experiments.RunConfig) -> None:
@@ -675,18 +588,10 @@ def capacity_tab(cfg: experiments.RunConfig) -> None:
         st.caption(f"{2 * len(picked)} students of {epochs(cfg.epochs)} · also uses {used} from the sidebar.")
     else:
         st.warning("Pick at least one student size.")
-    job, clicked = controls_and_job("capacity", bool(picked), "" if picked else "Pick at least one student.")
+    job, clicked = controls_and_job(jobs.JobKind.CAPACITY, bool(picked), "" if picked else "Pick at least one student.")
     if clicked:
-        start(
-            "capacity",
-            studies.capacity_study,
-            cfg,
-            f"Student capacity ({cfg.dataset})",
-            [1.0] * (2 * len(picked)),
-            used,
-            students=picked,
-        )
-    show("capacity", job, "Change the sizes or the sidebar settings and press **Start** again.")
+        start(jobs.JobKind.CAPACITY, cfg, f"Student capacity ({cfg.dataset})", students=picked)
+    show(jobs.JobKind.CAPACITY, job, "Change the sizes or the sidebar settings and press **Start** again.")
 
 
 # ---- page ---------------------------------------------------------------------------------------

@@ -445,24 +445,3 @@ def test_drawn_stroke_becomes_a_centred_digit():
     assert out.max() > 200
     cy, cx = _centre_of_mass(out)
     assert abs(cy - 13.5) <= 1 and abs(cx - 13.5) <= 1
-
-
-# --- the ensemble's training progress --------------------------------------------
-
-
-def test_progress_counts_epochs_across_members():
-    events = [
-        {"kind": "teacher_start", "member": "a", "index": 0, "count": 2, "epochs": 4, "t": 0.0},
-        {"kind": "teacher", "member": "a", "status": "cached", "t": 0.1},
-        {"kind": "teacher", "member": "a", "status": "done", "t": 0.2},
-        {"kind": "teacher_start", "member": "b", "index": 1, "count": 2, "epochs": 4, "t": 0.2},
-        {"kind": "step", "model": "b", "epoch": 1.0, "epochs": 4, "t": 10.0},
-        {"kind": "epoch", "model": "b", "epoch": 2, "epochs": 4, "t": 20.0},
-    ]
-    fraction, eta = dark.ensemble_progress(events, ["a", "b"])
-    assert fraction == pytest.approx(0.75)
-    assert eta == pytest.approx(20.0)
-    # Old events trimmed by the job runner: the latest epoch of the second member still places it.
-    assert dark.ensemble_progress(events[-1:], ["a", "b"])[0] == pytest.approx(0.75)
-    assert dark.ensemble_progress([], ["a", "b"]) == (0.0, None)
-    assert dark.format_seconds(75) == "1 min 15 s"

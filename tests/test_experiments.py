@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from kdcore import data as kdata
+from kdcore import events as ev
 from kdcore import experiments
 from kdcore.experiments import RunConfig, default_config, distill
 
@@ -35,8 +36,9 @@ MODEL_KEYS = {
         ({"teachers": ("cnn-wide", "vit")}, ["teacher", "cnn-wide", "cnn-deep", "mlp-wide"]),
         ({"teachers": ("cnn-wide", "cnn-wide")}, ["@1"]),
         ({"teachers": ()}, ["1 to 5"]),
-        ({"temperature": 0}, ["temperature", "> 0"]),
-        ({"temperature": -2.0}, ["temperature", "> 0"]),
+        ({"temperature": 0}, ["temperature", "from 0.1 to 100"]),
+        ({"temperature": -2.0}, ["temperature", "from 0.1 to 100"]),
+        ({"temperature": 1e-30}, ["temperature", "from 0.1 to 100", "one-hot"]),
         ({"temperature": float("nan")}, ["temperature"]),
         ({"alpha": 1.5}, ["alpha", "[0, 1]"]),
         ({"alpha": -0.1}, ["alpha", "[0, 1]"]),
@@ -48,6 +50,9 @@ MODEL_KEYS = {
         ({"epochs": 501}, ["epochs", "1 to 500"]),
         ({"epochs": 2.5}, ["epochs", "whole number"]),
         ({"teacher_epochs": 0}, ["teacher_epochs", "1 to 500"]),
+        ({"seed": 2**70}, ["seed", "0 to 4,294,967,295"]),
+        ({"seed": -1}, ["seed", "0 to 4,294,967,295"]),
+        ({"seed": 2.5}, ["seed", "whole number"]),
         ({"combine": "median"}, ["combine", "prob", "logit"]),
     ],
 )
@@ -148,17 +153,19 @@ def test_agreement_with_the_teacher(fast_run):
 
 def test_run_events_cover_teachers_students_and_the_end(fast_run, fast_config):
     result, events = fast_run
-    kinds = [e["kind"] for e in events]
-    assert kinds.index("students_start") > max(i for i, k in enumerate(kinds) if k == "teacher_start")
-    start = next(e for e in events if e["kind"] == "students_start")
-    assert start["epochs"] == fast_config.epochs and start["train_size"] == len(kdata.load("mnist-sample").train_y)
+    kinds = [type(e) for e in events]
+    assert kinds.index(ev.StudentsStart) > max(i for i, k in enumerate(kinds) if k is ev.TeacherStart)
+    start = next(e for e in events if isinstance(e, ev.StudentsStart))
+    assert start.epochs == fast_config.epochs and start.train_size == len(kdata.load("mnist-sample").train_y)
+    assert start.models == ("scratch", "distilled")
     for role in ("scratch", "distilled"):
-        epochs = [e for e in events if e["kind"] == "epoch" and e["model"] == role]
-        assert [e["epoch"] for e in epochs] == list(range(1, fast_config.epochs + 1))
+        epochs = [e for e in events if isinstance(e, ev.Epoch) and e.model == role]
+        assert [e.epoch for e in epochs] == list(range(1, fast_config.epochs + 1))
         assert epochs == result.curves[role]
-    assert "measuring" in kinds
+    assert ev.Measuring in kinds
     done = events[-1]
-    assert done["kind"] == "done" and done["partial"] is False and done["kd_gain"] == result.kd_gain
+    assert isinstance(done, ev.Finished) and done.partial is False and done.kd_gain == result.kd_gain
+    assert result.epochs_done == fast_config.epochs and result.notices == []
 
 
 def test_to_json_matches_the_published_schema(fast_run, fast_config):
@@ -200,8 +207,8 @@ def test_excluding_a_class_removes_it_from_the_students_training_set(fast_run, f
 
     events = []
     result = distill(config, on_event=events.append, measure=False)
-    start = next(e for e in events if e["kind"] == "students_start")
-    assert start["train_size"] == len(idx) < len(data.train_y)
+    start = next(e for e in events if isinstance(e, ev.StudentsStart))
+    assert start.train_size == len(idx) < len(data.train_y)
     assert result.partial is False and len(result.rows) == 6
     # Never shown a 3 with its label, the scratch student cannot name one.
     assert result.row("scratch").per_class[3] < 0.05
@@ -214,16 +221,16 @@ def test_cancel_during_student_training_keeps_a_partial_result(fast_run, fast_co
 
     def on_event(e):
         events.append(e)
-        if e["kind"] == "epoch" and e["model"] == "distilled" and e["epoch"] == 1:
+        if sum(isinstance(x, ev.Epoch) for x in events) == 2:  # both students finished epoch 1
             cancel.set()
 
     result = distill(small(fast_config, epochs=4), on_event=on_event, cancel=cancel, measure=False)
     assert result.partial is True
     assert [r.role for r in result.rows] == ["teacher"] * 3 + ["ensemble", "scratch", "distilled"]
     assert all(0.0 <= r.accuracy <= 1.0 for r in result.rows)
-    assert [len(result.curves[k]) for k in ("scratch", "distilled")] == [1, 1]
+    assert [len(result.curves[k]) for k in ("scratch", "distilled")] == [1, 1] and result.epochs_done == 1
     assert result.kd_gain is not None
-    assert events[-1]["kind"] == "done" and events[-1]["partial"] is True
+    assert isinstance(events[-1], ev.Finished) and events[-1].partial is True
 
 
 def test_load_ensemble_and_teacher_rows_without_a_student(fast_run, fast_config):
@@ -244,3 +251,64 @@ def test_the_same_teachers_show_the_same_latency_in_every_run(fast_run, fast_con
     assert [(r.latency_ms_b1, r.throughput_b256) for r in again] == [
         (r.latency_ms_b1, r.throughput_b256) for r in first
     ]
+
+
+# --------------------------------------------------------------------------- a run that goes nowhere
+
+
+def epoch_event(model, acc, n=1):
+    return ev.Epoch(model=model, epoch=n, epochs=5, loss=1.0, hard=1.0, soft=1.0, test_acc=acc)
+
+
+@pytest.mark.parametrize(
+    "overrides,teacher_acc,expected",
+    [
+        ({}, 0.1, "the teacher ensemble itself is at chance (10%)"),
+        ({"temperature": 0.5}, 0.97, "T = 0.5 is below 1"),
+        ({"alpha": 1.0}, 0.97, "with α = 1 it learns from the teacher's soft targets alone"),
+        ({}, 0.97, "try the preset's T = 4 and α = 0.5"),
+    ],
+)
+def test_a_collapsed_student_gets_advice_that_fits_the_cause(overrides, teacher_acc, expected):
+    config = default_config("mnist-sample", **overrides)
+    text = experiments.collapse_notice(
+        config, epoch_event("scratch", 0.9), epoch_event("distilled", 0.1), teacher_acc, 10
+    )
+    assert text.startswith("After epoch 1 the distilled student is at chance (10%) while the scratch one reaches 90%")
+    assert expected in text
+
+
+def test_no_collapse_notice_when_either_student_is_fine_or_both_are_stuck():
+    config = default_config("mnist-sample")
+    assert experiments.collapse_notice(config, epoch_event("s", 0.9), epoch_event("d", 0.5), 0.97, 10) is None
+    # Both at chance: the data or the student size is the problem, not the teacher's targets.
+    assert experiments.collapse_notice(config, epoch_event("s", 0.12), epoch_event("d", 0.1), 0.97, 10) is None
+
+
+def test_distilling_from_a_teacher_that_knows_nothing_is_flagged(fast_run, fast_config, monkeypatch):
+    data, ens = experiments.load_ensemble(fast_config)
+    noise = torch.Generator().manual_seed(0)
+    useless = replace(
+        ens,
+        train_logits=torch.randn(ens.train_logits.shape, generator=noise),
+        test_logits=torch.randn(ens.test_logits.shape, generator=noise),
+    )
+    monkeypatch.setattr(experiments, "load_ensemble", lambda config, **kwargs: (data, useless))
+    events = []
+    result = distill(small(fast_config, alpha=1.0, epochs=3), on_event=events.append, measure=False)
+    (notice,) = [e for e in events if isinstance(e, ev.Notice)]
+    assert "the teacher ensemble itself is at chance" in notice.message
+    assert result.notices == [notice.message]
+    assert result.row("distilled").accuracy < 0.2 < result.row("scratch").accuracy
+
+
+def test_prepare_teachers_reports_each_member_and_how_it_came(fast_run, fast_config):
+    events = []
+    result = experiments.prepare_teachers(fast_config, on_event=events.append)
+    assert [r.role for r in result.rows] == ["teacher"] * 3 + ["ensemble"]
+    assert result.cached == dict.fromkeys(fast_config.teachers, True)  # the fast run trained them
+    assert all(r.latency_ms_b1 > 0 for r in result.rows)
+    ensemble = result.rows[-1]
+    # An ensemble runs its members one after another.
+    assert ensemble.latency_ms_b1 == pytest.approx(sum(r.latency_ms_b1 for r in result.rows[:3]))
+    assert isinstance(events[-1], ev.Finished) and result.classes == kdata.MNIST_CLASSES

@@ -15,6 +15,7 @@ from safetensors.torch import load as load_safetensors
 from safetensors.torch import save as save_safetensors
 
 from kdcore import data as kdata
+from kdcore import events as ev
 from kdcore import export, models, teachers
 from kdcore.experiments import ModelRow, RunConfig, RunResult
 from kdcore.teachers import Member
@@ -188,7 +189,7 @@ def test_zoo_round_trip_gives_cached_teachers_without_training(zoo, data, cache)
         events = []
         loaded = teachers.get_teacher(data, t.member, SETTINGS, on_event=events.append, device=torch.device("cpu"))
         assert loaded.cached and loaded.key == t.key
-        assert not [e for e in events if e.get("status") == "training" or e["kind"] == "epoch"]
+        assert not [e for e in events if isinstance(e, ev.Epoch) or getattr(e, "status", None) == "training"]
         for a, b in zip(loaded.model.state_dict().values(), t.model.state_dict().values()):
             assert torch.equal(a.cpu(), b.cpu())
         torch.testing.assert_close(loaded.test_logits, t.test_logits)

@@ -17,7 +17,7 @@ if str(ROOT) not in sys.path:  # the page imports `ui` from the repository root
     sys.path.insert(0, str(ROOT))
 
 import ui  # noqa: E402
-from kdcore import studies  # noqa: E402
+from kdcore import jobs  # noqa: E402
 from kdcore.experiments import default_config  # noqa: E402
 
 PAGE = str(ROOT / "pages" / "5_Experiments.py")
@@ -87,27 +87,16 @@ def test_tiny_sweep_draws_a_heatmap_around_scratch_and_its_reading(fast_run):
 
 
 def test_stop_keeps_the_finished_cells(fast_run, monkeypatch):
-    real_sweep = studies.sweep
-
-    def sweep_that_waits(*args, on_event, cancel, **kwargs):
-        """The real sweep, held after its first distilled cell until Stop, so the stop always lands mid-grid."""
-
-        def hook(event):
-            on_event(event)
-            if event["kind"] == "cell" and event.get("row") is not None:
-                cancel.wait(60)
-
-        return real_sweep(*args, on_event=hook, cancel=cancel, **kwargs)
-
-    monkeypatch.setattr(studies, "sweep", sweep_that_waits)
+    # The real sweep, held after its first distilled cell until Stop, so the stop always lands mid-grid.
+    monkeypatch.setitem(jobs.FUNCTIONS, jobs.JobKind.SWEEP, "tests.jobfns:sweep_that_waits")
     at = page(epochs=1, student="mlp-tiny")
     job = start_sweep(at, [1.0, 2.0, 4.0], [0.25, 0.5, 0.75])
     deadline = time.time() + 90
-    while not any(e["kind"] == "cell" and e.get("row") is not None for e in job.events()):
+    while not (job.progress().snapshot or {}).get("cells_done"):
         assert time.time() < deadline and not job.done, "no sweep cell finished in time"
         time.sleep(0.2)
     at.run()  # the live view: progress and the cells done so far
-    assert any("2 of 10 students trained" in p.proto.text for p in at.get("progress"))  # scratch + one cell
+    assert any("Trained 2 of 10 students" in p.proto.text for p in at.get("progress"))  # scratch + one cell
     live = heatmap_cells(next(f for f in figures(at) if f["data"][0]["type"] == "heatmap"))
     assert sum(bool(c) for c in live) == 1
     at.button(key="stop_sweep").click().run()
@@ -170,17 +159,14 @@ def test_capacity_plots_the_gain_against_student_size(fast_run):
 
 
 def test_a_failed_study_shows_what_went_wrong_without_a_traceback(monkeypatch):
-    def broken_sweep(*args, on_event, cancel, **kwargs):
-        raise ValueError("temperatures: temperature must be > 0, got 0")
-
-    monkeypatch.setattr(studies, "sweep", broken_sweep)
+    monkeypatch.setitem(jobs.FUNCTIONS, jobs.JobKind.SWEEP, "tests.jobfns:fail")
     at = page()
     job = start_sweep(at, [2.0], [0.5])
     assert job.wait(30)
     at.run()
     assert not at.exception
     (error,) = at.error
-    assert "temperature must be > 0" in error.body and "Traceback" not in error.body
+    assert "epochs must be at least 1, got 0" in error.body and "Traceback" not in error.body
     assert not at.button(key="start_sweep").disabled  # the user can fix the grid and start again
 
 

@@ -4,7 +4,6 @@ Every study here trains one-epoch students against the session's cached default 
 fixtures depend on `fast_run` so those teachers exist before the first study asks for them.
 """
 
-import argparse
 import json
 import re
 import threading
@@ -14,6 +13,7 @@ import torch
 
 from kdcore import cli, metrics, models, studies
 from kdcore import data as kdata
+from kdcore import events as ev
 from kdcore.experiments import default_config
 
 SENTENCE_END = re.compile(r"[.!?](?=\s|$)")
@@ -32,7 +32,7 @@ def pts(x):
 
 
 def kinds(events, kind):
-    return [e for e in events if e["kind"] == kind]
+    return [e for e in events if isinstance(e, kind)]
 
 
 @pytest.fixture(scope="module")
@@ -77,7 +77,7 @@ def capacity(config):
         (lambda c: studies.sweep(c, [1, 2, 3, 4, 5, 6, 7], [0.5]), ["temperatures", "1 to 6"]),
         (lambda c: studies.sweep(c, [2], [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7]), ["alphas", "1 to 6"]),
         (lambda c: studies.sweep(c, [], [0.5]), ["temperatures", "1 to 6"]),
-        (lambda c: studies.sweep(c, [0], [0.5]), ["temperatures", "> 0"]),
+        (lambda c: studies.sweep(c, [0], [0.5]), ["temperatures", "from 0.1 to 100"]),
         (lambda c: studies.sweep(c, [2], [1.5]), ["alphas", "[0, 1]"]),
         (lambda c: studies.sweep(c, [2, 2], [0.5]), ["temperatures", "twice"]),
         (lambda c: studies.fraction_study(c, [0, 1]), ["fractions", "(0, 1]"]),
@@ -114,15 +114,16 @@ def test_sweep_grid_has_the_requested_shape_and_marks_the_best_cell(swept):
 
 def test_sweep_reports_each_cell_as_it_finishes(swept):
     result, events = swept
-    cells = kinds(events, "cell")
-    assert [(c["row"], c["col"]) for c in cells] == [(None, None), (0, 0), (0, 1), (1, 0), (1, 1)]
-    assert cells[0]["role"] == "scratch" and cells[0]["accuracy"] == result.scratch_acc
+    (start,) = kinds(events, ev.StudyStart)
+    assert start.total == 5 and start.study == "sweep"
+    cells = kinds(events, ev.StudyCell)
+    assert [c.done for c in cells] == [1, 2, 3, 4, 5] and {c.total for c in cells} == {5}
+    assert cells[0].snapshot["scratch_acc"] == result.scratch_acc
+    assert cells[0].snapshot["accuracy"] == [[None, None], [None, None]]
     # A page redraws from the latest cell event alone: its snapshot holds every cell finished so far.
-    assert cells[1]["snapshot"]["accuracy"] == [[result.accuracy[0][0], None], [None, None]]
-    assert cells[-1]["snapshot"]["accuracy"] == result.accuracy
-    progress = kinds(events, "progress")
-    assert [p["done"] for p in progress] == [0, 1, 2, 3, 4, 5] and {p["total"] for p in progress} == {5}
-    assert events[-1]["kind"] == "done" and events[-1]["partial"] is False
+    assert cells[1].snapshot["accuracy"] == [[result.accuracy[0][0], None], [None, None]]
+    assert cells[-1].snapshot["accuracy"] == result.accuracy
+    assert isinstance(events[-1], ev.Finished) and events[-1].partial is False
 
 
 def test_sweep_students_share_init_and_data_order_with_distill(fast_config, fast_run):
@@ -140,7 +141,7 @@ def test_cancelling_a_sweep_keeps_the_finished_cells(config):
 
     def on_event(event):
         events.append(event)
-        if event["kind"] == "cell" and event["row"] == 0 and event["col"] == 1:
+        if isinstance(event, ev.StudyCell) and event.done == 3:  # the scratch student and row 0
             cancel.set()
 
     result = studies.sweep(config, (2.0, 4.0), (0.3, 0.7), on_event=on_event, cancel=cancel)
@@ -148,14 +149,14 @@ def test_cancelling_a_sweep_keeps_the_finished_cells(config):
     assert all(a is not None for a in result.accuracy[0]) and result.accuracy[1] == [None, None]
     assert result.best["row"] == 0
     assert result.to_json()["partial"] is True
-    assert events[-1]["kind"] == "done" and events[-1]["partial"] is True
+    assert isinstance(events[-1], ev.Finished) and events[-1].partial is True
     assert "2 cells finished before the stop" in result.reading() and sentences(result.reading()) == 2
 
 
 def test_a_sweep_stopped_before_its_first_student_says_so(config):
     cancel = threading.Event()
     result = studies.sweep(
-        config, (2.0,), (0.5,), cancel=cancel, on_event=lambda e: cancel.set() if e["kind"] == "study_start" else None
+        config, (2.0,), (0.5,), cancel=cancel, on_event=lambda e: cancel.set() if isinstance(e, ev.StudyStart) else None
     )
     assert result.partial and result.scratch_acc is None and result.accuracy == [[None]] and result.best is None
     assert "stopped" in result.reading() and sentences(result.reading()) == 2
@@ -191,12 +192,17 @@ def test_fraction_points_are_ordered_by_fraction_on_the_same_subsets(fractions, 
         assert p.gain == pytest.approx(p.distilled_acc - p.scratch_acc)
     assert [p.epochs for p in result.points] == [10, 1]
     assert result.to_json()["epoch_rule"] == studies.EPOCH_RULE
-    assert [(c["fraction"], c["role"]) for c in kinds(events, "cell")] == [
-        (0.05, "scratch"),
-        (0.05, "distilled"),
-        (1.0, "scratch"),
-        (1.0, "distilled"),
+    snapshots = [c.snapshot["points"] for c in kinds(events, ev.StudyCell)]
+    assert [(p[0]["scratch_acc"] is not None, p[0]["distilled_acc"] is not None) for p in snapshots] == [
+        (True, False),
+        (True, True),
+        (True, True),
+        (True, True),
     ]
+    assert snapshots[1][1]["scratch_acc"] is None and snapshots[-1][1]["distilled_acc"] is not None
+    # The 5 % students cost less than the 100 % ones, and the progress bar knows it.
+    (start,) = kinds(events, ev.StudyStart)
+    assert start.weights[0] < start.weights[-1]
 
 
 def test_fraction_reading_names_the_fraction_and_gap(fractions):
@@ -228,7 +234,11 @@ def test_missing_class_rows_and_bias_fix(missing):
     assert result.bias_value > 0 and fixed.missing_acc >= distilled.missing_acc
     assert result.bias_rule == studies.BIAS_RULE
     assert result.share_before < result.teacher_share <= result.share_after
-    assert [c["name"] for c in kinds(events, "cell")] == ["scratch", "distilled", "distilled + bias fix"]
+    assert [[r["name"] for r in c.snapshot["rows"]][-1] for c in kinds(events, ev.StudyCell)] == [
+        "scratch",
+        "distilled",
+        "distilled + bias fix",
+    ]
 
 
 def test_missing_class_reading_quotes_the_class_and_the_bias(missing):
@@ -292,13 +302,6 @@ def test_capacity_reading_names_the_student_and_the_gain(capacity):
 # --------------------------------------------------------------------------- command line
 
 
-@pytest.fixture(scope="module")
-def study_cli():
-    parser = argparse.ArgumentParser(prog="python -m kdcore")
-    handlers = studies.add_cli(parser.add_subparsers(dest="command", required=True))
-    return parser, handlers
-
-
 @pytest.mark.parametrize(
     "argv,check",
     [
@@ -314,20 +317,16 @@ def study_cli():
         (["capacity", "--students", "mlp-tiny"], lambda j: [p["student"] for p in j["points"]] == ["mlp-tiny"]),
     ],
 )
-def test_each_study_command_prints_one_json_object(study_cli, config, argv, check, capsys):
-    parser, handlers = study_cli
-    args = parser.parse_args([*argv, "--epochs", "1", "--json"])
-    assert handlers[args.command](args) == 0
+def test_each_study_command_prints_one_json_object(config, argv, check, capsys):
+    assert cli.main([*argv, "--epochs", "1", "--json"]) == 0
     out = capsys.readouterr().out
     assert len(out.strip().splitlines()) == 1
     result = json.loads(out)
-    assert check(result) and result["study"] == args.command and sentences(result["reading"]) == 2
+    assert check(result) and result["study"] == argv[0] and sentences(result["reading"]) == 2
 
 
-def test_sweep_command_prints_the_grid_and_the_reading(study_cli, config, capsys):
-    parser, handlers = study_cli
-    args = parser.parse_args(["sweep", "--temperatures", "2,4", "--alphas", "0.5", "--epochs", "1"])
-    assert handlers["sweep"](args) == 0
+def test_sweep_command_prints_the_grid_and_the_reading(config, capsys):
+    assert cli.main(["sweep", "--temperatures", "2,4", "--alphas", "0.5", "--epochs", "1"]) == 0
     lines = capsys.readouterr().out.strip().splitlines()
     assert "scratch" in lines[0]
     grid = lines[2:4]
@@ -347,19 +346,8 @@ def test_sweep_command_prints_the_grid_and_the_reading(study_cli, config, capsys
         (["capacity", "--students", "mlp-huge"], ["--students", "mlp-tiny"]),
     ],
 )
-def test_a_bad_study_option_exits_2_naming_it(study_cli, argv, names, capsys):
-    parser, _ = study_cli
+def test_a_bad_study_option_exits_2_naming_it(argv, names, capsys):
     with pytest.raises(SystemExit) as info:
-        parser.parse_args(argv)
+        cli.main(argv)
     err = capsys.readouterr().err
     assert info.value.code == 2 and all(n in err for n in names), err
-
-
-def test_python_m_kdcore_runs_the_study_commands_once_wired(config, capsys):
-    with pytest.raises(SystemExit) as info:
-        cli.main(["sweep", "--help"])
-    capsys.readouterr()
-    if info.value.code != 0:
-        pytest.skip("kdcore/cli.py does not register the study commands (studies.add_cli) yet")
-    assert cli.main(["capacity", "--students", "mlp-tiny", "--epochs", "1", "--json"]) == 0
-    assert json.loads(capsys.readouterr().out)["points"][0]["student"] == "mlp-tiny"

@@ -11,6 +11,7 @@ import threading
 import pytest
 import torch
 
+from kdcore import events as ev
 from kdcore import teachers
 from kdcore.teachers import Member, combine_logits, parse_members
 from kdcore.train import teacher_settings
@@ -43,7 +44,7 @@ def build(data, members=DEFAULT_MEMBERS, epochs=1, **kwargs):
 
 
 def statuses(events):
-    return [(e["member"], e["status"]) for e in events if e["kind"] == "teacher"]
+    return [(e.member, e.status.value) for e in events if isinstance(e, ev.TeacherUpdate)]
 
 
 def entry_files(cache_dir):
@@ -132,9 +133,9 @@ def test_second_ensemble_call_loads_from_the_cache_with_identical_logits(cache, 
     first, events = build(data, [Member(ARCH, 1), Member(ARCH, 2)])
     assert statuses(events) == [
         (f"{ARCH}@1", "training"),
-        (f"{ARCH}@1", "done"),
+        (f"{ARCH}@1", "trained"),
         (f"{ARCH}@2", "training"),
-        (f"{ARCH}@2", "done"),
+        (f"{ARCH}@2", "trained"),
     ]
     assert [t.cached for t in first.members] == [False, False]
     assert torch.equal(first.test_logits, combine_logits([t.test_logits for t in first.members]))
@@ -143,7 +144,7 @@ def test_second_ensemble_call_loads_from_the_cache_with_identical_logits(cache, 
     second, events = build(data, [Member(ARCH, 1), Member(ARCH, 2)])
     assert [t.cached for t in second.members] == [True, True]
     assert "training" not in [s for _, s in statuses(events)]
-    assert not any(e["kind"] == "epoch" for e in events)
+    assert not any(isinstance(e, ev.Epoch) for e in events)
     assert torch.equal(second.train_logits, first.train_logits)
     assert torch.equal(second.test_logits, first.test_logits)
     for a, b in zip(first.members, second.members):
@@ -227,7 +228,7 @@ def test_cancel_during_teacher_training_raises_and_caches_nothing(cache, data):
     cancel = threading.Event()
 
     def on_event(e):
-        if e["kind"] == "epoch":  # the first of two epochs is done: stop mid-training
+        if isinstance(e, ev.Epoch):  # the first of two epochs is done: stop mid-training
             cancel.set()
 
     with pytest.raises(teachers.Cancelled, match="nothing was cached"):
@@ -243,7 +244,7 @@ def test_cancel_between_members_keeps_the_finished_ones_cached(cache, data):
     cancel = threading.Event()
 
     def on_event(e):
-        if e["kind"] == "teacher" and e["status"] == "done":
+        if isinstance(e, ev.TeacherUpdate) and e.status is ev.TeacherStatus.TRAINED:
             cancel.set()
 
     with pytest.raises(teachers.Cancelled):
@@ -251,9 +252,8 @@ def test_cancel_between_members_keeps_the_finished_ones_cached(cache, data):
     _, events = build(data, [Member(ARCH, 1), Member(ARCH, 2)])
     assert statuses(events) == [
         (f"{ARCH}@1", "cached"),
-        (f"{ARCH}@1", "done"),
         (f"{ARCH}@2", "training"),
-        (f"{ARCH}@2", "done"),
+        (f"{ARCH}@2", "trained"),
     ]
 
 
@@ -389,7 +389,7 @@ def test_a_folder_where_a_cache_file_should_be_is_a_one_line_error_before_any_tr
     message = str(info.value)
     assert f"file at {taken}," in message and "a folder is there" in message
     assert "KD_DATA_DIR" in message and "\n" not in message
-    assert not any(e["kind"] == "epoch" for e in events)  # no training time wasted before the error
+    assert not any(isinstance(e, ev.Epoch) for e in events)  # no training time wasted before the error
     assert (taken / "notes.txt").read_text() == "someone's file"
 
 
@@ -414,3 +414,36 @@ def test_temporary_files_of_dead_processes_are_removed_when_the_cache_is_first_u
     assert teachers.cache_dir() == folder
     assert not stale.exists()
     assert live.exists() and entry.exists()  # another thread of a live process may be writing it right now
+
+
+# --------------------------------------------------------------------------- latency kept beside the weights
+
+
+def test_a_teachers_latency_is_measured_once_and_then_read_from_the_cache(cache, data, monkeypatch):
+    ens, _ = build(data)
+    first = teachers.teacher_latency(ens.members[0], data.image_shape)
+    assert first.ms_batch1 > 0 and first.throughput_b256 > 0
+
+    def no_measuring(*args, **kwargs):
+        raise AssertionError("a cached latency was measured again")
+
+    monkeypatch.setattr(teachers.metrics, "measure_latency", no_measuring)
+    assert teachers.teacher_latency(ens.members[0], data.image_shape) == first
+
+
+def test_a_latency_recorded_on_another_machine_or_a_damaged_record_is_measured_again(cache, data, monkeypatch):
+    import json
+
+    ens, _ = build(data)
+    teacher = ens.members[0]
+    teachers.teacher_latency(teacher, data.image_shape)
+    record_path = cache / f"{teacher.key}.latency.json"
+    record = json.loads(record_path.read_text())
+    measured = []
+    real = teachers.metrics.measure_latency
+    monkeypatch.setattr(teachers.metrics, "measure_latency", lambda *a, **k: measured.append(1) or real(*a, **k))
+    for damaged in (json.dumps({**record, "host": "another-machine"}), "{not json", json.dumps({"host": 1})):
+        record_path.write_text(damaged)
+        teachers.teacher_latency(teacher, data.image_shape)
+    assert len(measured) == 3
+    assert json.loads(record_path.read_text())["host"] == record["host"]

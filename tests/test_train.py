@@ -1,6 +1,7 @@
 """The training loop: reproducible runs, progress events, clean cancelling, clear divergence errors."""
 
 import copy
+import dataclasses
 import math
 import threading
 
@@ -8,6 +9,7 @@ import pytest
 import torch
 
 from kdcore import data as kdata
+from kdcore import events as ev
 from kdcore import models
 from kdcore.train import (
     Trainer,
@@ -18,10 +20,9 @@ from kdcore.train import (
     student_settings,
     teacher_settings,
     train,
+    train_together,
 )
 from tests.synthetic import synthetic
-
-EPOCH_KEYS = {"kind", "model", "epoch", "epochs", "loss", "hard", "soft", "test_acc", "elapsed"}
 
 
 @pytest.fixture(scope="module")
@@ -43,7 +44,7 @@ def same_weights_as(model, saved):
 
 def numbers(history):
     """Everything in the epoch events except wall-clock time."""
-    return [{k: v for k, v in e.items() if k != "elapsed"} for e in history]
+    return [dataclasses.replace(e, t=0.0) for e in history]
 
 
 def run(data, seed, epochs=2, arch="mlp-small", **settings):
@@ -132,18 +133,16 @@ def test_one_epoch_event_per_epoch_with_losses_accuracy_and_time(tiny_data):
         on_event=events.append,
         device=torch.device("cpu"),
     )
-    epochs = [e for e in events if e["kind"] == "epoch"]
-    assert [e["epoch"] for e in epochs] == [1, 2, 3]
+    epochs = [e for e in events if isinstance(e, ev.Epoch)]
+    assert [e.epoch for e in epochs] == [1, 2, 3]
     assert epochs == result.history and not result.partial
     for e in epochs:
-        assert set(e) == EPOCH_KEYS
-        assert e["model"] == "distilled" and e["epochs"] == 3
-        assert all(math.isfinite(e[k]) and e[k] >= 0 for k in ("loss", "hard", "soft"))
+        assert e.model == "distilled" and e.epochs == 3
+        assert all(math.isfinite(v) and v >= 0 for v in (e.loss, e.hard, e.soft))
         # alpha = 0.5: the reported total is the blend of the two parts.
-        assert e["loss"] == pytest.approx(0.5 * e["hard"] + 0.5 * e["soft"], rel=1e-4)
-        assert 0.0 <= e["test_acc"] <= 1.0
-    assert all(a["elapsed"] < b["elapsed"] for a, b in zip(epochs, epochs[1:]))
-    assert result.test_acc == epochs[-1]["test_acc"]
+        assert e.loss == pytest.approx(0.5 * e.hard + 0.5 * e.soft, rel=1e-4)
+        assert 0.0 <= e.test_acc <= 1.0
+    assert result.test_acc == epochs[-1].test_acc
 
 
 def test_without_a_teacher_the_soft_loss_is_none(tiny_data):
@@ -156,8 +155,8 @@ def test_without_a_teacher_the_soft_loss_is_none(tiny_data):
         on_event=events.append,
         device=torch.device("cpu"),
     )
-    (epoch,) = [e for e in events if e["kind"] == "epoch"]
-    assert epoch["soft"] is None and epoch["loss"] == epoch["hard"]
+    (epoch,) = [e for e in events if isinstance(e, ev.Epoch)]
+    assert epoch.soft is None and epoch.loss == epoch.hard
 
 
 def test_step_events_report_progress_within_an_epoch(tiny_data):
@@ -172,14 +171,14 @@ def test_step_events_report_progress_within_an_epoch(tiny_data):
         progress_every_s=0.0,
         device=torch.device("cpu"),
     )
-    steps = [e for e in events if e["kind"] == "step"]
+    steps = [e for e in events if isinstance(e, ev.Step)]
     assert len(steps) >= 2 * (len(tiny_data.train_y) // 32) - 2
-    assert all(e["model"] == "scratch" and e["epochs"] == 2 and math.isfinite(e["loss"]) for e in steps)
+    assert all(e.model == "scratch" and e.epochs == 2 and math.isfinite(e.loss) for e in steps)
     # Fractional epochs that only move forward, so a live curve never jumps back.
-    positions = [e["epoch"] for e in steps]
+    positions = [e.epoch for e in steps]
     assert positions == sorted(positions) and 0 < positions[0] < 1 and positions[-1] == pytest.approx(2.0)
-    first_epoch = next(i for i, e in enumerate(events) if e["kind"] == "epoch")
-    assert any(e["kind"] == "step" for e in events[:first_epoch])
+    first_epoch = next(i for i, e in enumerate(events) if isinstance(e, ev.Epoch))
+    assert any(isinstance(e, ev.Step) for e in events[:first_epoch])
 
 
 # --------------------------------------------------------------------------- cancelling
@@ -189,7 +188,7 @@ def test_cancel_after_an_epoch_stops_cleanly_with_a_partial_result(tiny_data):
     cancel = threading.Event()
 
     def on_event(e):
-        if e["kind"] == "epoch" and e["epoch"] == 1:
+        if isinstance(e, ev.Epoch) and e.epoch == 1:
             cancel.set()
 
     result = train(
@@ -202,7 +201,7 @@ def test_cancel_after_an_epoch_stops_cleanly_with_a_partial_result(tiny_data):
         device=torch.device("cpu"),
     )
     assert result.partial is True
-    assert [e["epoch"] for e in result.history] == [1]
+    assert [e.epoch for e in result.history] == [1]
     assert not result.model.training  # ready for evaluation like a finished model
 
 
@@ -210,7 +209,7 @@ def test_cancel_mid_epoch_drops_the_unfinished_epoch(tiny_data):
     cancel = threading.Event()
 
     def on_event(e):
-        if e["kind"] == "step" and e["epoch"] > 1.2:
+        if isinstance(e, ev.Step) and e.epoch > 1.2:
             cancel.set()
 
     trainer = Trainer(
@@ -233,18 +232,38 @@ def test_cancel_mid_epoch_drops_the_unfinished_epoch(tiny_data):
 # --------------------------------------------------------------------------- errors
 
 
-def test_exploding_learning_rate_raises_training_diverged_with_advice(tiny_data):
+@pytest.mark.parametrize("lr", [1e30, 1e8])
+def test_an_exploding_learning_rate_is_stopped_with_learning_rate_advice(tiny_data, lr):
+    # 1e8 does not reach infinity: its losses of 1e28 used to run to the end without a word.
     with pytest.raises(TrainingDiverged) as info:
-        run(tiny_data, seed=0, epochs=2, lr=1e30, optimizer="sgd")
+        run(tiny_data, seed=0, epochs=2, lr=lr, optimizer="sgd")
     message = str(info.value)
-    assert "learning rate" in message and "temperature" in message
+    assert "training was stopped" in message and f"learning rate ({lr:g}) is too high" in message
+    assert "α" not in message  # no teacher here: T and α are not the cause
     assert isinstance(info.value, ValueError)
+
+
+def test_a_student_whose_soft_loss_blows_up_gets_advice_about_t_and_alpha(tiny_data):
+    teacher = torch.zeros(len(tiny_data.train_y), 10)
+    teacher[:, 0] = 1e6  # absurd logits: the soft loss is astronomically large from the first batch
+    with pytest.raises(TrainingDiverged, match="smaller α, or T from 1 to 20"):
+        train(
+            models.build("mlp-tiny", tiny_data.name, seed=0),
+            tiny_data,
+            TrainSettings(epochs=1),
+            seed=0,
+            name="distilled",
+            teacher_logits=teacher,
+            alpha=1.0,
+            temperature=100.0,  # T^2 = 10,000 times a KL of about ln 10
+            device=torch.device("cpu"),
+        )
 
 
 def test_infinite_teacher_logits_raise_training_diverged(tiny_data):
     teacher = torch.zeros(len(tiny_data.train_y), 10)
     teacher[:, 0] = float("inf")
-    with pytest.raises(TrainingDiverged, match="became nan"):
+    with pytest.raises(TrainingDiverged, match="reached nan"):
         train(
             models.build("mlp-tiny", tiny_data.name, seed=0),
             tiny_data,
@@ -340,3 +359,58 @@ def test_predict_logits_on_a_conv_net_matches_plain_eval_and_leaves_the_model_un
     assert torch.allclose(fast, plain, atol=1e-5)
     assert same_weights_as(model, before)
     assert all(p.is_contiguous() for p in model.parameters())  # still saveable as safetensors
+
+
+# --------------------------------------------------------------------------- training models together
+
+
+def pair(data, epochs=4, cancel=None, on_event=None):
+    base = models.build("mlp-small", data.name, seed=1)
+    teacher = torch.randn(len(data.train_y), 10, generator=torch.Generator().manual_seed(2))
+    common = dict(seed=1, teacher_logits=teacher, temperature=4.0, device=torch.device("cpu"), cancel=cancel)
+    settings = TrainSettings(epochs=epochs, batch_size=32)
+    return [
+        Trainer(base, data, settings, name="scratch", alpha=0.0, on_event=on_event, progress_every_s=0.0, **common),
+        Trainer(copy.deepcopy(base), data, settings, name="distilled", alpha=0.5, **common),
+    ]
+
+
+def test_two_lanes_train_exactly_what_one_lane_trains(tiny_data):
+    one, two = pair(tiny_data, epochs=2), pair(tiny_data, epochs=2)
+    assert train_together(one, lanes=1) == train_together(two, lanes=2) == 2
+    for a, b in zip(one, two):
+        assert same_weights(a.model, b.model)
+        assert numbers(a.history) == numbers(b.history)
+
+
+def test_a_stop_between_the_students_epochs_compares_them_after_the_same_epoch(tiny_data):
+    """Issue: a Stop after the scratch student's epoch 2 and before the distilled one's compared a student
+    trained one epoch longer. Both must be put back to the end of epoch 1, the last one both finished."""
+    cancel = threading.Event()
+
+    def stop_during_scratch_epoch_2(e):
+        if isinstance(e, ev.Step) and e.model == "scratch" and e.epoch > 1.5:
+            cancel.set()
+
+    trainers = pair(tiny_data, cancel=cancel, on_event=stop_during_scratch_epoch_2)
+    assert train_together(trainers, lanes=1) == 1
+    reference = pair(tiny_data, epochs=4)
+    for t in reference:
+        t.run_epoch()
+    for stopped, one_epoch in zip(trainers, reference):
+        assert stopped.epoch == 1 and len(stopped.history) == 1
+        assert same_weights(stopped.model, one_epoch.model)
+
+
+def test_a_stop_after_one_student_finished_its_epoch_rolls_the_other_back_too(tiny_data):
+    cancel = threading.Event()
+    trainers = pair(tiny_data, cancel=cancel)
+
+    def stop_after_scratch_epoch_2(e):
+        if isinstance(e, ev.Epoch) and e.model == "scratch" and e.epoch == 2:
+            cancel.set()
+
+    trainers[0].on_event = stop_after_scratch_epoch_2
+    assert train_together(trainers, lanes=1) == 1
+    assert [t.epoch for t in trainers] == [1, 1]
+    assert [len(t.history) for t in trainers] == [1, 1]

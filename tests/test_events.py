@@ -1,0 +1,111 @@
+"""The progress reducer: the one place that turns a job's events into what the CLI, pages and tests show."""
+
+import time
+
+import pytest
+
+from kdcore import events as ev
+
+
+def fold(events, steps=2) -> ev.Progress:
+    tracker = ev.ProgressTracker(steps=steps)
+    for e in events:
+        tracker.apply(e)
+    return tracker.progress()
+
+
+def step(model, epoch, t, epochs=10):
+    return ev.Step(model=model, epoch=epoch, epochs=epochs, loss=1.0, hard=1.0, soft=0.5, t=t)
+
+
+def epoch(model, n, t, acc=0.9, epochs=10):
+    return ev.Epoch(model=model, epoch=n, epochs=epochs, loss=1.0, hard=1.0, soft=0.5, test_acc=acc, t=t)
+
+
+def test_a_new_job_waits_to_start():
+    p = fold([])
+    assert p.phase is ev.Phase.QUEUED and p.fraction == 0.0 and p.eta_seconds is None
+
+
+def test_teacher_phase_counts_cached_members_as_done_and_times_only_the_trained_ones():
+    p = fold(
+        [
+            ev.DatasetLoading(dataset="mnist-sample", t=0.0),
+            ev.TeacherStart(member="a", index=0, count=2, epochs=4, t=1.0),
+            ev.TeacherUpdate(member="a", status=ev.TeacherStatus.CACHED, t=1.5),
+            ev.TeacherStart(member="b", index=1, count=2, epochs=4, t=2.0),
+            ev.TeacherUpdate(member="b", status=ev.TeacherStatus.TRAINING, t=2.0),
+            step("b", 1.0, t=12.0, epochs=4),
+        ]
+    )
+    assert p.phase is ev.Phase.TEACHERS and (p.step, p.steps) == (1, 2)
+    assert p.fraction == pytest.approx(5 / 8)  # 4 cached + 1 trained of 8 teacher epochs
+    # 1 epoch took 10 s, 3 remain: the cached member's instant load does not shorten the estimate.
+    assert p.eta_seconds == pytest.approx(30.0)
+    assert p.text.startswith("Step 1 of 2 · Preparing the teacher ensemble: 5.0 of 8 teacher epochs")
+    assert "30 s left" in p.text
+    assert p.teachers["a"].label == "loaded from the cache"
+    assert p.teachers["b"].label == "training, epoch 1.0 of 4"
+    assert p.curves == {}  # a teacher's epochs are its line, not a student curve
+
+
+def test_student_phase_reports_both_students_epochs_and_an_eta():
+    p = fold(
+        [
+            ev.StudentsStart(models=("scratch", "distilled"), epochs=10, train_size=4000, t=10.0),
+            epoch("scratch", 1, t=11.0, acc=0.8),
+            epoch("distilled", 1, t=12.0, acc=0.85),
+            step("scratch", 1.5, t=12.5),
+        ]
+    )
+    assert p.phase is ev.Phase.STUDENTS and p.step == 2
+    assert p.fraction == pytest.approx(2.5 / 20)
+    assert p.eta_seconds == pytest.approx(2.5 * 17.5 / 2.5)  # 2.5 s for 2.5 of 20 student epochs
+    assert "on 4,000 images: epoch 1.2 of 10" in p.text
+    assert [e.test_acc for e in p.epochs("distilled")] == [0.85]
+    assert len(p.curves["scratch"]) == 2  # the epoch and the newer step both draw
+
+
+def test_a_study_weighs_its_students_by_cost():
+    p = fold(
+        [
+            ev.StudyStart(study="fraction", total=4, weights=(1.0, 1.0, 10.0, 10.0), t=0.0),
+            ev.StudyCell(study="fraction", done=2, total=4, snapshot={"points": [1]}, t=2.0),
+        ]
+    )
+    assert p.phase is ev.Phase.STUDY
+    assert p.fraction == pytest.approx(2 / 22)  # two cheap students of 22 units of work
+    assert p.snapshot == {"points": [1]}
+    assert p.text.startswith("Step 2 of 2 · Trained 2 of 4 students")
+
+
+def test_notices_saves_and_the_end_are_kept():
+    p = fold(
+        [
+            ev.Notice(message="the distilled student is at chance", cause="collapse", t=1.0),
+            ev.Finished(partial=True, kd_gain=0.01, t=2.0),
+            ev.Saved(run_id=7, t=2.1),
+        ]
+    )
+    assert [n.cause for n in p.notices] == ["collapse"]
+    assert p.phase is ev.Phase.FINISHED and p.fraction == 1.0 and p.text == "Stopped: the result is partial"
+    assert p.saved.run_id == 7 and p.finished.kd_gain == 0.01
+
+
+def test_the_eta_needs_some_work_done_first():
+    assert ev.eta(done=0.01, total=1.0, spent=1.0) is None
+    assert ev.eta(done=0.5, total=1.0, spent=10.0) == pytest.approx(10.0)
+    assert ev.eta(done=1.0, total=1.0, spent=10.0) == 0.0
+
+
+def test_stamped_sets_one_clock_from_the_jobs_start():
+    seen = []
+    emit = ev.stamped(seen.append, start=time.monotonic() - 5.0)
+    emit(ev.Measuring())
+    assert 5.0 <= seen[0].t < 6.0
+
+
+def test_format_seconds():
+    assert ev.format_seconds(42.4) == "42 s"
+    assert ev.format_seconds(75) == "1 min 15 s"
+    assert ev.format_seconds(-3) == "0 s"
