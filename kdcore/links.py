@@ -1,9 +1,19 @@
-"""Shareable links: a RunConfig to and from URL query parameters, with bad values clamped or dropped and said so."""
+"""Shareable links: a RunConfig to and from URL query parameters, with bad values clamped or dropped and said so.
+
+Instructor links add three parameters on top of the configuration: `lesson=N` opens lesson N (its number or
+its id), `hide=alpha,teachers` hides those sidebar controls and `lock=1` shows the preset read-only.
+`view_from_params` reads them into a LinkView, `instructor_link` writes them, and `qr_svg` draws a link as a
+QR code for the projector.
+"""
 
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+import segno
 
 from . import data as kdata
 from . import models, teachers
@@ -16,6 +26,12 @@ SEED_RANGE = (0, 10_000)
 FRACTIONS = (0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0)
 
 PARAMS = ("dataset", "teachers", "student", "T", "alpha", "epochs", "fraction", "seed")
+# The sidebar's controls, by the RunConfig field each sets; `hide` names them (T also names temperature).
+CONTROLS = ("dataset", "teachers", "student", "temperature", "alpha", "epochs", "fraction", "seed")
+CONTROL_ALIASES = {"T": "temperature"}
+VIEW_PARAMS = ("lesson", "hide", "lock")
+LOCK_VALUES = {"1": True, "true": True, "yes": True, "on": True, "0": False, "false": False, "no": False, "off": False}
+QUOTE_LIMIT = 40  # characters of a bad value quoted back in a warning
 
 
 def config_to_params(cfg: RunConfig) -> dict[str, str]:
@@ -96,7 +112,141 @@ def config_from_params(params: Mapping[str, str]) -> tuple[RunConfig, list[str]]
                     f"{nearest:g} is used instead."
                 )
             values["fraction"] = nearest
-    unknown = sorted(set(params) - set(PARAMS) - {"page"})
+    unknown = sorted(set(params) - set(PARAMS) - set(VIEW_PARAMS) - {"page"})
     if unknown:
         warnings.append(f"The link's unknown parameters {', '.join(unknown)} were ignored.")
     return RunConfig(**{**base.to_dict(), "teachers": base.teachers, **values}), warnings
+
+
+# --------------------------------------------------------------------------- instructor links
+
+
+def _quoted(text: str) -> str:
+    """A value from a link, quoted for a warning and cut to a readable length."""
+    text = str(text)
+    return repr(text if len(text) <= QUOTE_LIMIT else text[: QUOTE_LIMIT - 1] + "…")
+
+
+@dataclass(frozen=True)
+class LinkView:
+    """How a link asks the app to look: which lesson to open, which sidebar controls to hide, read-only or not."""
+
+    lesson: int | None = None
+    hidden: tuple[str, ...] = ()  # names from CONTROLS, in that order
+    locked: bool = False
+
+    def shows(self, control: str) -> bool:
+        return CONTROL_ALIASES.get(control, control) not in self.hidden
+
+
+def _lesson_numbers(lessons) -> dict[str, int]:
+    """Every way a link may name a lesson (its number, or its id) -> its number."""
+    if lessons is None:
+        from .lessons import load_lessons  # here, not at the top: kdcore.lessons imports this module
+
+        lessons = load_lessons()
+    names: dict[str, int] = {}
+    for lesson in lessons:
+        number = lesson if isinstance(lesson, int) else lesson.number
+        names[str(number)] = number
+        if not isinstance(lesson, int):
+            names[lesson.id] = number
+    return names
+
+
+def view_from_params(params: Mapping[str, str], lessons: Iterable | None = None) -> tuple[LinkView, list[str]]:
+    """The LinkView a link asks for and a warning per value dropped.
+
+    `lessons` are the lessons (or their numbers) a link may open; None loads the default lessons file.
+    """
+    warnings: list[str] = []
+    lesson = None
+    if params.get("lesson", "").strip():
+        text = params["lesson"].strip()
+        names = _lesson_numbers(lessons)
+        if text in names:
+            lesson = names[text]
+        elif text.lstrip("0") in names:  # "?lesson=02"
+            lesson = names[text.lstrip("0")]
+        else:
+            numbers = sorted(set(names.values()))
+            offered = ", ".join(map(str, numbers)) or "none"
+            warnings.append(
+                f"The link's lesson={_quoted(text)} is not a lesson here (lessons: {offered}); the lesson list is "
+                "shown instead."
+            )
+    hidden: list[str] = []
+    for item in params.get("hide", "").split(","):
+        name = CONTROL_ALIASES.get(item.strip(), item.strip())
+        if not name:
+            continue
+        if name in CONTROLS:
+            hidden.append(name)
+        else:
+            warnings.append(
+                f"The link asks to hide {_quoted(item.strip())}, which is not a sidebar control "
+                f"(choose from {', '.join(CONTROLS)}); it was ignored."
+            )
+    locked = False
+    if "lock" in params:
+        value = LOCK_VALUES.get(params["lock"].strip().lower())
+        if value is None:
+            warnings.append(
+                f"The link's lock={_quoted(params['lock'])} is neither 1 nor 0; the controls stay editable."
+            )
+        else:
+            locked = value
+    order = {name: i for i, name in enumerate(CONTROLS)}
+    return LinkView(lesson, tuple(sorted(set(hidden), key=order.__getitem__)), locked), warnings
+
+
+def view_to_params(view: LinkView) -> dict[str, str]:
+    """The query parameters of a LinkView (none for what it leaves at the default)."""
+    params = {}
+    if view.lesson is not None:
+        params["lesson"] = str(view.lesson)
+    if view.hidden:
+        params["hide"] = ",".join(view.hidden)
+    if view.locked:
+        params["lock"] = "1"
+    return params
+
+
+def instructor_link(
+    base_url: str,
+    lesson: int | None = None,
+    hide: Sequence[str] = (),
+    lock: bool = False,
+    config: RunConfig | None = None,
+) -> str:
+    """`base_url` (e.g. http://host:8501/Lessons) with the lesson, hidden controls, lock and configuration in its
+    query; the parameters it sets replace any of the same name already there."""
+    if lesson is not None and (isinstance(lesson, bool) or not isinstance(lesson, int) or lesson < 1):
+        raise ValueError(f"lesson must be a lesson number from 1 up or None, got {lesson!r}")
+    if isinstance(hide, str):
+        hide = [h for h in hide.split(",") if h.strip()]
+    names = [CONTROL_ALIASES.get(h.strip(), h.strip()) for h in hide]
+    unknown = [h for h in names if h not in CONTROLS]
+    if unknown:
+        raise ValueError(f"hide must name sidebar controls from: {', '.join(CONTROLS)}; got {', '.join(unknown)}")
+    order = {name: i for i, name in enumerate(CONTROLS)}
+    view = LinkView(lesson, tuple(sorted(set(names), key=order.__getitem__)), bool(lock))
+    ours = {**view_to_params(view), **(config_to_params(config) if config is not None else {})}
+    parts = urlsplit(base_url)
+    kept = [(k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True) if k not in ours and k not in VIEW_PARAMS]
+    query = urlencode(kept + list(ours.items()), safe=",@")
+    return urlunsplit((parts.scheme, parts.netloc, parts.path, query, parts.fragment))
+
+
+def qr_svg(url: str, scale: int = 8) -> str:
+    """The url as a QR code, an inline SVG (dark modules on white, with the standard quiet zone) for the projector."""
+    if not isinstance(url, str) or not url:
+        raise ValueError(f"url must be a non-empty text, got {url!r}")
+    try:
+        code = segno.make(url, error="m", micro=False)
+    except segno.DataOverflowError:
+        raise ValueError(
+            f"The link is too long for a QR code ({len(url)} characters); hide fewer controls or leave out the "
+            "configuration."
+        ) from None
+    return code.svg_inline(scale=scale, dark="#000", light="#fff")

@@ -551,6 +551,31 @@ class RunStore:
     def count(self) -> int:
         return self._call(lambda conn: conn.execute("SELECT COUNT(*) FROM runs").fetchone()[0])
 
+    def records_since(self, after: float, until: float, kinds: tuple[str, ...]) -> list[RunRecord]:
+        """Runs of these kinds saved in (after, until] (time.time() values), oldest first, in one query.
+
+        For live summaries such as the class board: curves are not read (left empty) and no student path is
+        resolved, so no file is touched.
+        """
+        marks = ",".join("?" * len(kinds))
+        sql = (
+            "SELECT id, created, kind, dataset, partial, config_json, metrics_json FROM runs"
+            f" WHERE created > ? AND created <= ? AND kind IN ({marks}) ORDER BY created, id"
+        )
+        rows = self._call(lambda conn: conn.execute(sql, (after, until, *kinds)).fetchall())
+        return [
+            RunRecord(
+                id=r["id"],
+                created=r["created"],
+                kind=r["kind"],
+                dataset=r["dataset"],
+                partial=bool(r["partial"]),
+                config=json.loads(r["config_json"]),
+                metrics=json.loads(r["metrics_json"]),
+            )
+            for r in rows
+        ]
+
 
 def open_store(path: str | os.PathLike | None = None) -> RunStore:
     """The run history at `path`, by default history.sqlite3 in the data folder (KD_DATA_DIR)."""

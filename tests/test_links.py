@@ -1,5 +1,7 @@
 """Shareable links: a configuration survives the trip through the URL; bad values are clamped or dropped, said so."""
 
+from urllib.parse import parse_qsl, urlsplit
+
 import pytest
 
 from kdcore import links
@@ -44,3 +46,106 @@ def test_bad_link_values_are_clamped_or_dropped_with_a_warning(params, field, ex
 def test_unknown_parameters_are_reported_and_the_rest_kept():
     cfg, warnings = links.config_from_params({"alpha": "0.3", "utm_source": "x"})
     assert cfg.alpha == 0.3 and "utm_source" in warnings[0]
+
+
+# --------------------------------------------------------------------------- instructor links
+
+
+def test_lesson_hide_and_lock_are_not_reported_as_unknown_config_parameters():
+    cfg, warnings = links.config_from_params({"lesson": "2", "hide": "alpha", "lock": "1", "T": "8"})
+    assert cfg.temperature == 8.0 and warnings == []
+
+
+def test_a_lesson_link_with_hidden_controls_and_a_lock_is_read():
+    view, warnings = links.view_from_params({"lesson": "2", "hide": "alpha,teachers,dataset", "lock": "1"})
+    assert warnings == []
+    assert view == links.LinkView(lesson=2, hidden=("dataset", "teachers", "alpha"), locked=True)
+    assert not view.shows("alpha") and view.shows("temperature") and view.shows("seed")
+
+
+def test_a_lesson_can_be_named_by_its_id_and_t_names_the_temperature_control():
+    view, warnings = links.view_from_params({"lesson": "missing-class", "hide": "T, seed,,seed"})
+    assert warnings == [] and view.lesson == 6
+    assert view.hidden == ("temperature", "seed") and not view.shows("T")
+
+
+def test_without_view_parameters_everything_shows_and_nothing_is_locked():
+    view, warnings = links.view_from_params({"T": "4", "hide": ""})
+    assert view == links.LinkView() and warnings == []
+
+
+@pytest.mark.parametrize(
+    "params,expected,word",
+    [
+        ({"lesson": "9"}, links.LinkView(), "lesson='9' is not a lesson here (lessons: 1, 2, 3, 4, 5, 6)"),
+        ({"lesson": "two"}, links.LinkView(), "lesson list is shown instead"),
+        ({"hide": "alpha,colour"}, links.LinkView(hidden=("alpha",)), "hide 'colour', which is not a sidebar control"),
+        ({"lock": "maybe"}, links.LinkView(), "lock='maybe' is neither 1 nor 0"),
+        ({"lock": "0", "lesson": "3"}, links.LinkView(lesson=3), None),
+    ],
+)
+def test_bad_view_values_are_dropped_with_a_warning_each(params, expected, word):
+    view, warnings = links.view_from_params(params)
+    assert view == expected
+    if word is None:
+        assert warnings == []
+    else:
+        assert len(warnings) == 1 and word in warnings[0], warnings
+
+
+def test_each_bad_hidden_name_gets_its_own_warning():
+    view, warnings = links.view_from_params({"hide": "colour,alpha,size"})
+    assert view.hidden == ("alpha",) and len(warnings) == 2
+    assert "'colour'" in warnings[0] and "'size'" in warnings[1]
+
+
+def test_a_long_bad_value_is_cut_to_a_readable_length_in_the_warning():
+    _, warnings = links.view_from_params({"lesson": "x" * 5000, "hide": "y" * 5000, "lock": "z" * 5000})
+    assert len(warnings) == 3
+    assert all(len(w) < 250 for w in warnings), [len(w) for w in warnings]
+    assert all("…" in w for w in warnings)
+
+
+def test_lessons_can_be_given_instead_of_loading_the_file():
+    view, warnings = links.view_from_params({"lesson": "7"}, lessons=[1, 7])
+    assert view.lesson == 7 and warnings == []
+    view, warnings = links.view_from_params({"lesson": "2"}, lessons=[1, 7])
+    assert view.lesson is None and "lessons: 1, 7" in warnings[0]
+
+
+def test_an_instructor_link_round_trips_through_the_parsers():
+    cfg = default_config("mnist-sample", teachers=("cnn-wide", "cnn-wide@2"), temperature=8, alpha=0.25)
+    url = links.instructor_link(
+        "http://class.example:8501/Lessons", lesson=3, hide=("alpha", "T", "dataset"), lock=True, config=cfg
+    )
+    parts = urlsplit(url)
+    assert (parts.scheme, parts.netloc, parts.path) == ("http", "class.example:8501", "/Lessons")
+    assert "hide=dataset,temperature,alpha" in parts.query and "teachers=cnn-wide,cnn-wide@2" in parts.query
+    params = dict(parse_qsl(parts.query))
+    view, view_warnings = links.view_from_params(params)
+    back, warnings = links.config_from_params(params)
+    assert view == links.LinkView(3, ("dataset", "temperature", "alpha"), True) and view_warnings == []
+    assert back == cfg and warnings == []
+
+
+def test_an_instructor_link_replaces_its_own_parameters_and_keeps_others():
+    url = links.instructor_link("http://h/Lessons?lesson=1&lock=1&utm=x", lesson=2)
+    assert dict(parse_qsl(urlsplit(url).query)) == {"utm": "x", "lesson": "2"}
+    assert links.instructor_link("http://h/") == "http://h/"
+
+
+@pytest.mark.parametrize(
+    "kwargs,word",
+    [({"hide": ("alpha", "colour")}, "colour"), ({"lesson": 0}, "lesson"), ({"lesson": "2"}, "lesson")],
+)
+def test_an_instructor_link_refuses_bad_arguments(kwargs, word):
+    with pytest.raises(ValueError, match=word):
+        links.instructor_link("http://h/", **kwargs)
+
+
+def test_a_link_becomes_a_qr_code_svg():
+    svg = links.qr_svg("http://class.example:8501/Lessons?lesson=2&lock=1")
+    assert svg.startswith("<svg") and svg.rstrip().endswith("</svg>")
+    assert svg != links.qr_svg("http://class.example:8501/Lessons?lesson=3&lock=1")
+    with pytest.raises(ValueError, match="too long for a QR code"):
+        links.qr_svg("http://h/?" + "x" * 5000)
