@@ -41,7 +41,7 @@ import yaml
 from . import dark, experiments, links, models, studies
 from . import data as kdata
 from .experiments import RunConfig, RunResult
-from .losses import check_alpha, check_temperature
+from .limits import check_alpha, check_fraction, check_temperature
 
 DEFAULT_PATH = Path(__file__).resolve().parent.parent / "assets" / "lessons" / "lessons.yaml"
 KINDS = ("look", "distill", "sweep", "fraction", "missing-class", "capacity")
@@ -194,21 +194,19 @@ def _flag(name: str, value) -> bool:
 
 
 def _temperatures(name: str, value) -> list[float]:
-    return studies._check_values(name, value, check_temperature, limit=studies.MAX_GRID, example="[1, 4, 20]")
+    return studies.check_values(name, value, check_temperature, limit=studies.MAX_GRID, example="[1, 4, 20]")
 
 
 def _alphas(name: str, value) -> list[float]:
-    return studies._check_values(name, value, check_alpha, limit=studies.MAX_GRID, example="[0, 0.5, 1]")
+    return studies.check_values(name, value, check_alpha, limit=studies.MAX_GRID, example="[0, 0.5, 1]")
 
 
 def _fractions(name: str, value) -> list[float]:
-    return sorted(
-        studies._check_values(name, value, studies._check_fraction, limit=studies.MAX_POINTS, example="[0.05, 1]")
-    )
+    return sorted(studies.check_values(name, value, check_fraction, limit=studies.MAX_POINTS, example="[0.05, 1]"))
 
 
 def _students(name: str, value) -> list[str]:
-    return studies._check_students(value)
+    return studies.check_students(value)
 
 
 # kind -> option -> (default, check); a default of None for students means the config student's family.

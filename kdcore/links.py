@@ -16,14 +16,12 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 import segno
 
 from . import data as kdata
-from . import models, teachers
+from . import limits, models, teachers
 from .experiments import RunConfig, default_config
-
-# The ranges the app's controls offer; a link outside them is clamped into them.
-TEMPERATURE_RANGE = (1.0, 20.0)
-EPOCH_RANGE = (1, 100)
-SEED_RANGE = (0, 10_000)
-FRACTIONS = (0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0)
+from .limits import UI_EPOCHS as EPOCH_RANGE
+from .limits import UI_FRACTIONS as FRACTIONS
+from .limits import UI_SEEDS as SEED_RANGE
+from .limits import UI_TEMPERATURES as TEMPERATURE_RANGE
 
 PARAMS = ("dataset", "teachers", "student", "T", "alpha", "epochs", "fraction", "seed")
 # The sidebar's controls, by the RunConfig field each sets; `hide` names them (T also names temperature).
@@ -31,7 +29,6 @@ CONTROLS = ("dataset", "teachers", "student", "temperature", "alpha", "epochs", 
 CONTROL_ALIASES = {"T": "temperature"}
 VIEW_PARAMS = ("lesson", "hide", "lock")
 LOCK_VALUES = {"1": True, "true": True, "yes": True, "on": True, "0": False, "false": False, "no": False, "off": False}
-QUOTE_LIMIT = 40  # characters of a bad value quoted back in a warning
 
 
 def config_to_params(cfg: RunConfig) -> dict[str, str]:
@@ -53,7 +50,7 @@ def _number(text: str, name: str, warnings: list[str]) -> float | None:
     except (TypeError, ValueError):
         value = math.nan
     if not math.isfinite(value):
-        warnings.append(f"The link's {name}={text!r} is not a number; it was ignored.")
+        warnings.append(f"The link's {name}={_quoted(text)} is not a number; it was ignored.")
         return None
     return value
 
@@ -61,7 +58,9 @@ def _number(text: str, name: str, warnings: list[str]) -> float | None:
 def _clamp(value: float, low: float, high: float, name: str, text: str, warnings: list[str]) -> float:
     clamped = min(max(value, low), high)
     if clamped != value:
-        warnings.append(f"The link's {name}={text} is outside {low:g} to {high:g}; {clamped:g} is used instead.")
+        warnings.append(
+            f"The link's {name}={_quoted(text)} is outside {low:g} to {high:g}; {clamped:g} is used instead."
+        )
     return clamped
 
 
@@ -71,7 +70,7 @@ def config_from_params(params: Mapping[str, str]) -> tuple[RunConfig, list[str]]
     dataset = params.get("dataset", "mnist-sample")
     if dataset not in kdata.DATASETS:
         warnings.append(
-            f"The link's dataset {dataset!r} is unknown (choose from {', '.join(kdata.DATASETS)}); "
+            f"The link's dataset {_quoted(dataset)} is unknown (choose from {', '.join(kdata.DATASETS)}); "
             "mnist-sample is used instead."
         )
         dataset = "mnist-sample"
@@ -88,7 +87,7 @@ def config_from_params(params: Mapping[str, str]) -> tuple[RunConfig, list[str]]
             values["student"] = params["student"]
         else:
             warnings.append(
-                f"The link's student {params['student']!r} is unknown (choose from {', '.join(students)}); "
+                f"The link's student {_quoted(params['student'])} is unknown (choose from {', '.join(students)}); "
                 f"{base.student} is used instead."
             )
     for key, field_, (low, high), whole in (
@@ -99,8 +98,10 @@ def config_from_params(params: Mapping[str, str]) -> tuple[RunConfig, list[str]]
     ):
         if key in params:
             value = _number(params[key], key, warnings)
-            if value is not None:
-                value = _clamp(round(value) if whole else value, low, high, key, params[key], warnings)
+            if value is not None and whole and value != int(value):
+                warnings.append(f"The link's {key}={_quoted(params[key])} is not a whole number; it was ignored.")
+            elif value is not None:
+                value = _clamp(value, low, high, key, params[key], warnings)
                 values[field_] = int(value) if whole else float(value)
     if "fraction" in params:
         value = _number(params["fraction"], "fraction", warnings)
@@ -108,13 +109,13 @@ def config_from_params(params: Mapping[str, str]) -> tuple[RunConfig, list[str]]
             nearest = min(FRACTIONS, key=lambda f: abs(f - value))
             if not math.isclose(nearest, value):
                 warnings.append(
-                    f"The link's fraction={params['fraction']} is not one of the offered fractions; "
+                    f"The link's fraction={_quoted(params['fraction'])} is not one of the offered fractions; "
                     f"{nearest:g} is used instead."
                 )
             values["fraction"] = nearest
     unknown = sorted(set(params) - set(PARAMS) - set(VIEW_PARAMS) - {"page"})
     if unknown:
-        warnings.append(f"The link's unknown parameters {', '.join(unknown)} were ignored.")
+        warnings.append(f"The link's unknown parameters {', '.join(map(_quoted, unknown))} were ignored.")
     return RunConfig(**{**base.to_dict(), "teachers": base.teachers, **values}), warnings
 
 
@@ -123,8 +124,7 @@ def config_from_params(params: Mapping[str, str]) -> tuple[RunConfig, list[str]]
 
 def _quoted(text: str) -> str:
     """A value from a link, quoted for a warning and cut to a readable length."""
-    text = str(text)
-    return repr(text if len(text) <= QUOTE_LIMIT else text[: QUOTE_LIMIT - 1] + "…")
+    return limits.shorten(str(text))
 
 
 @dataclass(frozen=True)

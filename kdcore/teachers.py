@@ -24,7 +24,7 @@ from filelock import FileLock
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from . import budget, metrics, models
+from . import budget, limits, metrics, models
 from . import data as kdata
 from . import events as ev
 from .train import Trainer, TrainSettings, default_device, predict_logits, teacher_settings
@@ -54,25 +54,30 @@ class Member:
 
 
 def parse_members(spec: str | Sequence[str], default_seed: int = 0) -> tuple[Member, ...]:
-    """ "cnn-wide,cnn-wide@1,mlp-wide" -> Members; 1 to 5 teachers from the zoo."""
+    """ "cnn-wide,cnn-wide@1,mlp-wide" -> Members; 1 to MAX_TEACHERS teachers from the zoo."""
     items = [s.strip() for s in (spec.split(",") if isinstance(spec, str) else spec) if s.strip()]
     teachers = [m.name for m in models.available("teacher")]
-    if not 1 <= len(items) <= 5:
-        raise ValueError(f"teachers must list 1 to 5 members from {', '.join(teachers)}, got {len(items)}")
+    if not 1 <= len(items) <= limits.MAX_TEACHERS:
+        raise ValueError(
+            f"teachers must list 1 to {limits.MAX_TEACHERS} members from {', '.join(teachers)}, got {len(items)}"
+        )
     out = []
     for item in items:
         arch, _, seed = item.partition("@")
         if arch not in teachers:
-            raise ValueError(f"unknown teacher {arch!r}; choose from: {', '.join(teachers)} (add @N for another seed)")
+            raise ValueError(
+                f"unknown teacher {limits.shorten(arch)}; choose from: {', '.join(teachers)} (add @N for another seed)"
+            )
         if seed and not seed.isdigit():
-            raise ValueError(f"teacher seed in {item!r} must be a whole number, e.g. {arch}@1")
-        out.append(Member(arch, int(seed) if seed else default_seed))
+            raise ValueError(f"teacher seed in {limits.shorten(item)} must be a whole number, e.g. {arch}@1")
+        out.append(Member(arch, limits.check_seed(int(seed), "teacher seed") if seed else default_seed))
     dup = next((m for i, m in enumerate(out) if m in out[:i]), None)
     if dup is not None:
         used = {m.seed for m in out if m.arch == dup.arch}
         free = next(s for s in range(1, len(out) + 2) if s not in used)
         raise ValueError(
-            f"teachers {spec!r} lists the same member twice; give duplicates different seeds (e.g. {dup.arch}@{free})"
+            f"teachers {limits.shorten(','.join(items), 80)} lists the same member twice; give duplicates different "
+            f"seeds (e.g. {dup.arch}@{free})"
         )
     return tuple(out)
 

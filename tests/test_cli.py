@@ -64,6 +64,8 @@ BAD_ARGUMENTS = [
     (["--student", "resnet"], ["--student", "mlp-tiny", "mlp-small", "mlp-medium", "cnn-tiny", "cnn-medium"]),
     (["--temperature", "0"], ["temperature", "0.1 to 100"]),
     (["--seed", "1e23"], ["seed", "4,294,967,295"]),
+    (["--seed", str(2**70)], ["seed", "4,294,967,295"]),
+    (["--teachers", "cnn-wide@" + "1" + "0" * 23], ["teacher seed", "4,294,967,295"]),
     (["--seed", "2.5"], ["seed", "whole number"]),
     (["--temperature", "warm"], ["temperature", "number"]),
     (["--alpha", "1.5"], ["alpha", "[0, 1]"]),

@@ -472,7 +472,7 @@ def _set(path, value):
         (2, _set(["preset", "config", "epochs"], "20"), "preset.config.epochs", "whole number"),
         (1, _set(["preset", "config", "temperature"], 25), "preset.config.temperature", "sidebar offers"),
         (2, _set(["preset", "config", "fraction"], 0.3), "preset.config.fraction", "sidebar offers"),
-        (2, _set(["preset", "options", "temperatures"], [0, 4]), "preset.options.temperatures", "> 0"),
+        (2, _set(["preset", "options", "temperatures"], [0, 4]), "preset.options.temperatures", "from 0.1 to 100"),
         (2, _set(["preset", "options", "fractions"], [0.1]), "preset.options.fractions", "not an option of a sweep"),
         (2, _set(["preset", "options", "temperatures"], [1, 4]), "preset.options.temperatures", "at least 3"),
         (4, _set(["preset", "options", "students"], ["mlp-tiny"]), "preset.options.students", "at least 2"),
@@ -500,7 +500,7 @@ def _set(path, value):
         (2, _drop("explanation"), "explanation", "is missing"),
         (2, _set(["try_next", "options"], {"alphas": [0.9]}), "try_next", "exactly one thing"),
         (2, _set(["try_next", "config"], {}), "try_next", "exactly one thing"),
-        (2, _set(["try_next", "config"], {"seed": -1}), "try_next.config.seed", "sidebar offers"),
+        (2, _set(["try_next", "config"], {"seed": -1}), "try_next.config.seed", "from 0 to 4,294,967,295"),
         (3, _set(["try_next", "options"], {"alphas": [0, 1]}), "try_next.options.alphas", "at least 3"),
     ],
 )

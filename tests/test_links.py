@@ -35,6 +35,10 @@ def test_a_config_round_trips_through_its_link():
         ({"student": "resnet"}, "student", "mlp-medium", "unknown"),
         ({"teachers": "cnn-wide,nope"}, "teachers", ("cnn-wide", "cnn-deep", "mlp-wide"), "ignored"),
         ({"dataset": "imagenet"}, "dataset", "mnist-sample", "unknown"),
+        ({"seed": str(2**70)}, "seed", 10_000, "outside 0 to 10000"),
+        ({"teachers": "cnn-wide@" + "1" + "0" * 23}, "teachers", ("cnn-wide", "cnn-deep", "mlp-wide"), "4,294,967,295"),
+        ({"epochs": "2.5"}, "epochs", 20, "not a whole number"),
+        ({"seed": "3.7"}, "seed", 0, "not a whole number"),
     ],
 )
 def test_bad_link_values_are_clamped_or_dropped_with_a_warning(params, field, expected, word):
@@ -149,3 +153,10 @@ def test_a_link_becomes_a_qr_code_svg():
     assert svg != links.qr_svg("http://class.example:8501/Lessons?lesson=3&lock=1")
     with pytest.raises(ValueError, match="too long for a QR code"):
         links.qr_svg("http://h/?" + "x" * 5000)
+
+
+@pytest.mark.parametrize("key", ["T", "student", "dataset", "teachers", "fraction", "epochs", "x" * 1000])
+def test_a_megabyte_link_value_is_cut_to_a_readable_length_in_the_config_warnings(key):
+    _, warnings = links.config_from_params({key: "9" * 1_000_000 if key != "student" else "s" * 1_000_000})
+    assert len(warnings) == 1
+    assert len(warnings[0]) < 300 and "characters" in warnings[0], warnings[0][:300]
