@@ -11,6 +11,7 @@ progress reads means editing this file.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import enum
 import threading
 import time
@@ -24,6 +25,13 @@ MIN_SHARE_FOR_ETA = 0.02
 @dataclass(frozen=True, kw_only=True)
 class Event:
     t: float = 0.0  # seconds since the job started, set by `stamped`
+
+
+@dataclass(frozen=True, kw_only=True)
+class Started(Event):
+    """The job began on a worker; a second one means the job started again elsewhere after its worker died."""
+
+    worker: str
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -132,6 +140,32 @@ class SaveFailed(Event):
 
 
 EventFn = Callable[[Event], None]
+_TYPES: dict[str, type[Event]] = {}
+
+
+def to_dict(event: Event) -> dict:
+    """The event as plain data (for transports that carry no Python objects, such as Dask's event log)."""
+    fields = {f.name: getattr(event, f.name) for f in dataclasses.fields(event)}
+    return {"type": type(event).__name__, **{k: v.value if isinstance(v, enum.Enum) else v for k, v in fields.items()}}
+
+
+def from_dict(data: dict) -> Event:
+    """The event that to_dict turned into `data`."""
+    if not _TYPES:
+        _TYPES.update({cls.__name__: cls for cls in _subclasses(Event)})
+    cls = _TYPES[data["type"]]
+    values = {}
+    for f in dataclasses.fields(cls):
+        if f.name in data:
+            v = data[f.name]
+            values[f.name] = tuple(v) if "tuple" in str(f.type) and v is not None else v
+    if "status" in values:
+        values["status"] = TeacherStatus(values["status"])
+    return cls(**values)
+
+
+def _subclasses(cls: type) -> list[type]:
+    return [c for sub in cls.__subclasses__() for c in (sub, *_subclasses(sub))]
 
 
 def ignore(event: Event) -> None:
@@ -194,6 +228,7 @@ class Progress:
     saved: Saved | SaveFailed | None = None
     finished: Finished | None = None
     train_size: int | None = None
+    worker: str | None = None  # where the job runs, once it started (a Dask worker's address)
 
     def epochs(self, model: str) -> list[Epoch]:
         return [e for e in self.curves.get(model, ()) if isinstance(e, Epoch)]
@@ -224,6 +259,7 @@ class ProgressTracker:
         self._weights: list[float] = []
         self._epochs = 0
         self._trained_t0: float | None = None  # when the first teacher that really trains began
+        self._worker: str | None = None
 
     def progress(self) -> Progress:
         with self._lock:
@@ -243,7 +279,17 @@ class ProgressTracker:
     def _apply(self, e: Event) -> None:
         p = self._p
         p.t = max(p.t, e.t)
-        if isinstance(e, DatasetLoading):
+        if isinstance(e, Started):
+            if self._worker is not None and e.worker != self._worker:
+                restarted = Notice(
+                    message=f"The worker running this job stopped; the job started again on {e.worker}.",
+                    cause="restarted",
+                    t=e.t,
+                )
+                self._p = Progress(steps=p.steps, notices=[*p.notices, restarted], t=p.t)
+                self._trained_t0 = None
+            self._worker = self._p.worker = e.worker
+        elif isinstance(e, DatasetLoading):
             self._enter(Phase.LOADING, e.t)
             p.text = f"Loading the {e.dataset} images…"
         elif isinstance(e, TeacherStart):

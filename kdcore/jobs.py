@@ -346,7 +346,8 @@ class JobRunner:
 
     # Reporter: called by the backend, from its own threads.
     def event(self, job_id: str, event: ev.Event) -> None:
-        job = self._running.get(job_id)
+        # Any known job, not only running ones: a cluster may deliver its last events after its result.
+        job = self._jobs.get(job_id)
         if job is not None:
             job._tracker.apply(event)
 

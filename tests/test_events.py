@@ -109,3 +109,35 @@ def test_format_seconds():
     assert ev.format_seconds(42.4) == "42 s"
     assert ev.format_seconds(75) == "1 min 15 s"
     assert ev.format_seconds(-3) == "0 s"
+
+
+@pytest.mark.parametrize(
+    "event",
+    [
+        ev.TeacherUpdate(member="a", status=ev.TeacherStatus.TRAINED, seconds=3.5, t=1.0),
+        ev.StudentsStart(models=("scratch", "distilled"), epochs=3, train_size=10, t=2.0),
+        ev.StudyStart(study="fraction", total=2, weights=(1.0, 2.0)),
+        ev.StudyCell(study="sweep", done=1, total=2, snapshot={"accuracy": [[0.9, None]]}),
+        step("scratch", 0.5, t=3.0),
+        ev.Saved(run_id=3, message=""),
+    ],
+)
+def test_events_survive_a_trip_through_plain_data(event):
+    import json
+
+    data = json.loads(json.dumps(ev.to_dict(event)))  # what Dask's event log can carry
+    assert ev.from_dict(data) == event
+
+
+def test_a_job_that_starts_again_on_another_worker_starts_its_progress_over_and_says_so():
+    p = fold(
+        [
+            ev.Started(worker="tcp://a:1", t=0.0),
+            ev.StudentsStart(models=("scratch", "distilled"), epochs=10, train_size=40, t=1.0),
+            epoch("scratch", 1, t=2.0),
+            ev.Started(worker="tcp://b:2", t=3.0),
+        ]
+    )
+    assert p.curves == {} and p.phase is ev.Phase.QUEUED and p.worker == "tcp://b:2"
+    (notice,) = p.notices
+    assert notice.cause == "restarted" and "started again on tcp://b:2" in notice.message
