@@ -12,7 +12,7 @@ import uuid
 import streamlit as st
 
 from kdcore import data as kdata
-from kdcore import events, experiments, jobs, links, models, teachers
+from kdcore import events, experiments, jobs, limits, links, models, teachers
 
 # One colour per role, used by every chart (colour-blind-safe Okabe-Ito hues).
 COLORS = {"teacher": "#7F7F7F", "ensemble": "#CC79A7", "scratch": "#0072B2", "distilled": "#E69F00"}
@@ -37,7 +37,7 @@ HELP = {
     "seed": "Fixes the students' starting weights and the order of batches, so a run can be repeated.",
 }
 
-_FIELDS = ("dataset", "teachers", "student", "temperature", "alpha", "epochs", "fraction", "seed")
+_FIELDS = links.CONTROLS
 TEACHER_CHOICES = [f"{m.name}@{s}" if s else m.name for m in models.available("teacher") for s in range(3)]
 
 
@@ -59,8 +59,18 @@ def config() -> experiments.RunConfig:
         params = {k: st.query_params[k] for k in st.query_params}
         cfg, warnings = links.config_from_params(params) if params else (experiments.default_config(), [])
         st.session_state.config = cfg
-        st.session_state.link_warnings = warnings
+        st.session_state.link_warnings = st.session_state.get("link_warnings", []) + warnings
     return st.session_state.config
+
+
+def link_view() -> links.LinkView:
+    """How the link that opened this session asked the app to look (lesson, hidden controls, lock)."""
+    if "link_view" not in st.session_state:
+        params = {k: st.query_params[k] for k in st.query_params}
+        view, warnings = links.view_from_params(params)
+        st.session_state.link_view = view
+        st.session_state.link_warnings = st.session_state.get("link_warnings", []) + warnings
+    return st.session_state.link_view
 
 
 def set_config(cfg: experiments.RunConfig) -> None:
@@ -93,8 +103,13 @@ def _widget(name: str, default):
 
 
 def controls(show=_FIELDS) -> experiments.RunConfig:
-    """Draw the sidebar controls and return the validated config; invalid combinations keep the last good one."""
+    """Draw the sidebar controls and return the validated config; invalid combinations keep the last good one.
+
+    An instructor's link may hide controls (they keep the link's values) or lock them all (shown, read-only).
+    """
     cfg = config()
+    view = link_view()
+    show = [name for name in show if view.shows(name)]
     for name in _FIELDS:
         # A widget's value does not follow it to another page unless it is re-assigned (Streamlit's own advice).
         if f"w_{name}" in st.session_state:
@@ -109,6 +124,7 @@ def controls(show=_FIELDS) -> experiments.RunConfig:
             key=_widget("dataset", cfg.dataset),
             format_func=_status_label,
             help=HELP["dataset"],
+            disabled=view.locked,
         )
         if ds != cfg.dataset:  # a new dataset brings its own preset
             base = experiments.default_config(ds)
@@ -122,8 +138,9 @@ def controls(show=_FIELDS) -> experiments.RunConfig:
             "Teacher ensemble (1 to 5)",
             TEACHER_CHOICES,
             key=_widget("teachers", list(cfg.teachers)),
-            max_selections=5,
+            max_selections=limits.MAX_TEACHERS,
             help=HELP["teachers"],
+            disabled=view.locked,
         )
         values["teachers"] = tuple(picked) or cfg.teachers
         if not picked:
@@ -136,6 +153,7 @@ def controls(show=_FIELDS) -> experiments.RunConfig:
             key=_widget("student", cfg.student),
             format_func=lambda n: f"{n} ({models.ZOO[n].description})",
             help=HELP["student"],
+            disabled=view.locked,
         )
     if "temperature" in show:
         values["temperature"] = sb.slider(
@@ -144,15 +162,26 @@ def controls(show=_FIELDS) -> experiments.RunConfig:
             key=_widget("temperature", float(cfg.temperature)),
             step=0.5,
             help=HELP["temperature"],
+            disabled=view.locked,
         )
     if "alpha" in show:
         values["alpha"] = sb.slider(
-            "Weight α of the teacher", 0.0, 1.0, key=_widget("alpha", float(cfg.alpha)), step=0.05, help=HELP["alpha"]
+            "Weight α of the teacher",
+            0.0,
+            1.0,
+            key=_widget("alpha", float(cfg.alpha)),
+            step=0.05,
+            help=HELP["alpha"],
+            disabled=view.locked,
         )
     if "epochs" in show:
         values["epochs"] = int(
             sb.number_input(
-                "Student epochs", *links.EPOCH_RANGE, key=_widget("epochs", int(cfg.epochs)), help=HELP["epochs"]
+                "Student epochs",
+                *links.EPOCH_RANGE,
+                key=_widget("epochs", int(cfg.epochs)),
+                help=HELP["epochs"],
+                disabled=view.locked,
             )
         )
     if "fraction" in show:
@@ -162,10 +191,13 @@ def controls(show=_FIELDS) -> experiments.RunConfig:
             key=_widget("fraction", float(cfg.fraction)),
             format_func=lambda f: f"{f:.0%}",
             help=HELP["fraction"],
+            disabled=view.locked,
         )
     if "seed" in show:
         values["seed"] = int(
-            sb.number_input("Seed", *links.SEED_RANGE, key=_widget("seed", int(cfg.seed)), help=HELP["seed"])
+            sb.number_input(
+                "Seed", *links.SEED_RANGE, key=_widget("seed", int(cfg.seed)), help=HELP["seed"], disabled=view.locked
+            )
         )
     try:
         new = experiments.RunConfig(**{**values, "teachers": tuple(values["teachers"])})
@@ -173,14 +205,17 @@ def controls(show=_FIELDS) -> experiments.RunConfig:
         sb.error(str(exc))
         return cfg
     st.session_state.config = new
-    # Mirrored in the URL, so copying the address shares this exact setup (the page is in the path).
-    st.query_params.from_dict(links.config_to_params(new))
+    # Mirrored in the URL, so copying the address shares this exact setup (the page is in the path); an
+    # instructor's lesson, hidden controls and lock stay in it too.
+    st.query_params.from_dict({**links.config_to_params(new), **links.view_to_params(view)})
     for warning in st.session_state.pop("link_warnings", []):
         st.warning(warning, icon=":material/link_off:")
-    sb.caption(f":material/memory: Jobs run on {runner().backend.describe()}.")
-    if sb.button("Reset to defaults", help="Back to the dataset's preset"):
+    if view.locked:
+        sb.caption(":material/lock: Your instructor fixed these settings for this lesson.")
+    elif sb.button("Reset to defaults", help="Back to the dataset's preset"):
         set_config(experiments.default_config(new.dataset))
         st.rerun()
+    sb.caption(f":material/memory: Jobs run on {runner().backend.describe()}.")
     return new
 
 

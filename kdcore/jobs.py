@@ -33,6 +33,7 @@ KEEP_FINISHED_PER_OWNER = 25  # finished jobs a session can still open; older on
 
 
 class JobKind(enum.StrEnum):
+    LOOK = "look"
     TEACHERS = "teachers"
     DISTILL = "distill"
     SWEEP = "sweep"
@@ -44,6 +45,7 @@ class JobKind(enum.StrEnum):
 # What each kind runs, as "module:function" so that any process (a spawned worker, a Dask worker on
 # another machine) can import it by name.
 FUNCTIONS = {
+    JobKind.LOOK: "kdcore.lessons:look",
     JobKind.TEACHERS: "kdcore.experiments:prepare_teachers",
     JobKind.DISTILL: "kdcore.experiments:distill",
     JobKind.SWEEP: "kdcore.studies:sweep",
@@ -52,7 +54,9 @@ FUNCTIONS = {
     JobKind.CAPACITY: "kdcore.studies:capacity_study",
 }
 # Jobs that train students after the teachers are ready show their progress as two steps.
-TWO_STEP_KINDS = frozenset(FUNCTIONS) - {JobKind.TEACHERS}
+TWO_STEP_KINDS = frozenset(FUNCTIONS) - {JobKind.TEACHERS, JobKind.LOOK}
+# Jobs whose results the run history keeps (and the class board reads).
+RECORDED_KINDS = TWO_STEP_KINDS
 
 
 class JobState(enum.StrEnum):
@@ -75,7 +79,7 @@ class JobSpec:
     options: tuple[tuple[str, Any], ...] = ()
     name: str = ""
     owner: str | None = None
-    record: bool | None = None  # keep the result in the run history; default: every kind but teachers
+    record: bool | None = None  # keep the result in the run history; default: RECORDED_KINDS
     # "module:function" to run; default: the kind's own, looked up where the spec is made, so every
     # process that runs it runs the same function.
     function: str | None = None
@@ -85,7 +89,7 @@ class JobSpec:
         if isinstance(self.options, dict):
             object.__setattr__(self, "options", tuple(sorted(self.options.items())))
         if self.record is None:
-            object.__setattr__(self, "record", self.kind is not JobKind.TEACHERS)
+            object.__setattr__(self, "record", self.kind in RECORDED_KINDS)
         if self.function is None:
             object.__setattr__(self, "function", FUNCTIONS[self.kind])
 

@@ -38,8 +38,9 @@ from pathlib import Path
 import torch
 import yaml
 
-from . import dark, experiments, links, models, studies
+from . import dark, experiments, jobs, links, models, studies
 from . import data as kdata
+from . import events as ev
 from .experiments import RunConfig, RunResult
 from .limits import check_alpha, check_fraction, check_temperature
 
@@ -157,11 +158,10 @@ def look(
     config: RunConfig,
     image_class: int = 3,
     *,
-    on_event: Callable[[dict], None] | None = None,
+    on_event: ev.EventFn = ev.ignore,
     cancel: threading.Event | None = None,
 ) -> LookResult:
     """One test image of `image_class` (picked with config.seed) through the config's (cached) teacher ensemble."""
-    on_event = on_event or (lambda e: None)
     started = time.perf_counter()
     data, ens = experiments.load_ensemble(config, on_event=on_event, cancel=cancel)
     index = int(dark.pick_images(ens.test_logits, data.test_y, "class", cls=image_class, k=1, seed=config.seed)[0])
@@ -174,7 +174,7 @@ def look(
         data.test_x[index].clone(),
         seconds=time.perf_counter() - started,
     )
-    on_event({"kind": "done", "partial": False, "elapsed": result.seconds})
+    on_event(ev.Finished(partial=False))
     return result
 
 
@@ -229,16 +229,6 @@ RESULT_TYPES = {
     "missing-class": studies.MissingClassResult,
     "capacity": studies.CapacityResult,
 }
-
-
-@dataclass(frozen=True)
-class LessonJob:
-    """What a page submits: `fn(*args, on_event=..., cancel=..., **kwargs)` returns the result `grade` reads."""
-
-    kind: str
-    fn: Callable
-    args: tuple
-    kwargs: dict
 
 
 # --------------------------------------------------------------------------- graders
@@ -691,23 +681,13 @@ class Lesson:
         """This lesson with its "try this next" change applied to the preset (same question, grader and texts)."""
         return replace(self, preset=self.try_next.preset)
 
-    def job(self, config: RunConfig | None = None) -> LessonJob:
+    def spec(self, config: RunConfig | None = None, owner: str | None = None) -> jobs.JobSpec:
         """The job the lesson's button runs, on `config` (the sidebar's, if the learner changed it) or the preset's."""
         cfg = self.preset.config if config is None else config
-        o, kind = self.preset.options, self.preset.kind
-        if kind == "look":
-            fn, args, kwargs = look, (cfg,), {"image_class": o["image_class"]}
-        elif kind == "distill":
-            fn, args, kwargs = experiments.distill, (cfg,), {}
-        elif kind == "sweep":
-            fn, args, kwargs = studies.sweep, (cfg, o["temperatures"], o["alphas"]), {}
-        elif kind == "fraction":
-            fn, args, kwargs = studies.fraction_study, (cfg, o["fractions"]), {}
-        elif kind == "missing-class":
-            fn, args, kwargs = studies.missing_class_study, (cfg, o["missing"], o["bias_fix"]), {}
-        else:
-            fn, args, kwargs = studies.capacity_study, (cfg, o["students"]), {}
-        return LessonJob(kind, fn, args, kwargs)
+        options = {k: tuple(v) if isinstance(v, list) else v for k, v in self.preset.options.items() if v is not None}
+        if self.preset.kind == "capacity" and "students" not in options:
+            options["students"] = tuple(studies.family_students(cfg.student))
+        return jobs.JobSpec(self.preset.kind, cfg, options, name=f"Lesson {self.number}: {self.title}", owner=owner)
 
 
 @dataclass(frozen=True)

@@ -164,7 +164,7 @@ def test_a_bad_link_is_clamped_with_a_visible_warning(fast_run):
     at.run()
     assert not at.exception
     warnings = "\n".join(w.value for w in at.warning)
-    assert "T=99" in warnings and "alpha" in warnings and "imagenet" in warnings
+    assert "T='99'" in warnings and "alpha" in warnings and "imagenet" in warnings
     assert at.slider(key="w_temperature").value == 20.0
 
 
@@ -191,3 +191,28 @@ def test_compare_offers_the_table_weights_and_onnx_of_this_sessions_run(fast_run
     assert xaxis["ticktext"] == [f"{t:g}" for t in ticks] and len(ticks) >= 2
     assert ticks[0] < min(latencies) and ticks[-1] > max(latencies)
     assert xaxis["range"] == pytest.approx([math.log10(ticks[0]), math.log10(ticks[-1])])
+
+
+def test_an_instructor_link_hides_controls_and_can_lock_the_rest(fast_run):
+    at = _app("pages/2_Distill.py")
+    at.query_params.update({"hide": "alpha,teachers,dataset", "lock": "1", "T": "8"})
+    at.run()
+    assert not at.exception
+    labels = {w.label for w in at.sidebar.selectbox} | {w.label for w in at.sidebar.slider}
+    labels |= {w.label for w in at.sidebar.multiselect}
+    assert "Weight α of the teacher" not in labels and "Dataset" not in labels
+    assert "Teacher ensemble (1 to 5)" not in labels
+    assert at.slider(key="w_temperature").value == 8.0 and at.slider(key="w_temperature").disabled
+    assert not any(b.label == "Reset to defaults" for b in at.sidebar.button)
+    assert at.session_state["config"].alpha == default_config().alpha  # hidden controls keep the preset
+    assert at.query_params["hide"] == "dataset,teachers,alpha" and at.query_params["lock"] == "1"
+
+
+def test_bad_instructor_link_values_are_dropped_with_a_warning(fast_run):
+    at = _app("pages/2_Distill.py")
+    at.query_params.update({"hide": "alpha,wings", "lock": "maybe", "lesson": "99"})
+    at.run()
+    assert not at.exception
+    warnings = "\n".join(w.value for w in at.warning)
+    assert "'wings'" in warnings and "lock='maybe'" in warnings and "lesson='99'" in warnings
+    assert not at.slider(key="w_temperature").disabled

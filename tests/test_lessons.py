@@ -12,7 +12,8 @@ import pytest
 import torch
 import yaml
 
-from kdcore import lessons, studies
+from kdcore import events as ev
+from kdcore import jobs, lessons, studies
 from kdcore.experiments import ModelRow, RunResult, default_config
 
 DEFAULT = lessons.load_lessons()
@@ -147,13 +148,19 @@ def test_every_lesson_runs_offline_with_a_handful_of_short_trainings(x):
 
 
 def test_each_lesson_job_calls_the_study_with_the_preset():
-    job = lesson(2).job()
-    assert job.fn is studies.sweep and job.args == (lesson(2).preset.config, [1.0, 4.0, 20.0], [0.5])
-    assert lesson(1).job().fn is lessons.look and lesson(1).job().kwargs == {"image_class": 3}
-    assert lesson(6).job().args[1:] == (3, True)
+    spec = lesson(2).spec(owner="s1")
+    assert spec.kind is jobs.JobKind.SWEEP and spec.function == "kdcore.studies:sweep"
+    assert spec.config == lesson(2).preset.config and spec.owner == "s1" and spec.record
+    assert dict(spec.options) == {"temperatures": (1.0, 4.0, 20.0), "alphas": (0.5,)}
+    look = lesson(1).spec()
+    assert look.function == "kdcore.lessons:look" and dict(look.options) == {"image_class": 3}
+    assert not look.record  # a look at one image is not a run for the history or the class board
+    assert dict(lesson(6).spec().options) == {"missing": 3, "bias_fix": True}
+    assert lesson(2).spec().name == "Lesson 2: " + lesson(2).title
     # A learner who changed the sidebar runs the lesson's study on their own configuration.
     mine = default_config("mnist-sample", epochs=5)
-    assert lesson(4).job(mine).args == (mine, ["mlp-tiny", "mlp-medium"])
+    assert lesson(4).spec(mine).config == mine
+    assert dict(lesson(4).spec(mine).options) == {"students": ("mlp-tiny", "mlp-medium")}
 
 
 def test_try_next_changes_exactly_one_thing():
@@ -170,13 +177,13 @@ def test_try_next_changes_exactly_one_thing():
 
 def test_look_shows_one_test_image_of_the_class_through_the_cached_teachers(fast_config):
     x = lesson(1)
-    job = x.job(default_config("mnist-sample", temperature=8, epochs=fast_config.epochs))
+    spec = x.spec(default_config("mnist-sample", temperature=8, epochs=fast_config.epochs))
     events = []
-    result = job.fn(*job.args, on_event=events.append, **job.kwargs)
+    result = jobs.run(spec, events.append, None)
     assert result.label == 3 and result.logits.shape == (10,)
     assert result.image.shape == (1, 28, 28)
     assert sum(result.probabilities(8.0)) == pytest.approx(1.0)
-    assert events[-1]["kind"] == "done"
+    assert isinstance(events[-1], ev.Finished)
     reveal = lessons.grade(x, "softer", result)
     assert reveal.outcome is not None and "T = 8" in reveal.measured
 
@@ -415,7 +422,7 @@ def test_an_instructor_adds_a_seventh_lesson_by_editing_only_the_file(tmp_path):
     assert [x.number for x in loaded] == [1, 2, 3, 4, 5, 6, 7]
     seventh = lessons.find(loaded, 7)
     assert seventh.preset.config.temperature == 6 and seventh.preset.config.epochs == 10
-    assert seventh.job().fn.__name__ == "distill"
+    assert seventh.spec().function == "kdcore.experiments:distill"
     reveal = lessons.grade(seventh, "better", run(0.940, 0.962, temperature=6))
     assert reveal.matched is True and reveal.explanation == "KD added +2.2 points: 96.2 % against 94.0 % at T = 6."
     reveal = lessons.grade(seventh, "better", run(0.950, 0.930, temperature=6))
