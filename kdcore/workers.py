@@ -31,6 +31,7 @@ from multiprocessing.connection import Connection, wait
 from pathlib import Path
 
 CANCEL_GRACE_S = 10.0
+WORKER_NICENESS = 10
 _POLL_S = 0.2
 _PROJECT = Path(__file__).resolve().parent.parent
 
@@ -45,16 +46,18 @@ def max_jobs_from_env() -> int:
 # ---- inside a worker process ---------------------------------------------------------------------
 
 
-def _serve(conn: Connection, threads: int) -> None:
+def _serve(conn: Connection) -> None:
     """The worker's life: warm up, then run each job it is sent, one at a time, until told to stop."""
     import torch
 
     from . import budget, jobs
     from . import events as ev
 
-    # One thread unless a model gains from more (kdcore.budget decides, within this worker's share).
+    if hasattr(os, "nice"):
+        # Training is background work: the web server drawing pages for the class goes first.
+        os.nice(WORKER_NICENESS)
+    # One thread unless a model gains from more (kdcore.budget decides, within each job's share).
     torch.set_num_threads(1)
-    budget.set_job_threads(threads)
     _warm_up()
     send_lock = threading.Lock()
 
@@ -84,7 +87,8 @@ def _serve(conn: Connection, threads: int) -> None:
     threading.Thread(target=read, name="kd-worker-reader", daemon=True).start()
     send(("ready", os.getpid()))
     while (message := runs.get())[0] == "run":
-        _, job_id, spec = message
+        _, job_id, spec, threads = message
+        budget.set_job_threads(threads)
 
         def on_event(event, job_id=job_id) -> None:
             send(("event", job_id, event))
@@ -120,9 +124,8 @@ def _warm_up() -> None:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m kdcore.workers", description="A KD Playground worker process.")
     parser.add_argument("--fd", type=int, required=True, help="the socket inherited from the server")
-    parser.add_argument("--threads", type=int, required=True, help="this worker's share of the cores")
     args = parser.parse_args(argv)
-    _serve(Connection(args.fd), args.threads)
+    _serve(Connection(args.fd))
 
 
 # ---- in the server process -----------------------------------------------------------------------
@@ -141,12 +144,9 @@ class _Worker:
 class ProcessBackend:
     """n local worker processes, one job each at a time; see the module docstring."""
 
-    def __init__(self, workers: int, threads: int | None = None, cancel_grace: float = CANCEL_GRACE_S):
-        from . import budget
-
+    def __init__(self, workers: int, cancel_grace: float = CANCEL_GRACE_S):
         if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
             raise ValueError(f"workers must be a whole number >= 1, got {workers!r}")
-        self.threads = threads or budget.share(workers)
         self.cancel_grace = cancel_grace
         self._reporter = None
         self._lock = threading.Lock()
@@ -162,7 +162,7 @@ class ProcessBackend:
         # core another job waits for. Read by torch's OpenMP runtime when it starts, so set it here.
         env.setdefault("OMP_WAIT_POLICY", "PASSIVE")
         env["PYTHONPATH"] = os.pathsep.join(p for p in (str(_PROJECT), env.get("PYTHONPATH", "")) if p)
-        command = [sys.executable, "-m", "kdcore.workers", "--fd", str(theirs.fileno()), "--threads", str(self.threads)]
+        command = [sys.executable, "-m", "kdcore.workers", "--fd", str(theirs.fileno())]
         process = subprocess.Popen(command, pass_fds=(theirs.fileno(),), env=env, stdin=subprocess.DEVNULL)
         theirs.close()
         return _Worker(process, Connection(ours.detach()))
@@ -175,10 +175,14 @@ class ProcessBackend:
         return len(self._workers)
 
     def start(self, job_id: str, spec) -> None:
+        from . import budget
+
         with self._lock:
             worker = next(w for w in self._workers if w.job_id is None)
             worker.job_id, worker.cancel_deadline = job_id, None
-            worker.conn.send(("run", job_id, spec))
+            # The cores are shared by the jobs running now, this one included: a lone job gets them all.
+            threads = budget.share(sum(w.job_id is not None for w in self._workers))
+            worker.conn.send(("run", job_id, spec, threads))
 
     def cancel(self, job_id: str) -> None:
         with self._lock:
@@ -190,7 +194,7 @@ class ProcessBackend:
 
     def describe(self) -> str:
         n = len(self._workers)
-        return f"{n} local worker process{'es' if n != 1 else ''} on this server, {self.threads} thread(s) each"
+        return f"{n} local worker process{'es' if n != 1 else ''} on this server, sharing its cores"
 
     def ready_workers(self) -> int:
         with self._lock:

@@ -51,3 +51,14 @@ def sweep_that_waits(config, *, on_event, cancel, **options):
             cancel.wait(60)
 
     return studies.sweep(config, **options, on_event=hook, cancel=cancel)
+
+
+def budget(config, *, on_event, cancel, hold: float = 0.0):
+    """The thread budget the worker gave this job (after waiting `hold` seconds or until stopped)."""
+    from kdcore import budget as kd_budget
+
+    threads = kd_budget.job_threads()
+    deadline = time.monotonic() + hold
+    while time.monotonic() < deadline and not cancel.is_set():
+        time.sleep(0.02)
+    return threads
