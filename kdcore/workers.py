@@ -31,7 +31,6 @@ from multiprocessing.connection import Connection, wait
 from pathlib import Path
 
 CANCEL_GRACE_S = 10.0
-WORKER_NICENESS = 10
 _POLL_S = 0.2
 _PROJECT = Path(__file__).resolve().parent.parent
 
@@ -53,9 +52,6 @@ def _serve(conn: Connection) -> None:
     from . import budget, jobs
     from . import events as ev
 
-    if hasattr(os, "nice"):
-        # Training is background work: the web server drawing pages for the class goes first.
-        os.nice(WORKER_NICENESS)
     # One thread unless a model gains from more (kdcore.budget decides, within each job's share).
     torch.set_num_threads(1)
     _warm_up()
