@@ -1,12 +1,12 @@
 """How many CPU threads a job, and each model within it, may use.
 
 A job's budget is the machine's cores divided among the jobs running when it starts, itself included
-(KD_THREADS, or the CLI's --threads, overrides it): a lone job gets every core, two share them. Within the budget a model gets more than one torch intra-op thread
-only if it gains from them (`models.ModelSpec.parallel`, chosen by measurement in
-benchmarks/threads.py): small models run no faster on two threads, and on a machine where another
-process holds a core their threads wait for each other and run many times slower. The two students
-of a distillation use a budget of two differently: each trains on its own thread ("lanes"), which
-needs no waiting between threads.
+(KD_THREADS, or the CLI's --threads, overrides it): a lone job gets every core, two share them.
+Within the budget a model gets more than one torch intra-op thread only if it gains from them
+(`models.ModelSpec.parallel`, chosen by measurement in benchmarks/threads.py): small models run no
+faster on two threads. The two students of a distillation use a budget of two differently: each
+trains on its own thread ("lanes"), which needs no waiting between threads. Workers and the CLI set
+OMP_WAIT_POLICY=PASSIVE, so threads that wait sleep instead of spinning on a core a neighbour needs.
 """
 
 from __future__ import annotations
