@@ -1,0 +1,178 @@
+"""A class at once: K real browser sessions against one server, each distilling and each moving a slider.
+
+Usage: python benchmarks/classroom.py [--sessions 8] [--epochs 20] [--scheduler local|dask] [--json out.json]
+
+Each session (a Chromium browser context with two tabs) opens Distill with its own T (1, 2, 3, ...),
+presses Start, and while the jobs run and queue it moves the Dark knowledge page's T slider every
+second or so, timing each move from the key press until the page shows the soft targets at the new T.
+Reported: how many sessions got their result (K/K), jobs per minute, and p50/p95 of the slider moves.
+With --scheduler dask the server sends jobs to a Dask scheduler with two single-thread workers started
+here on 127.0.0.1 (and stopped afterwards); with local (default) to its own worker processes.
+Teachers are trained once, untimed, before the sessions start. Needs /usr/bin/chromium.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from tests.browser import CHROMIUM, CHROMIUM_ARGS, DESKTOP, serve  # noqa: E402
+
+SLIDER = '[data-testid="stSidebar"] [data-testid="stSlider"]'
+DASK = Path(sys.executable).with_name("dask")
+
+
+async def _idle(page, timeout_ms: int = 120_000) -> None:
+    await page.wait_for_timeout(300)
+    await page.wait_for_selector('[data-testid="stStatusWidget"]', state="detached", timeout=timeout_ms)
+
+
+async def _move_slider(page, temperature: float) -> tuple[float, float]:
+    """Press an arrow key on the T slider; seconds until the soft targets at the new T are drawn."""
+    thumb = page.locator(SLIDER).get_by_role("slider", name="Temperature T")
+    up = temperature < 20.0
+    new = temperature + (0.5 if up else -0.5)
+    await thumb.focus()
+    started = time.perf_counter()
+    await thumb.press("ArrowRight" if up else "ArrowLeft")
+    await page.get_by_text(f"Soft targets at T = {new:g} ", exact=False).first.wait_for(timeout=120_000)
+    return time.perf_counter() - started, new
+
+
+async def _session(browser, url: str, index: int, epochs: int, out: dict) -> None:
+    context = await browser.new_context(viewport=DESKTOP)
+    distill, dark = await context.new_page(), await context.new_page()
+    await distill.goto(f"{url}/Distill?T={index + 1}&epochs={epochs}")
+    await distill.get_by_role("button", name="Start").wait_for(timeout=120_000)
+    await _idle(distill)
+    await dark.goto(f"{url}/Dark_knowledge?T=4")
+    await dark.get_by_text("Soft targets at T = 4 ", exact=False).first.wait_for(timeout=120_000)
+    await _idle(dark)
+    clicked = time.perf_counter()
+    await distill.get_by_role("button", name="Start").click()
+    result = asyncio.ensure_future(distill.get_by_text("KD gain", exact=True).first.wait_for(timeout=900_000))
+    temperature, moves = 4.0, []
+    while not result.done():
+        seconds, temperature = await _move_slider(dark, temperature)
+        moves.append(seconds)
+        await asyncio.sleep(0.5 + (index % 3) * 0.25)
+    try:
+        await result
+        out[index] = {"done_s": time.perf_counter() - clicked, "clicked": clicked, "moves": moves}
+    except Exception as exc:
+        out[index] = {"error": str(exc), "moves": moves}
+    await context.close()
+
+
+async def _classroom(url: str, sessions: int, epochs: int) -> dict:
+    from playwright.async_api import async_playwright
+
+    out: dict = {}
+    async with async_playwright() as p:
+        browser = await p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            await asyncio.gather(*(_session(browser, url, i, epochs, out) for i in range(sessions)))
+        finally:
+            await browser.close()
+    return out
+
+
+@contextlib.contextmanager
+def _dask_cluster(env: dict):
+    """A scheduler and two single-thread workers on 127.0.0.1, stopped on exit; yields the address."""
+    folder = Path(tempfile.mkdtemp(prefix="kd-dask-"))
+    file = folder / "scheduler.json"
+    env = {**env, "PYTHONPATH": str(ROOT)}
+    quiet = {"cwd": ROOT, "env": env, "stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL}
+    scheduler = ["scheduler", "--host", "127.0.0.1", "--port", "0", "--scheduler-file", str(file)]
+    procs = [subprocess.Popen([str(DASK), *scheduler, "--no-dashboard"], **quiet)]
+    try:
+        deadline = time.monotonic() + 60
+        while not (file.exists() and file.stat().st_size):
+            if time.monotonic() > deadline:
+                raise RuntimeError("the Dask scheduler did not start")
+            time.sleep(0.2)
+        address = json.loads(file.read_text())["address"]
+        for _ in range(2):
+            worker = ["worker", address, "--nthreads", "1", "--host", "127.0.0.1", "--no-dashboard"]
+            procs.append(subprocess.Popen([str(DASK), *worker], **quiet))
+        yield address
+    finally:
+        for proc in reversed(procs):
+            proc.terminate()
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                proc.wait(15)
+
+
+def run(sessions: int = 8, epochs: int = 20, scheduler: str = "local") -> dict:
+    """The classroom measured once; returns the per-session results and the summary."""
+    env = {"KD_DATA_DIR": os.environ.setdefault("KD_DATA_DIR", tempfile.mkdtemp(prefix="kd-classroom-"))}
+    subprocess.run(
+        [sys.executable, "-m", "kdcore", "prepare", "--dataset", "mnist-sample"],
+        cwd=ROOT,
+        env={**os.environ, **env},
+        check=True,
+        capture_output=True,
+    )
+    with contextlib.ExitStack() as stack:
+        if scheduler == "dask":
+            env["KD_SCHEDULER"] = stack.enter_context(_dask_cluster({**os.environ, **env}))
+        url = stack.enter_context(serve(env=env))
+        started = time.perf_counter()
+        out = asyncio.run(_classroom(url, sessions, epochs))
+        wall = time.perf_counter() - started
+    done = [o for o in out.values() if "done_s" in o]
+    moves = sorted(m for o in out.values() for m in o["moves"])
+    first = min((o["clicked"] for o in done), default=0.0)
+    span = max((o["clicked"] + o["done_s"] - first for o in done), default=0.0)
+    summary = {
+        "scheduler": scheduler,
+        "sessions": sessions,
+        "results": len(done),
+        "jobs_per_minute": 60 * len(done) / span if span else 0.0,
+        "moves": len(moves),
+        "p50_s": statistics.median(moves) if moves else None,
+        "p95_s": moves[min(len(moves) - 1, round(0.95 * (len(moves) - 1)))] if moves else None,
+        "wall_s": wall,
+        "errors": [o["error"] for o in out.values() if "error" in o],
+    }
+    return {"summary": summary, "sessions": out}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--sessions", type=int, default=8)
+    parser.add_argument("--epochs", type=int, default=20, help="student epochs of each session's distillation")
+    parser.add_argument("--scheduler", choices=("local", "dask"), default="local")
+    parser.add_argument("--json", type=Path, default=None)
+    args = parser.parse_args(argv)
+    if not Path(CHROMIUM).exists():
+        parser.error(f"needs Chromium at {CHROMIUM}: apt-get install -y chromium")
+    s = run(args.sessions, args.epochs, args.scheduler)["summary"]
+    print(
+        "| jobs on | sessions | got a result | jobs / min | slider moves | p50 s | p95 s |\n"
+        "|---|---:|---:|---:|---:|---:|---:|\n"
+        f"| {s['scheduler']} | {s['sessions']} | {s['results']}/{s['sessions']} | {s['jobs_per_minute']:.1f} | "
+        f"{s['moves']} | {s['p50_s'] or 0:.2f} | {s['p95_s'] or 0:.2f} |"
+    )
+    for error in s["errors"]:
+        print(f"error: {error}")
+    if args.json:
+        args.json.write_text(json.dumps(s, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

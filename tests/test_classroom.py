@@ -1,0 +1,20 @@
+"""A two-session classroom in real Chromium: the small version of benchmarks/classroom.py (which times it)."""
+
+from pathlib import Path
+
+import pytest
+
+from tests.browser import CHROMIUM
+
+pytestmark = pytest.mark.skipif(not Path(CHROMIUM).exists(), reason=f"needs Chromium at {CHROMIUM}")
+
+
+def test_two_sessions_distilling_at_once_both_get_their_result_while_moving_a_slider(fast_run):
+    from benchmarks import classroom
+
+    out = classroom.run(sessions=2, epochs=2)
+    summary = out["summary"]
+    assert summary["errors"] == [] and summary["results"] == 2
+    # Each session moved the Dark knowledge slider while the jobs ran, and every move was drawn.
+    assert all(session["moves"] for session in out["sessions"].values())
+    assert summary["p95_s"] is not None and summary["jobs_per_minute"] > 0
