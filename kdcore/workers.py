@@ -81,7 +81,10 @@ def _serve(conn: Connection) -> None:
         runs.put(("stop",))
 
     threading.Thread(target=read, name="kd-worker-reader", daemon=True).start()
-    send(("ready", os.getpid()))
+    try:
+        send(("ready", os.getpid()))
+    except OSError:  # the server went away while this worker was starting
+        return
     while (message := runs.get())[0] == "run":
         _, job_id, spec, threads = message
         budget.set_job_threads(threads)
