@@ -8,31 +8,18 @@ alpha = 0 is plain training on labels; alpha = 1 learns from the teacher alone.
 
 from __future__ import annotations
 
-import math
 from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
+
+from .limits import check_alpha, check_temperature
 
 
 class DistillationLoss(NamedTuple):
     total: torch.Tensor
     hard: torch.Tensor
     soft: torch.Tensor
-
-
-def check_temperature(temperature: float) -> float:
-    t = float(temperature)
-    if not math.isfinite(t) or t <= 0:
-        raise ValueError(f"temperature must be a number > 0 (e.g. 1 to 20), got {temperature!r}")
-    return t
-
-
-def check_alpha(alpha: float) -> float:
-    a = float(alpha)
-    if not math.isfinite(a) or not 0.0 <= a <= 1.0:
-        raise ValueError(f"alpha must be in [0, 1] (0 = labels only, 1 = teacher only), got {alpha!r}")
-    return a
 
 
 def soft_targets(teacher_logits: torch.Tensor, temperature: float) -> torch.Tensor:

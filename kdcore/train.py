@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import functools
 import math
 import threading
 import time
@@ -20,7 +21,7 @@ from torch import nn
 
 from . import data as kdata
 from . import events as ev
-from .losses import distillation_loss
+from .losses import DistillationLoss, distillation_loss
 
 # A training loss above this many times that of a model guessing uniformly (ln K) has blown up; any
 # run that is learning stays far below it.
@@ -148,9 +149,12 @@ class Trainer:
         cancel: threading.Event | None = None,
         device: torch.device | None = None,
         progress_every_s: float = 1.0,
+        loss_fn: Callable[[torch.Tensor, torch.Tensor, torch.Tensor], DistillationLoss] | None = None,
     ):
         if teacher_logits is None and alpha > 0:
             raise ValueError("alpha > 0 needs teacher_logits")
+        # loss_fn(student logits, teacher logits, labels) replaces the Hinton loss at this T and alpha.
+        self.loss_fn = loss_fn or functools.partial(distillation_loss, temperature=temperature, alpha=alpha)
         self.device = device or default_device()
         self.model = model.to(self.device)
         self.data, self.settings, self.name = data, settings, name
@@ -214,7 +218,7 @@ class Trainer:
                 hard = nn.functional.cross_entropy(logits, self.y[bi_dev])
                 parts = (hard, hard, torch.zeros((), device=self.device))
             else:
-                parts = distillation_loss(logits, self.teacher[bi_dev], self.y[bi_dev], self.temperature, self.alpha)
+                parts = self.loss_fn(logits, self.teacher[bi_dev], self.y[bi_dev])
             self.opt.zero_grad(set_to_none=True)
             parts[0].backward()
             self.opt.step()
