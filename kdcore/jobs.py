@@ -132,11 +132,11 @@ def run(spec: JobSpec, on_event: ev.EventFn, cancel) -> Any:
     fn = resolve(spec.function)
     result = fn(spec.config, **dict(spec.options), on_event=on_event, cancel=cancel)
     if result is not None and spec.record:
-        _record(result, spec.kind, on_event)
+        _record(result, spec.kind, spec.owner, on_event)
     return result
 
 
-def _record(result, kind: JobKind, on_event: ev.EventFn) -> None:
+def _record(result, kind: JobKind, owner: str | None, on_event: ev.EventFn) -> None:
     from . import store
     from .experiments import RunResult
 
@@ -144,10 +144,11 @@ def _record(result, kind: JobKind, on_event: ev.EventFn) -> None:
         history = store.open_store()
         try:
             if isinstance(result, RunResult):
-                run_id = history.save_run(result, kind.value)
+                run_id = history.save_run(result, kind.value, owner=owner)
             else:
+                c = result.config
                 run_id = history.save_record(
-                    kind.value, result.config.dataset, result.config.to_dict(), result.to_json(), None, result.partial
+                    kind.value, c.dataset, c.to_dict(), result.to_json(), None, result.partial, owner=owner
                 )
             on_event(ev.Saved(run_id=run_id, message=history.recovered_message or ""))
         finally:

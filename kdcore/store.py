@@ -24,7 +24,6 @@ import sqlite3
 import tempfile
 import threading
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -36,7 +35,9 @@ from . import data as kdata
 from . import models
 from .experiments import RunResult
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+# Who may delete runs that other sessions saved: a server started with KD_INSTRUCTOR=1.
+INSTRUCTOR_ENV = "KD_INSTRUCTOR"
 DEFAULT_FILENAME = "history.sqlite3"
 STUDENTS_FOLDER = "students"
 BUSY_TIMEOUT_S = 10.0
@@ -65,7 +66,8 @@ CREATE TABLE IF NOT EXISTS runs (
     config_json TEXT NOT NULL,
     metrics_json TEXT NOT NULL,
     curves_json TEXT NOT NULL,
-    student_path TEXT
+    student_path TEXT,
+    owner TEXT
 );
 CREATE INDEX IF NOT EXISTS runs_dataset_kind ON runs (dataset, kind);
 """
@@ -114,6 +116,7 @@ class RunSummary:
     temperature: float | None
     alpha: float | None
     epochs: int | None
+    owner: str | None = None  # the browser session that saved it (None: the CLI, or an older history)
 
 
 @dataclass(frozen=True)
@@ -294,9 +297,13 @@ class RunStore:
             )
         if version < SCHEMA_VERSION:
             with self._transaction(conn):
+                columns = {r[1] for r in conn.execute("PRAGMA table_info(runs)")}
+                if columns and "owner" not in columns:  # a version-1 history: its runs belong to no session
+                    conn.execute("ALTER TABLE runs ADD COLUMN owner TEXT")
                 for statement in filter(str.strip, _SCHEMA.split(";")):
                     conn.execute(statement)
-                self._seed_ids(conn)
+                if version == 0:
+                    self._seed_ids(conn)
                 conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
         problems = [r[0] for r in conn.execute("PRAGMA quick_check").fetchall()]
         if problems != ["ok"]:
@@ -372,6 +379,7 @@ class RunStore:
         curves: dict | None,
         partial: bool,
         student: bytes | None = None,
+        owner: str | None = None,
     ) -> int:
         if not isinstance(kind, str) or not kind.strip():
             raise ValueError(f"kind must be a non-empty string such as 'distill' or 'sweep', got {kind!r}")
@@ -389,9 +397,9 @@ class RunStore:
             try:
                 with self._transaction(conn):
                     run_id = conn.execute(
-                        "INSERT INTO runs (created, kind, dataset, partial, config_json, metrics_json, curves_json)"
-                        " VALUES (?, ?, ?, ?, ?, ?, ?)",
-                        (time.time(), kind, dataset, int(bool(partial)), *texts),
+                        "INSERT INTO runs (created, kind, dataset, partial, config_json, metrics_json, curves_json, "
+                        "owner) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                        (time.time(), kind, dataset, int(bool(partial)), *texts, owner),
                     ).lastrowid
                     if student is not None:
                         written = self._write_student(run_id, student)
@@ -422,8 +430,11 @@ class RunStore:
             raise
         return final
 
-    def save_run(self, result: RunResult, kind: str = "distill") -> int:
-        """Keep a distillation result (config, rows, curves) and its distilled student's weights; returns the id."""
+    def save_run(self, result: RunResult, kind: str = "distill", owner: str | None = None) -> int:
+        """Keep a distillation result (config, rows, curves) and its distilled student's weights; returns the id.
+
+        `owner` is the browser session that ran it: that session sees it as its own on the History page.
+        """
         if not isinstance(result, RunResult):
             raise ValueError(f"result must be a RunResult, got a {type(result).__name__}")
         student = result.students.get("distilled")
@@ -438,14 +449,21 @@ class RunStore:
             "classes": list(result.classes),
         }
         return self._insert(
-            kind, result.config.dataset, result.config.to_dict(), metrics, result.curves, result.partial, payload
+            kind, result.config.dataset, result.config.to_dict(), metrics, result.curves, result.partial, payload, owner
         )
 
     def save_record(
-        self, kind: str, dataset: str, config: dict, metrics: dict, curves: dict | None = None, partial: bool = False
+        self,
+        kind: str,
+        dataset: str,
+        config: dict,
+        metrics: dict,
+        curves: dict | None = None,
+        partial: bool = False,
+        owner: str | None = None,
     ) -> int:
         """Keep an experiment result that has no single student (sweep, fraction, ...); returns the id."""
-        return self._insert(kind, dataset, config, metrics, curves, partial)
+        return self._insert(kind, dataset, config, metrics, curves, partial, owner=owner)
 
     def _student_file(self, stored) -> Path | None:
         """The file a stored student path names, if it is inside `students_dir` (see inside_folder); else None."""
@@ -453,8 +471,9 @@ class RunStore:
             return None
         return inside_folder(self.students_dir, self.path.parent / stored)
 
-    def delete_runs(self, ids) -> Deletion:
-        """Delete these runs and their student files; unknown ids are skipped.
+    def delete_runs(self, ids, owner: str | None = None) -> Deletion:
+        """Delete these runs and their student files; unknown ids are skipped, and with `owner` so are runs
+        another session saved (a session may delete only its own runs; see `may_delete_all`).
 
         A stored student path that leads outside `students_dir`, or to a folder, is left alone and listed in
         the returned `Deletion.refused`; the run's row goes all the same.
@@ -462,14 +481,13 @@ class RunStore:
         ids = [_run_id(i) for i in ids]
         if not ids:
             return Deletion(0, (), self.students_dir)
-        marks = ",".join("?" * len(ids))
+        where = f"id IN ({','.join('?' * len(ids))})" + ("" if owner is None else " AND owner = ?")
+        args = ids + ([] if owner is None else [owner])
 
         def delete(conn: sqlite3.Connection) -> tuple[int, list[str]]:
             with self._transaction(conn):
-                paths = [
-                    r[0] for r in conn.execute(f"SELECT student_path FROM runs WHERE id IN ({marks})", ids) if r[0]
-                ]
-                count = conn.execute(f"DELETE FROM runs WHERE id IN ({marks})", ids).rowcount
+                paths = [r[0] for r in conn.execute(f"SELECT student_path FROM runs WHERE {where}", args) if r[0]]
+                count = conn.execute(f"DELETE FROM runs WHERE {where}", args).rowcount
             return count, paths
 
         count, paths = self._call(delete)
@@ -486,17 +504,23 @@ class RunStore:
     # ---- reading --------------------------------------------------------------------------------
 
     def list_runs(
-        self, dataset: str | None = None, kind: str | None = None, sort_by: str = "created", descending: bool = True
+        self,
+        dataset: str | None = None,
+        kind: str | None = None,
+        sort_by: str = "created",
+        descending: bool = True,
+        owner: str | None = None,
     ) -> list[RunSummary]:
-        """Runs matching the filters, sorted by `sort_by` (one of SORT_KEYS); runs without that value come last."""
+        """Runs matching the filters (`owner`: only that session's), sorted by `sort_by` (one of SORT_KEYS);
+        runs without that value come last."""
         if sort_by not in SORT_KEYS:
             raise ValueError(f"sort_by must be one of: {', '.join(SORT_KEYS)}; got {sort_by!r}")
         where, args = [], []
-        for column, value in (("dataset", dataset), ("kind", kind)):
+        for column, value in (("dataset", dataset), ("kind", kind), ("owner", owner)):
             if value is not None:
                 where.append(f"{column} = ?")
                 args.append(value)
-        sql = "SELECT id, created, kind, dataset, partial, config_json, metrics_json FROM runs"
+        sql = "SELECT id, created, kind, dataset, partial, config_json, metrics_json, owner FROM runs"
         if where:
             sql += " WHERE " + " AND ".join(where)
         rows = self._call(lambda conn: conn.execute(sql, args).fetchall())
@@ -524,6 +548,7 @@ class RunStore:
             temperature=config.get("temperature"),
             alpha=config.get("alpha"),
             epochs=config.get("epochs"),
+            owner=row["owner"],
         )
 
     def get_run(self, run_id: int) -> RunRecord:
@@ -617,33 +642,6 @@ def load_student(record: RunRecord) -> nn.Module:
     return model.eval()
 
 
-def recorded(fn: Callable, kind: str) -> Callable:
-    """`fn` (distill or a study) wrapped for a job: what it returns, finished or stopped, is kept in the history.
-
-    A history that cannot be written costs the user the saved copy, not the result: the job still returns
-    it, and a {"kind": "save_failed"} event says why.
-    """
-
-    def run(*args, on_event=None, cancel=None, **kwargs):
-        on_event = on_event or (lambda e: None)
-        result = fn(*args, on_event=on_event, cancel=cancel, **kwargs)
-        if result is None:
-            return result
-        try:
-            store = open_store()
-            try:
-                if isinstance(result, RunResult):
-                    run_id = store.save_run(result, kind)
-                else:
-                    run_id = store.save_record(
-                        kind, result.config.dataset, result.config.to_dict(), result.to_json(), None, result.partial
-                    )
-                on_event({"kind": "saved", "run_id": run_id, "message": store.recovered_message})
-            finally:
-                store.close()
-        except (StoreError, sqlite3.Error, OSError) as exc:
-            on_event({"kind": "save_failed", "message": f"The run could not be saved in the history: {exc}"})
-        return result
-
-    run.__name__ = getattr(fn, "__name__", "run")
-    return run
+def may_delete_all() -> bool:
+    """Whether this server lets a session delete runs other sessions saved (KD_INSTRUCTOR=1)."""
+    return os.environ.get(INSTRUCTOR_ENV, "").strip().lower() in ("1", "true", "yes", "on")

@@ -357,7 +357,7 @@ def compare(store: kstore.RunStore, selected: list[int]) -> None:
         summaries(others)
 
 
-def delete_button(store: kstore.RunStore, selected: list[int]) -> None:
+def delete_button(store: kstore.RunStore, selected: list[int], owner: str | None) -> None:
     label = "Delete the selected run" + ("s" if len(selected) != 1 else "")
     with st.popover(
         label,
@@ -372,7 +372,7 @@ def delete_button(store: kstore.RunStore, selected: list[int]) -> None:
         )
         if st.button("Delete for good", type="primary", icon=":material/delete_forever:", key="hist_delete"):
             try:
-                deletion = store.delete_runs(selected)
+                deletion = store.delete_runs(selected, owner=owner)
             except kstore.StoreError as exc:
                 st.error(f"**Could not delete the runs.** {exc}")
                 return
@@ -412,16 +412,28 @@ def page() -> None:
         st.success(st.session_state.pop("hist_flash"), icon=":material/check_circle:")
     if "hist_delete_warning" in st.session_state:
         st.warning(st.session_state.pop("hist_delete_warning"), icon=":material/warning:")
+    scope = st.segmented_control(
+        "Runs",
+        ["Mine", "All runs on this server"],
+        default="Mine",
+        key="hist_scope",
+        help="Mine: the runs of this browser session. All: every run anyone saved on this server, read-only "
+        "unless the server was started with KD_INSTRUCTOR=1.",
+    )
+    everyone = scope == "All runs on this server"
+    owner = None if everyone else ui.session_id()
     try:
-        everything = store.list_runs()
+        everything = store.list_runs(owner=owner)
         if not everything:
             st.info(
-                "No saved runs yet. Start a run on the **Distill** page: when it finishes, or when you stop it, "
-                "it appears here with its settings, curves and distilled student.",
+                "No saved runs yet"
+                + ("" if everyone else " in this browser session")
+                + ". Start a run on the **Distill** page: when it finishes, or when you stop it, it appears "
+                "here with its settings, curves and distilled student.",
                 icon=":material/history:",
             )
             return
-        runs = store.list_runs(**filters(sorted({s.kind for s in everything})))
+        runs = store.list_runs(owner=owner, **filters(sorted({s.kind for s in everything})))
         if not runs:
             st.info(
                 f"None of the {len(everything)} saved runs match these filters. Set Dataset and Kind to "
@@ -435,7 +447,12 @@ def page() -> None:
             + (f"{len(selected)} selected" if selected else "tick the boxes on the left to select runs")
         )
         with right:
-            delete_button(store, selected)
+            if not everyone:
+                delete_button(store, selected, ui.session_id())
+            elif kstore.may_delete_all():
+                delete_button(store, selected, None)
+            else:
+                st.caption(":material/lock: Read-only: other sessions' runs.")
         if selected:
             compare(store, selected)
     except kstore.StoreError as exc:

@@ -73,14 +73,19 @@ def data_dir(tmp_path, monkeypatch):
 def two_runs(data_dir):
     store = open_store()
     ids = [
-        store.save_run(make_result(scratch=0.80, distilled=0.85)),
-        store.save_run(make_result("cifar10", temperature=8.0, scratch=0.40, distilled=0.41)),
+        store.save_run(make_result(scratch=0.80, distilled=0.85), owner=ME),
+        store.save_run(make_result("cifar10", temperature=8.0, scratch=0.40, distilled=0.41), owner=ME),
     ]
     return store, ids
 
 
+ME = "session-me"  # the browser session the tests act as; runs it saved are its own
+
+
 def open_page() -> AppTest:
-    at = AppTest.from_file(PAGE, default_timeout=30).run()
+    at = AppTest.from_file(PAGE, default_timeout=30)
+    at.session_state["session_id"] = ME
+    at.run()
     assert not at.exception
     return at
 
@@ -116,6 +121,7 @@ def test_saved_runs_are_listed_newest_first_and_filters_reduce_them(two_runs):
         "mnist-sample",
         default_config("mnist-sample").to_dict(),
         {"reading": "T = 4 did best.", "scratch_acc": 0.8},
+        owner=ME,
     )
     at = open_page()
     assert listed(at) == [sweep, cifar, mnist]
@@ -160,6 +166,7 @@ def test_a_study_shows_its_reading_instead_of_curves(two_runs):
         "mnist-sample",
         default_config("mnist-sample").to_dict(),
         {"reading": "The best setting was T = 4.", "scratch_acc": 0.8},
+        owner=ME,
     )
     at = select(open_page(), [mnist, sweep])
     assert {t["name"] for t in traces(at)} == {f"run {mnist} · scratch", f"run {mnist} · distilled"}
@@ -206,3 +213,26 @@ def test_a_run_naming_a_file_outside_the_history_deletes_the_run_but_not_the_fil
     assert not at.exception
     assert listed(at) == [cifar] and victim.read_text() == "years of work"
     assert str(victim) in at.warning[0].value and "not in" in at.warning[0].value
+
+
+def test_other_sessions_runs_are_hidden_by_default_and_read_only_in_the_all_runs_view(two_runs, monkeypatch):
+    store, (mnist, cifar) = two_runs
+    theirs = store.save_run(make_result(scratch=0.7, distilled=0.75), owner="someone-else")
+    monkeypatch.delenv("KD_INSTRUCTOR", raising=False)
+    at = open_page()
+    assert listed(at) == [cifar, mnist]
+    at.segmented_control(key="hist_scope").set_value("All runs on this server").run()
+    assert listed(at) == [theirs, cifar, mnist]
+    assert not any(p.label.startswith("Delete") for p in at.get("popover"))
+    assert any("Read-only" in c.value for c in at.caption)
+
+
+def test_an_instructors_server_may_delete_any_run(two_runs, monkeypatch):
+    store, (mnist, cifar) = two_runs
+    theirs = store.save_run(make_result(scratch=0.7, distilled=0.75), owner="someone-else")
+    monkeypatch.setenv("KD_INSTRUCTOR", "1")
+    at = open_page()
+    at.segmented_control(key="hist_scope").set_value("All runs on this server").run()
+    at = select(at, [theirs])
+    at.button(key="hist_delete").click().run()
+    assert not at.exception and theirs not in [r.id for r in store.list_runs()]

@@ -9,9 +9,11 @@ import numpy as np
 import pytest
 import torch
 
-from kdcore import models
+from kdcore import events as ev
+from kdcore import jobs, models
+from kdcore import store as store_module
 from kdcore.experiments import ModelRow, RunResult, default_config
-from kdcore.store import SORT_KEYS, RunStore, StoreError, load_student, open_store, recorded
+from kdcore.store import SORT_KEYS, RunStore, StoreError, load_student, open_store
 
 
 def make_result(
@@ -73,7 +75,7 @@ def test_default_history_is_one_wal_file_in_the_data_dir(store, tmp_path):
     assert store.path.is_file() and store.recovered_message is None
     with sqlite3.connect(store.path) as conn:
         assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
-        assert conn.execute("PRAGMA user_version").fetchone()[0] == 1
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == store_module.SCHEMA_VERSION == 2
 
 
 def test_a_saved_run_comes_back_whole_and_its_student_predicts_the_same(store, tmp_path):
@@ -268,17 +270,21 @@ def test_a_history_from_a_newer_app_is_refused_not_wiped(tmp_path):
     assert path.exists() and not list(tmp_path.glob("*.damaged-*"))
 
 
-def test_a_recorded_job_function_keeps_its_result_in_the_history(store):
+def fake_distill(config, *, on_event, cancel):
+    return make_result(partial=True)
+
+
+def recorded_spec(owner=None):
+    return jobs.JobSpec(jobs.JobKind.DISTILL, default_config(), function="tests.test_store:fake_distill", owner=owner)
+
+
+def test_a_recorded_job_keeps_its_result_in_the_history_under_its_owner(store):
     events = []
-
-    def fake_distill(config, *, on_event=None, cancel=None):
-        return make_result(partial=True)
-
-    result = recorded(fake_distill, "distill")(None, on_event=events.append)
+    result = jobs.run(recorded_spec(owner="session-a"), events.append, None)
     assert result.partial
-    saved = next(e for e in events if e["kind"] == "saved")
+    (saved,) = [e for e in events if isinstance(e, ev.Saved)]
     runs = open_store().list_runs()
-    assert [r.id for r in runs] == [saved["run_id"]] and runs[0].partial
+    assert [r.id for r in runs] == [saved.run_id] and runs[0].partial and runs[0].owner == "session-a"
 
 
 def test_a_history_that_cannot_be_written_does_not_lose_the_result(store, monkeypatch):
@@ -288,9 +294,45 @@ def test_a_history_that_cannot_be_written_does_not_lose_the_result(store, monkey
         raise StoreError("disk full (test)")
 
     monkeypatch.setattr(RunStore, "save_run", broken)
-    result = recorded(lambda config, **kw: make_result(), "distill")(None, on_event=events.append)
+    result = jobs.run(recorded_spec(), events.append, None)
     assert result.kd_gain == pytest.approx(0.05)
-    assert any(e["kind"] == "save_failed" and "disk full" in e["message"] for e in events)
+    assert any(isinstance(e, ev.SaveFailed) and "disk full" in e.message for e in events)
+
+
+def test_each_session_sees_and_deletes_only_its_own_runs(store):
+    mine = store.save_run(make_result(), owner="me")
+    theirs = store.save_run(make_result(), owner="them")
+    cli = store.save_run(make_result())
+    assert [r.id for r in store.list_runs(owner="me")] == [mine]
+    assert {r.id for r in store.list_runs()} == {mine, theirs, cli}  # the all-runs view
+    assert store.delete_runs([mine, theirs, cli], owner="me").count == 1
+    assert {r.id for r in store.list_runs()} == {theirs, cli}
+    assert store.delete_runs([theirs, cli]).count == 2  # an instructor's server may delete any run
+
+
+def test_only_a_server_started_as_instructor_may_delete_other_sessions_runs(monkeypatch):
+    monkeypatch.delenv("KD_INSTRUCTOR", raising=False)
+    assert not store_module.may_delete_all()
+    monkeypatch.setenv("KD_INSTRUCTOR", "1")
+    assert store_module.may_delete_all()
+
+
+def test_a_version_1_history_is_upgraded_and_keeps_its_runs(tmp_path):
+    path = tmp_path / "history.sqlite3"
+    with sqlite3.connect(path) as conn:
+        conn.executescript(
+            """CREATE TABLE runs (id INTEGER PRIMARY KEY AUTOINCREMENT, created REAL NOT NULL, kind TEXT NOT NULL,
+            dataset TEXT NOT NULL, partial INTEGER NOT NULL, config_json TEXT NOT NULL, metrics_json TEXT NOT NULL,
+            curves_json TEXT NOT NULL, student_path TEXT);
+            INSERT INTO runs (created, kind, dataset, partial, config_json, metrics_json, curves_json)
+            VALUES (1.0, 'sweep', 'mnist-sample', 0, '{}', '{}', '{}');
+            PRAGMA user_version = 1;"""
+        )
+    store = RunStore(path)
+    (old,) = store.list_runs()
+    assert old.kind == "sweep" and old.owner is None and store.recovered_message is None
+    new = store.save_record("sweep", "mnist-sample", {}, {}, owner="me")
+    assert new > old.id and [r.id for r in store.list_runs(owner="me")] == [new]
 
 
 def _point_student_at(store, run_id, stored_path):
