@@ -228,7 +228,7 @@ def test_other_sessions_runs_are_hidden_by_default_and_read_only_in_the_all_runs
 
 
 def test_an_instructors_server_may_delete_any_run(two_runs, monkeypatch):
-    store, (mnist, cifar) = two_runs
+    store, _ = two_runs
     theirs = store.save_run(make_result(scratch=0.7, distilled=0.75), owner="someone-else")
     monkeypatch.setenv("KD_INSTRUCTOR", "1")
     at = open_page()
