@@ -11,8 +11,8 @@ import uuid
 
 import streamlit as st
 
+from kdcore import budget, events, experiments, jobs, limits, links, models, speed, teachers
 from kdcore import data as kdata
-from kdcore import events, experiments, jobs, limits, links, models, teachers
 
 # One colour per role, used by every chart (colour-blind-safe Okabe-Ito hues).
 COLORS = {"teacher": "#7F7F7F", "ensemble": "#CC79A7", "scratch": "#0072B2", "distilled": "#E69F00"}
@@ -227,6 +227,18 @@ def my_jobs(kind: jobs.JobKind | None = None) -> list[jobs.Job]:
 def submit(kind: jobs.JobKind, cfg: experiments.RunConfig, name: str, **options) -> jobs.Job:
     """Start a background job for this session; runs and studies are also kept in the history."""
     return runner().submit(jobs.JobSpec(kind, cfg, options, name=name, owner=session_id()))
+
+
+def show_estimate(kind: jobs.JobKind, cfg: experiments.RunConfig, **options) -> None:
+    """How long this job should take here, from the speed of recent runs, said before Start."""
+    try:
+        data = kdata.load(cfg.dataset, download=False)
+    except kdata.DatasetError:
+        return  # the dataset's own message is already on the page
+    missing = [m.name for m in teachers.missing_members(data, teacher_members(cfg), cfg.teacher_epochs)]
+    threads = budget.share(runner().running() + 1)
+    estimate = speed.job_estimate(jobs.JobSpec(kind, cfg, options), data, missing, threads)
+    st.caption(f":material/schedule: {estimate.text}")
 
 
 def job_status(job: jobs.Job) -> None:

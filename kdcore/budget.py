@@ -52,17 +52,17 @@ def job_threads() -> int:
     return _job_threads if _job_threads is not None else share(1)
 
 
-def model_threads(arch: str) -> int:
-    """Intra-op threads for training or scoring the zoo model `arch` within the budget."""
+def model_threads(arch: str, threads: int | None = None) -> int:
+    """Intra-op threads for training or scoring the zoo model `arch` within a budget (default: this job's)."""
     from .models import ZOO
 
     spec = ZOO.get(arch)
-    return job_threads() if spec is not None and spec.parallel else 1
+    return (threads or job_threads()) if spec is not None and spec.parallel else 1
 
 
-def student_lanes() -> int:
-    """Students trained side by side on their own threads: two when the budget has two cores."""
-    return 2 if job_threads() >= 2 else 1
+def student_lanes(threads: int | None = None) -> int:
+    """Students trained side by side on their own threads: two when the budget (default: this job's) has two."""
+    return 2 if (threads or job_threads()) >= 2 else 1
 
 
 @contextlib.contextmanager

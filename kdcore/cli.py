@@ -19,7 +19,7 @@ from collections.abc import Callable
 import torch
 from tqdm import tqdm
 
-from . import budget, experiments, jobs, limits, models, studies, teachers
+from . import budget, experiments, jobs, limits, models, speed, studies, teachers
 from . import data as kdata
 from . import events as ev
 from .experiments import RunConfig
@@ -497,6 +497,8 @@ def cmd_job(args) -> int:
     options = {n: getattr(args, n) for n in STUDY_OPTIONS.get(kind, ()) if getattr(args, n, None) is not None}
     spec = jobs.JobSpec(kind, config, options, name=args.command, record=False)
     started = time.perf_counter()
+    if not args.scheduler:
+        _say_estimate(spec)
     result = execute(spec, args.scheduler)
     if getattr(args, "json", False):
         print(json.dumps(_json(result)))
@@ -507,6 +509,17 @@ def cmd_job(args) -> int:
     if args.command == "prepare":
         print(f"\nCached in {teachers.cache_dir()} ({time.perf_counter() - started:.0f} s)")
     return 0
+
+
+def _say_estimate(spec: jobs.JobSpec) -> None:
+    """How long the run should take here, on stderr, before it starts (from the speed of recent runs)."""
+    data = kdata.load(spec.config.dataset, progress=_download_progress())
+    members = teachers.parse_members(spec.config.teachers)
+    missing = [m.name for m in teachers.missing_members(data, members, spec.config.teacher_epochs)]
+    estimate = speed.job_estimate(spec, data, missing, budget.job_threads())
+    if missing:
+        tqdm.write(f"{len(missing)} teacher(s) to train first: {', '.join(missing)}", file=sys.stderr)
+    tqdm.write(estimate.text, file=sys.stderr)
 
 
 def _json(result) -> dict | None:

@@ -17,7 +17,7 @@ from dataclasses import asdict, dataclass, field, replace
 import torch
 from torch import nn
 
-from . import budget, metrics, models, teachers
+from . import budget, metrics, models, speed, teachers
 from . import data as kdata
 from . import events as ev
 from .limits import check_alpha, check_epochs, check_fraction, check_seed, check_temperature
@@ -317,9 +317,11 @@ def distill(
             on_event(ev.Notice(message=advice, cause="collapse"))
 
     lanes = budget.student_lanes() if device.type == "cpu" else 1
+    training = time.perf_counter()
     done = train_together(list(trainers.values()), lanes=lanes, on_epoch=check)
     if done == 0:
         return None
+    speed.note(config.dataset, config.student, "pair", lanes, done * len(idx), time.perf_counter() - training)
     partial = done < config.epochs
     on_event(ev.Measuring())
     rows = teacher_rows(data, ens, measure=measure)

@@ -325,6 +325,11 @@ class JobRunner:
             self._dispatch()
         return job
 
+    def running(self) -> int:
+        """Jobs running now (a new one would share the cores with them)."""
+        with self._lock:
+            return len(self._running)
+
     def jobs(self, owner: str | None = None) -> list[Job]:
         """Known jobs, newest first; only those submitted by `owner` when given."""
         with self._lock:

@@ -29,7 +29,7 @@ from torch import nn
 
 from . import data as kdata
 from . import events as ev
-from . import experiments, metrics, models
+from . import experiments, metrics, models, speed
 from .experiments import RunConfig
 from .limits import EPOCHS, check_alpha, check_fraction, check_temperature
 from .train import Trainer, default_device, predict_logits, student_settings
@@ -173,6 +173,7 @@ class _Session:
         result = trainer.result()
         if result.partial:
             return None
+        speed.note(c.dataset, student or c.student, "single", 1, len(idx) * trainer.settings.epochs, result.seconds)
         self.done += 1
         return result.model
 

@@ -24,7 +24,7 @@ from filelock import FileLock
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from . import budget, limits, metrics, models
+from . import budget, limits, metrics, models, speed
 from . import data as kdata
 from . import events as ev
 from .train import Trainer, TrainSettings, default_device, predict_logits, teacher_settings
@@ -315,6 +315,7 @@ def get_teacher(
             if trainer.stopped:
                 raise Cancelled(f"Stopped while training teacher {member.name}; nothing was cached.")
             seconds = trainer.result().seconds
+            speed.note(data.name, member.arch, "teacher", threads, len(data.train_y) * settings.epochs, seconds)
             _save_entry(
                 base,
                 model.state_dict(),

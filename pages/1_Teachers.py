@@ -180,9 +180,7 @@ if st.button(
     type="primary",
     icon=":material/model_training:",
     disabled=running,
-    help="Stop the current job first."
-    if running
-    else "Loads cached teachers in a second; trains missing ones (minutes on a CPU).",
+    help="Stop the current job first." if running else "Loads cached teachers in a second; trains the missing ones.",
 ):
     load(cfg)
     st.rerun()  # so the button is drawn disabled while the job runs
@@ -194,9 +192,9 @@ if stale and missing:
         + (f" ({already} of the {len(cfg.teachers)} selected teachers are)" if already else "")
         + ". Press **Train / load teachers** to train "
         + ("it" if len(missing) == 1 else "them")
-        + ": under a minute on mnist-sample, minutes on the full datasets on a CPU. Trained teachers are "
-        "cached, so they load in a second next time."
+        + ". Trained teachers are cached, so they load in a second next time."
     )
+    ui.show_estimate(jobs.JobKind.TEACHERS, cfg)
 if job is None:
     if missing is None:
         st.info("Pick a dataset and the ensemble's members in the sidebar, then press **Train / load teachers**.")

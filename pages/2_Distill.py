@@ -437,8 +437,8 @@ st.markdown(
     "teacher ensemble's soft targets. The difference in their test accuracy is the KD gain."
 )
 st.caption(
-    "Changing T or α reuses the cached teachers and their logits, so only the two students train — "
-    "a run takes seconds once the teachers exist."
+    "Changing T or α reuses the cached teachers and their logits, so only the two students train; the "
+    "teachers train only the first time."
 )
 cfg = ui.controls()
 
@@ -461,6 +461,8 @@ if b2.button(
     help="Stops after the current batch; finished epochs are kept as a partial result.",
 ):
     job.cancel()
+if not running:
+    ui.show_estimate(jobs.JobKind.DISTILL, cfg)
 autostart = st.session_state.pop("autostart", False)
 if (start_clicked or autostart) and not running:
     start(cfg)

@@ -80,12 +80,13 @@ def offer_training(cfg: experiments.RunConfig) -> None:
     name = job_name(cfg)
     mine = [j for j in ui.my_jobs(jobs.JobKind.TEACHERS) if j.name == name]
     st.info(
-        "**These teachers are not trained yet.** Train them once (on a CPU: under a "
-        "minute for mnist-sample, minutes for the full datasets); they are "
-        "then kept on disk and this page shows their soft targets instantly. Training runs in the "
-        "background, so you can visit other pages meanwhile."
+        "**These teachers are not trained yet.** Train them once; they are then kept on disk and this page "
+        "shows their soft targets instantly. Training runs in the background, so you can visit other pages "
+        "meanwhile."
     )
     active = next((j for j in mine if j.state in ACTIVE), None)
+    if active is None:
+        ui.show_estimate(jobs.JobKind.TEACHERS, cfg)
     if active is not None:
         training_progress(active)
         return

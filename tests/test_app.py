@@ -216,3 +216,12 @@ def test_bad_instructor_link_values_are_dropped_with_a_warning(fast_run):
     warnings = "\n".join(w.value for w in at.warning)
     assert "'wings'" in warnings and "lock='maybe'" in warnings and "lesson='99'" in warnings
     assert not at.slider(key="w_temperature").disabled
+
+
+def test_distill_says_how_long_a_run_should_take_before_start(fast_run):
+    at = _app("pages/2_Distill.py")
+    at.session_state["config"] = default_config("mnist-sample", epochs=3)
+    at.run()
+    assert not at.exception
+    # fast_run trained the same students on this machine, so the estimate comes from its speed.
+    assert any(c.value.startswith(":material/schedule: About ") and "on this machine" in c.value for c in at.caption)

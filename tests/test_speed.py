@@ -1,0 +1,76 @@
+"""Speed notes and estimates: how long a job should take here, told before it starts."""
+
+import json
+
+import pytest
+
+from kdcore import data as kdata
+from kdcore import jobs, speed, studies
+from kdcore.experiments import default_config
+from tests.synthetic import synthetic
+
+
+@pytest.fixture
+def data_dir(tmp_path, monkeypatch):
+    monkeypatch.setenv("KD_DATA_DIR", str(tmp_path))
+    return tmp_path
+
+
+def test_notes_keep_the_recent_ones_and_estimate_from_their_median(data_dir):
+    for seconds in (10.0, 1.0, 2.0, 3.0, 4.0, 5.0):  # the first falls out: five are kept
+        speed.note("mnist-sample", "mlp-medium", "pair", 2, 1000, seconds)
+    assert speed.seconds_per_image("mnist-sample", "mlp-medium", "pair", 2) == pytest.approx(0.003)
+    # Other threads, modes and datasets are other speeds.
+    assert speed.seconds_per_image("mnist-sample", "mlp-medium", "pair", 1) is None
+    assert speed.seconds_per_image("mnist-sample", "mlp-medium", "single", 2) is None
+    assert speed.seconds_per_image("mnist", "mlp-medium", "pair", 2) is None
+
+
+def test_an_estimate_sums_the_work_and_says_when_it_cannot(data_dir):
+    speed.note("mnist-sample", "mlp-medium", "pair", 2, 1000, 2.0)
+    known = speed.estimate([("mnist-sample", "mlp-medium", "pair", 2, 4000)])
+    assert known.seconds == pytest.approx(8.0 * (1 + speed.OVERHEAD))
+    assert known.text.startswith("About 9 s on this machine")
+    unknown = speed.estimate(
+        [("mnist-sample", "mlp-medium", "pair", 2, 10), ("mnist-sample", "cnn-wide", "teacher", 1, 5)]
+    )
+    assert unknown.seconds is None and unknown.text == "No estimate yet: cnn-wide has not trained on this machine yet."
+
+
+def test_a_damaged_speed_file_is_no_estimate_and_is_replaced_by_the_next_note(data_dir):
+    (data_dir / "cache").mkdir()
+    (data_dir / "cache" / "speed.json").write_text("{not json")
+    assert speed.seconds_per_image("mnist-sample", "mlp-tiny", "single", 1) is None
+    speed.note("mnist-sample", "mlp-tiny", "single", 1, 100, 1.0)
+    assert speed.seconds_per_image("mnist-sample", "mlp-tiny", "single", 1) == pytest.approx(0.01)
+    assert isinstance(json.loads((data_dir / "cache" / "speed.json").read_text()), dict)
+
+
+def test_each_job_kind_counts_the_training_it_will_do(data_dir):
+    data = synthetic(n_train=400, n_test=40)  # 40 of each class
+    cfg = default_config("mnist-sample", epochs=3, fraction=0.5)
+    half = len(kdata.subset_indices(data.train_y, fraction=0.5, seed=0))
+
+    def work(kind, **options):
+        return speed.job_work(jobs.JobSpec(kind, cfg, options), data, ["cnn-wide@1"], threads=2)
+
+    teacher = ("mnist-sample", "cnn-wide", "teacher", 1, 400 * 6)  # cnn-wide gains nothing from a second thread
+    assert work(jobs.JobKind.DISTILL) == [teacher, ("mnist-sample", "mlp-medium", "pair", 2, half * 3)]
+    sweep = work(jobs.JobKind.SWEEP, temperatures=(1.0, 4.0), alphas=(0.0, 0.5))
+    assert sweep[1:] == [("mnist-sample", "mlp-medium", "single", 1, half * 3)] * 3  # scratch + 2 cells with α > 0
+    fraction = work(jobs.JobKind.FRACTION, fractions=(0.1, 1.0))[1:]
+    assert [w[4] for w in fraction] == [40 * studies.fraction_epochs(3, 0.1)] * 2 + [400 * 3] * 2
+    missing = work(jobs.JobKind.MISSING_CLASS, missing=3)[1:]
+    assert missing[0][4] == len(kdata.subset_indices(data.train_y, fraction=0.5, exclude_class=3, seed=0)) * 3
+    capacity = work(jobs.JobKind.CAPACITY, students=("mlp-tiny", "mlp-small"))[1:]
+    assert [w[1] for w in capacity] == ["mlp-tiny", "mlp-tiny", "mlp-small", "mlp-small"]
+
+
+def test_a_real_distillation_leaves_a_note_that_estimates_the_next_one(fast_run, fast_config):
+    from kdcore import budget
+
+    lanes = budget.student_lanes()
+    assert speed.seconds_per_image("mnist-sample", fast_config.student, "pair", lanes) is not None
+    spec = jobs.JobSpec(jobs.JobKind.DISTILL, fast_config)
+    est = speed.job_estimate(spec, kdata.load("mnist-sample"), [], budget.job_threads())
+    assert est.seconds is not None and est.seconds > 0
