@@ -20,7 +20,7 @@ from . import teachers
 from .losses import soft_targets
 from .train import predict_logits
 
-PICK_MODES = ("class", "random", "ambiguous", "mistakes")
+PICK_MODES = ("telling", "class", "random", "ambiguous", "mistakes")
 # The only picture formats an upload may be, with their file name extensions. Each is decoded by
 # Pillow's own code; formats that hand the bytes to another program (EPS to Ghostscript) stay out.
 UPLOAD_FORMATS = {"PNG": ("png",), "JPEG": ("jpg", "jpeg"), "GIF": ("gif",), "BMP": ("bmp",), "WebP": ("webp",)}
@@ -101,11 +101,14 @@ def class_phrase(name: str) -> str:
 
 
 def describe_pairs(pairs: Sequence[tuple[str, str, float]], temperature: float) -> list[str]:
-    """One plain sentence per pair, e.g. "A 4 is most often mistaken for a 9 (mean soft probability 3.1 % at T = 4)"."""
+    """One plain sentence per pair, e.g. "A 4 looks most like a 9 (mean soft probability 3.1 % at T = 4)".
+
+    The pairs measure how alike the teacher finds two classes, not how often it errs, and say so.
+    """
     seen: set[str] = set()
     out = []
     for true, other, p in pairs:
-        verb = "is next most often mistaken for" if true in seen else "is most often mistaken for"
+        verb = "looks next most like" if true in seen else "looks most like"
         seen.add(true)
         subject = class_phrase(true)
         out.append(
@@ -146,13 +149,16 @@ def member_predictions(
 def pick_images(
     logits: torch.Tensor, y: torch.Tensor, how: str, *, cls: int | None = None, k: int = 12, seed: int = 0
 ) -> torch.Tensor:
-    """Indices of up to k test images: of class `cls`, at random, the most ambiguous, or the teacher's mistakes."""
+    """Indices of up to k test images: the most telling (see `telling_images`), of class `cls`, at random, the
+    most ambiguous, or the teacher's mistakes."""
     if how not in PICK_MODES:
         raise ValueError(f"how must be one of {', '.join(PICK_MODES)}, got {how!r}")
     if int(k) < 1:
         raise ValueError(f"k must be a whole number >= 1, got {k!r}")
     num_classes = logits.shape[1]
     gen = torch.Generator().manual_seed(int(seed))
+    if how == "telling":
+        return telling_images(logits, y, k)
     if how == "class":
         if cls is None or not 0 <= int(cls) < num_classes:
             raise ValueError(f"cls must be a class index from 0 to {num_classes - 1} when how='class', got {cls!r}")
@@ -166,6 +172,29 @@ def pick_images(
     conf, pred = probs.max(1)
     wrong = torch.nonzero(pred != y).flatten()
     return wrong[conf[wrong].argsort(descending=True)][:k]
+
+
+def telling_images(logits: torch.Tensor, y: torch.Tensor, k: int = 12) -> torch.Tensor:
+    """Up to k images the teacher gets right while giving a clear runner-up, one class at a time.
+
+    An image the teacher is sure of shows nothing at any T; one whose second class has a real share of the
+    probability (at T = 1) shows what dark knowledge is. Classes take turns, each giving its image with the
+    largest runner-up share first, so the pick is not ten versions of one confusion.
+    """
+    probs = soft_targets_at(logits, 1.0)
+    top2 = probs.topk(2, dim=1)
+    right = torch.nonzero(top2.indices[:, 0] == y).flatten()
+    runner_up = top2.values[right, 1]
+    per_class = [
+        [int(i) for i in right[y[right] == c][runner_up[y[right] == c].argsort(descending=True)]]
+        for c in range(logits.shape[1])
+    ]
+    turns = max((len(ids) for ids in per_class), default=0)
+    order = []
+    for turn in range(turns):
+        batch = [ids[turn] for ids in per_class if turn < len(ids)]
+        order += sorted(batch, key=lambda i: -float(top2.values[i, 1]))
+    return torch.tensor(order[: int(k)], dtype=torch.long)
 
 
 # --- the teacher ensemble on disk and on new images ---------------------------------------------

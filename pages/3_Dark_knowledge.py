@@ -18,6 +18,7 @@ st.set_page_config(page_title="Dark knowledge · KD Playground", page_icon="🔦
 
 T_GRID = [1.0 + 0.5 * i for i in range(39)]  # the temperature slider's values, 1 to 20
 PICKS = {
+    "Clear runner-up": "telling",
     "By class": "class",
     "At random": "random",
     "Most ambiguous to the teacher": "ambiguous",

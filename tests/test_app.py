@@ -225,3 +225,15 @@ def test_distill_says_how_long_a_run_should_take_before_start(fast_run):
     assert not at.exception
     # fast_run trained the same students on this machine, so the estimate comes from its speed.
     assert any(c.value.startswith(":material/schedule: About ") and "on this machine" in c.value for c in at.caption)
+
+
+def test_dark_knowledge_opens_on_an_image_with_a_clear_runner_up(fast_run, fast_config):
+    at = _app("pages/3_Dark_knowledge.py")
+    at.session_state["config"] = fast_config
+    at.run()
+    assert not at.exception
+    assert at.radio(key="dark_source").value == "Clear runner-up"
+    teacher_t1 = next(t for t in _probability_traces(at) if t)
+    top_two = sorted(teacher_t1, reverse=True)[:2]
+    assert top_two[1] > 5.0, f"the opening image's runner-up has only {top_two[1]:.2f} %"  # not a flat, sure image
+    assert any("looks most like" in m.value for m in at.markdown)

@@ -96,7 +96,7 @@ def test_confusable_pair_reads_as_a_sentence():
     pairs = dark.confusable_pairs(sim, DIGITS, top=3)
     assert pairs[0][:2] == ("4", "9") and 0 < pairs[0][2] < 1
     text = dark.describe_pairs(pairs, 4.0)
-    assert text[0].startswith("A 4 is most often mistaken for a 9 (mean soft probability ")
+    assert text[0].startswith("A 4 looks most like a 9 (mean soft probability ")
     assert text[0].endswith(f"{pairs[0][2] * 100:.1f} % at T = 4).")
     assert len(text) == 3
 
@@ -110,8 +110,8 @@ def test_articles_follow_speech():
     assert dark.class_phrase("cat") == "a cat"
     pairs = [("8", "3", 0.05), ("8", "0", 0.02)]
     sentences = dark.describe_pairs(pairs, 2.5)
-    assert sentences[0].startswith("An 8 is most often mistaken for a 3")
-    assert sentences[1].startswith("An 8 is next most often mistaken for a 0") and "T = 2.5" in sentences[1]
+    assert sentences[0].startswith("An 8 looks most like a 3")
+    assert sentences[1].startswith("An 8 looks next most like a 0") and "T = 2.5" in sentences[1]
 
 
 # --- picking images --------------------------------------------------------------------------
@@ -133,6 +133,22 @@ def test_pick_by_class_and_at_random():
     assert len(rand) == 12 and len(set(rand.tolist())) == 12
     assert torch.equal(rand, dark.pick_images(logits, y, "random", k=12, seed=1))
     assert not torch.equal(rand, dark.pick_images(logits, y, "random", k=12, seed=2))
+
+
+def test_the_opening_pick_shows_right_answers_with_a_clear_runner_up_class_by_class():
+    logits, y = _teacher_outputs()
+    idx = dark.pick_images(logits, y, "telling", k=12)
+    probs = torch.softmax(logits, 1)
+    assert len(idx) == 12 and bool((probs[idx].argmax(1) == y[idx]).all())  # the teacher is right
+    assert len(set(y[idx[:10]].tolist())) == 10  # one per class before any class comes twice
+    # Each class's pick has that class's largest runner-up share among its right answers.
+    second = probs.topk(2, dim=1).values[:, 1]
+    right = probs.argmax(1) == y
+    for i in idx[:10].tolist():
+        same = right & (y == y[i])
+        assert second[i] == second[same].max()
+    # The first images are the most telling of all: a confident 0 at 99.9 % never opens the page.
+    assert second[idx[0]] == second[idx[:10]].max() and second[idx[0]] > 0.1
 
 
 def test_ambiguous_images_have_the_highest_entropy():
