@@ -180,8 +180,8 @@ def ensemble_latency(members: list[metrics.Latency]) -> metrics.Latency:
 
 def teacher_rows(data: kdata.Dataset, ens: teachers.Ensemble, *, measure: bool = True) -> list[ModelRow]:
     """A row per member and one for the ensemble (whose latency is the sum of its members')."""
-    shape, k = data.image_shape, data.num_classes
-    latencies = [teachers.teacher_latency(t, shape) if measure else None for t in ens.members]
+    k = data.num_classes
+    latencies = [teachers.model_latency(t.member.arch, data.name, t.model) if measure else None for t in ens.members]
     rows = [
         _row(t.name, "teacher", t.model, t.test_logits, data.test_y, k, ens.test_logits, lat)
         for t, lat in zip(ens.members, latencies)
@@ -329,7 +329,7 @@ def distill(
     students = {}
     # Both students are the same architecture, so they cost the same to run: one measurement serves both,
     # where two would show timing noise as a speed difference between them.
-    lat = metrics.measure_latency(trainers["distilled"].model.eval(), data.image_shape) if measure else None
+    lat = teachers.model_latency(config.student, data.name, trainers["distilled"].model.eval()) if measure else None
     for role, trainer in trainers.items():
         model = trainer.model.eval()
         logits = predict_logits(model, data.test_x, data.mean, data.std, device=device)

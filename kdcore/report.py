@@ -197,6 +197,29 @@ def _times(x: float, more: str, less: str) -> str | None:
     return f"{x:.0f}× {more}" if x >= 10 else f"{x:.1f}× {more}"
 
 
+def against_teachers(result: RunResult) -> str:
+    """The distilled student's size and speed against the ensemble and against its best single member."""
+    d = result.row("distilled")
+    if d is None:
+        return ""
+
+    def versus(other) -> str:
+        claims = [_times(other.params / d.params, "smaller", "larger")]
+        if other.latency_ms_b1 and d.latency_ms_b1:
+            claims.append(_times(other.latency_ms_b1 / d.latency_ms_b1, "faster", "slower"))
+        return " and ".join(c for c in claims if c)
+
+    members = [r for r in result.rows if r.role == "teacher"]
+    ensemble = result.row("ensemble")
+    parts = []
+    if ensemble is not None:
+        parts.append(f"The distilled student is {versus(ensemble)} than the teacher ensemble")
+    if members:
+        best = max(members, key=lambda r: r.accuracy)
+        parts.append(f"{versus(best)} than its best single teacher, {best.name} ({best.accuracy * 100:.1f} %)")
+    return "; ".join(parts) + "." if parts else ""
+
+
 def summary_sentence(df: pd.DataFrame) -> str:
     """A plain-words reading of one run: its distilled student against its ensemble and its scratch twin.
 

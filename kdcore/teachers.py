@@ -376,13 +376,15 @@ def ensemble(
     )
 
 
-def teacher_latency(teacher: Teacher, image_shape: tuple[int, int, int]) -> metrics.Latency:
-    """The member's latency, measured once on this machine and kept beside its cached weights.
+def model_latency(arch: str, dataset: str, model: nn.Module) -> metrics.Latency:
+    """The latency of the zoo architecture `arch` on `dataset`'s images, measured once on this machine.
 
-    A teacher never changes under its key, so a new process reads the number instead of spending
-    seconds re-timing every member. A record from another machine or thread setting is measured again.
+    Time per image depends on the architecture, not on its trained weights, so every teacher and student
+    of that architecture shares one measurement, kept in the cache folder: a new process reads it instead
+    of spending seconds timing again, and repeated runs report the same speed instead of timing noise. A
+    record from another machine, thread setting or PyTorch is measured again.
     """
-    path = cache_dir() / f"{teacher.key}.latency.json"
+    path = cache_dir() / f"latency-{dataset}-{arch}.json"
     where = {"host": platform.node(), "threads": metrics.LATENCY_THREADS, "torch": torch.__version__}
     try:
         record = json.loads(path.read_text())
@@ -390,8 +392,8 @@ def teacher_latency(teacher: Teacher, image_shape: tuple[int, int, int]) -> metr
             return metrics.Latency(float(record["ms_batch1"]), float(record["throughput_b256"]), int(record["threads"]))
     except (OSError, ValueError, KeyError, TypeError):
         pass  # missing or unreadable: measure it again
-    device = next(teacher.model.parameters()).device
-    latency = metrics.measure_latency(teacher.model, image_shape, device=device)
+    device = next(model.parameters()).device
+    latency = metrics.measure_latency(model, models.image_shape(dataset), device=device)
     if device.type == "cpu":
         payload = {**where, "ms_batch1": latency.ms_batch1, "throughput_b256": latency.throughput_b256}
         with contextlib.suppress(OSError):  # a read-only cache costs a re-measurement, not the run

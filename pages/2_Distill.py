@@ -330,6 +330,7 @@ def results(job: jobs.Job, result: experiments.RunResult) -> None:
             delta_arrow="off",
             help="Parameters and single-image latency of the ensemble divided by the student's.",
         )
+        st.caption(report.against_teachers(result))
     if gain is not None:
         st.markdown(verdict(gain) + f" Run took {events.format_seconds(result.seconds)}.")
     p = job.progress()

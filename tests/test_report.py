@@ -178,3 +178,16 @@ def test_real_distill_gives_one_row_per_model_above_chance(fast_run):
     assert len(df) == 6
     assert (df.loc[df["Role"] != "teacher", "Accuracy (%)"] > 50).all(), df[["Model", "Accuracy (%)"]]
     assert report.summary_sentence(df).startswith("Run 1: the distilled student is")
+
+
+def test_the_student_is_compared_with_the_ensemble_and_with_its_best_single_teacher(fast_run):
+    result, _ = fast_run
+    text = report.against_teachers(result)
+    members = [r for r in result.rows if r.role == "teacher"]
+    best = max(members, key=lambda r: r.accuracy)
+    assert text.startswith("The distilled student is ") and "than the teacher ensemble" in text
+    assert f"than its best single teacher, {best.name} ({best.accuracy * 100:.1f} %)" in text
+    d = result.row("distilled")
+    # mlp-medium has more parameters than cnn-deep: the comparison says larger rather than hiding it.
+    word = "smaller" if best.params > d.params else "larger"
+    assert word in text.split("; ")[1]

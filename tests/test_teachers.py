@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from kdcore import events as ev
-from kdcore import teachers
+from kdcore import models, teachers
 from kdcore.teachers import Member, combine_logits, parse_members
 from kdcore.train import teacher_settings
 from tests.synthetic import synthetic
@@ -416,19 +416,21 @@ def test_temporary_files_of_dead_processes_are_removed_when_the_cache_is_first_u
     assert live.exists() and entry.exists()  # another thread of a live process may be writing it right now
 
 
-# --------------------------------------------------------------------------- latency kept beside the weights
+# --------------------------------------------------------------------------- latency, once per architecture
 
 
 def test_a_teachers_latency_is_measured_once_and_then_read_from_the_cache(cache, data, monkeypatch):
     ens, _ = build(data)
-    first = teachers.teacher_latency(ens.members[0], data.image_shape)
+    first = teachers.model_latency(ARCH, data.name, ens.members[0].model)
     assert first.ms_batch1 > 0 and first.throughput_b256 > 0
 
     def no_measuring(*args, **kwargs):
         raise AssertionError("a cached latency was measured again")
 
     monkeypatch.setattr(teachers.metrics, "measure_latency", no_measuring)
-    assert teachers.teacher_latency(ens.members[0], data.image_shape) == first
+    assert teachers.model_latency(ARCH, data.name, ens.members[0].model) == first
+    # Another model of the same architecture (other weights) shares the measurement.
+    assert teachers.model_latency(ARCH, data.name, models.build(ARCH, data.name, seed=5)) == first
 
 
 def test_a_latency_recorded_on_another_machine_or_a_damaged_record_is_measured_again(cache, data, monkeypatch):
@@ -436,14 +438,14 @@ def test_a_latency_recorded_on_another_machine_or_a_damaged_record_is_measured_a
 
     ens, _ = build(data)
     teacher = ens.members[0]
-    teachers.teacher_latency(teacher, data.image_shape)
-    record_path = cache / f"{teacher.key}.latency.json"
+    teachers.model_latency(ARCH, data.name, teacher.model)
+    record_path = cache / f"latency-{data.name}-{ARCH}.json"
     record = json.loads(record_path.read_text())
     measured = []
     real = teachers.metrics.measure_latency
     monkeypatch.setattr(teachers.metrics, "measure_latency", lambda *a, **k: measured.append(1) or real(*a, **k))
     for damaged in (json.dumps({**record, "host": "another-machine"}), "{not json", json.dumps({"host": 1})):
         record_path.write_text(damaged)
-        teachers.teacher_latency(teacher, data.image_shape)
+        teachers.model_latency(ARCH, data.name, teacher.model)
     assert len(measured) == 3
     assert json.loads(record_path.read_text())["host"] == record["host"]
