@@ -220,6 +220,44 @@ def against_teachers(result: RunResult) -> str:
     return "; ".join(parts) + "." if parts else ""
 
 
+def loss_notes(result: RunResult) -> list[str]:
+    """What to notice on the training-loss chart, in plain words with this run's numbers.
+
+    Two things there look like bugs and are lessons: the scratch student's soft loss (how far it is from
+    the teacher's soft targets, which it never trains on) can grow while it learns the labels, and the
+    distilled student can end with a higher hard loss than the scratch one although it is more accurate,
+    because part of its effort goes into matching the teacher rather than the labels.
+    """
+    scratch, distilled = result.curves.get("scratch", []), result.curves.get("distilled", [])
+    notes = []
+    soft = [e.soft for e in scratch if e.soft is not None]
+    if len(soft) >= 2:
+        trend = "rose" if soft[-1] > soft[0] else "fell"
+        notes.append(
+            f"The scratch student's soft loss {trend} from {soft[0]:.2f} to {soft[-1]:.2f}: it never trains on the "
+            "teacher's soft targets, so this only measures how far it drifts from them while it learns the labels."
+        )
+    if scratch and distilled:
+        s, d = scratch[-1], distilled[-1]
+        if d.hard > s.hard:
+            better = (
+                "yet it is the more accurate one" if d.test_acc > s.test_acc else "and here it is not more accurate"
+            )
+            notes.append(
+                f"The distilled student ends with the higher hard loss ({d.hard:.3f} against {s.hard:.3f}), {better} "
+                f"({d.test_acc * 100:.1f} % against {s.test_acc * 100:.1f} %): part of its training goes into matching "
+                "the teacher's soft targets instead of the labels alone, which keeps it less sure of every label and "
+                "more sensible on the ones that look alike."
+            )
+        else:
+            notes.append(
+                f"The distilled student ends with the lower hard loss ({d.hard:.3f} against {s.hard:.3f}) as well as "
+                f"{'the higher' if d.test_acc > s.test_acc else 'a lower or equal'} test accuracy "
+                f"({d.test_acc * 100:.1f} % against {s.test_acc * 100:.1f} %)."
+            )
+    return notes
+
+
 def summary_sentence(df: pd.DataFrame) -> str:
     """A plain-words reading of one run: its distilled student against its ensemble and its scratch twin.
 

@@ -343,6 +343,9 @@ def results(job: jobs.Job, result: experiments.RunResult) -> None:
         )
     shown = p.curves if any(p.curves.values()) else result.curves
     curves(accuracy_chart(shown, cfg.epochs, t.accuracy), loss_chart(shown, cfg.epochs))
+    notes = report.loss_notes(result)
+    if notes:
+        st.markdown("**What to notice in the training loss**\n" + "\n".join(f"- {n}" for n in notes))
     left, right = st.columns(2)
     left.plotly_chart(per_class_chart(result), width="stretch", config={"displaylogo": False})
     right.markdown(

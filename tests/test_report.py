@@ -191,3 +191,14 @@ def test_the_student_is_compared_with_the_ensemble_and_with_its_best_single_teac
     # mlp-medium has more parameters than cnn-deep: the comparison says larger rather than hiding it.
     word = "smaller" if best.params > d.params else "larger"
     assert word in text.split("; ")[1]
+
+
+def test_the_loss_chart_notes_quote_this_runs_numbers(fast_run):
+    result, _ = fast_run
+    notes = report.loss_notes(result)
+    scratch, distilled = result.curves["scratch"], result.curves["distilled"]
+    assert f"from {scratch[0].soft:.2f} to {scratch[-1].soft:.2f}" in notes[0]
+    assert "never trains on the teacher's soft targets" in notes[0]
+    assert f"{distilled[-1].hard:.3f} against {scratch[-1].hard:.3f}" in notes[1]
+    higher = distilled[-1].hard > scratch[-1].hard
+    assert ("higher hard loss" in notes[1]) is higher
