@@ -124,6 +124,7 @@ class RunResult:
     test_logits: dict[str, torch.Tensor] = field(default_factory=dict, repr=False)
     epochs_done: int = 0  # epochs both students finished; a stopped run compares them after exactly these
     notices: list[str] = field(default_factory=list)  # things the user should know, e.g. a collapsed student
+    run_id: int | None = None  # its number in the run history, once saved: the one number every page shows
 
     def row(self, role: str) -> ModelRow | None:
         return next((r for r in self.rows if r.role == role), None)

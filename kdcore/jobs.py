@@ -144,7 +144,7 @@ def _record(result, kind: JobKind, owner: str | None, on_event: ev.EventFn) -> N
         history = store.open_store()
         try:
             if isinstance(result, RunResult):
-                run_id = history.save_run(result, kind.value, owner=owner)
+                run_id = result.run_id = history.save_run(result, kind.value, owner=owner)
             else:
                 c = result.config
                 run_id = history.save_record(

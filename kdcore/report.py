@@ -86,7 +86,10 @@ def _record(model, role, dataset, runs, row, partial) -> dict:
 
 
 def comparison_table(results: Sequence[RunResult]) -> pd.DataFrame:
-    """Every model of the given runs (oldest first, numbered from 1) in one table with the COLUMNS above."""
+    """Every model of the given runs (oldest first) in one table with the COLUMNS above.
+
+    A run is numbered by its run-history id, as on every page; a run never saved by its place in `results`.
+    """
     records: list[dict] = []
     group_of: list[tuple] = []  # ensemble key per record, for the relative columns
     runs_of: dict[tuple, list[int]] = {}  # teacher / ensemble identity -> runs that used it
@@ -102,7 +105,8 @@ def comparison_table(results: Sequence[RunResult]) -> pd.DataFrame:
         records.append(make())
         group_of.append(group)
 
-    for run, result in enumerate(results, start=1):
+    for place, result in enumerate(results, start=1):
+        run = result.run_id if result.run_id is not None else place
         cfg = result.config
         group = _ensemble_key(cfg)
         for row in result.rows:

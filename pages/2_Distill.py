@@ -361,7 +361,7 @@ def results(job: jobs.Job, result: experiments.RunResult) -> None:
     num = st.column_config.NumberColumn
     table = report.comparison_table([result]).drop(columns=[report.DATASET, report.RUN, report.PARTIAL])
     table[report.THROUGHPUT] = table[report.THROUGHPUT].round()
-    # One run here, so the table's "run 1:" prefixes would only clash with the History page's run numbers.
+    # One run here: its number is in the caption above, so the rows need no "run N:" prefix.
     table[report.MODEL] = table[report.MODEL].str.replace(r"^run \d+: ", "", regex=True)
     st.dataframe(
         table,
@@ -386,7 +386,7 @@ def history() -> None:
     if not runs:
         return
     rows = []
-    for number, job in zip(range(len(runs), 0, -1), runs):
+    for job in runs:
         result = job.result(timeout=0) if job.state in (jobs.JobState.DONE, jobs.JobState.CANCELLED) else None
         cfg = job.config
         state = {
@@ -404,7 +404,7 @@ def history() -> None:
 
         rows.append(
             {
-                "Run": number,
+                "Run": None if result is None else result.run_id,
                 "Started": datetime.fromtimestamp(job.created).strftime("%H:%M:%S"),
                 "Student": cfg.student if cfg else "?",
                 "T": cfg.temperature if cfg else None,

@@ -237,3 +237,19 @@ def test_dark_knowledge_opens_on_an_image_with_a_clear_runner_up(fast_run, fast_
     top_two = sorted(teacher_t1, reverse=True)[:2]
     assert top_two[1] > 5.0, f"the opening image's runner-up has only {top_two[1]:.2f} %"  # not a flat, sure image
     assert any("looks most like" in m.value for m in at.markdown)
+
+
+def test_distill_and_compare_call_a_run_by_its_history_number(fast_run):
+    distill_page = _app("pages/2_Distill.py")
+    distill_page.session_state["config"] = default_config("mnist-sample", epochs=1)
+    distill_page.run()
+    next(b for b in distill_page.button if b.label == "Start").click().run()
+    _wait_for_jobs()
+    distill_page.run()
+    saved = next(c.value for c in distill_page.caption if "Saved as run" in c.value)
+    number = int(saved.split("Saved as run ")[1].split()[0])
+    compare = _app("pages/4_Compare.py")
+    compare.session_state["session_id"] = distill_page.session_state["session_id"]
+    compare.run()
+    models = compare.dataframe[0].value["Model"].tolist()
+    assert any(m.startswith(f"run {number}: distilled") for m in models), models

@@ -202,3 +202,15 @@ def test_the_loss_chart_notes_quote_this_runs_numbers(fast_run):
     assert f"{distilled[-1].hard:.3f} against {scratch[-1].hard:.3f}" in notes[1]
     higher = distilled[-1].hard > scratch[-1].hard
     assert ("higher hard loss" in notes[1]) is higher
+
+
+def test_runs_are_numbered_by_their_history_id_like_every_page(fast_run):
+    import copy
+
+    result, _ = fast_run
+    saved = copy.copy(result)
+    saved.run_id = 42
+    table = report.comparison_table([result, saved])
+    students = table[table[report.ROLE] == "distilled"]
+    assert students[report.RUN].tolist() == ["1", "42"]  # an unsaved run keeps its place; a saved one its id
+    assert students[report.MODEL].iloc[1].startswith("run 42: distilled")
