@@ -188,6 +188,18 @@ def _number_list(name: str, check: Callable[[float], float], limit: int, example
     return parse
 
 
+def _seed_list(text: str) -> list[int]:
+    try:
+        seeds = [limits.check_seed(int(v)) for v in text.split(",") if v.strip()]
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(
+            str(exc) if "seed" in str(exc) else f"seeds must be whole numbers separated by commas, got {text!r}"
+        ) from None
+    if not 2 <= len(seeds) <= studies.MAX_POINTS or len(set(seeds)) != len(seeds):
+        raise argparse.ArgumentTypeError(f"seeds must list 2 to {studies.MAX_POINTS} different seeds, got {text!r}")
+    return seeds
+
+
 def _finite(text: str) -> float:
     try:
         value = float(text)
@@ -344,6 +356,14 @@ def _parser() -> argparse.ArgumentParser:
         default=None,
         help="bias increase to use (default: chosen on the training set to match the teacher's share)",
     )
+    se = job("seeds", "the same distillation over several seeds: the KD gain's mean and spread")
+    _run_options(se, data=True)
+    se.add_argument(
+        "--seeds",
+        type=_seed_list,
+        default=None,
+        help=f"seeds to repeat with, 2 to {studies.MAX_POINTS} (default {','.join(map(str, studies.DEFAULT_SEEDS))})",
+    )
     ca = job("capacity", "KD gain against student size")
     _run_options(ca, student=False)
     ca.add_argument(
@@ -429,6 +449,14 @@ def _missing_text(r: studies.MissingClassResult) -> str:
     return "\n".join(lines)
 
 
+def _seeds_text(r: studies.SeedsResult) -> str:
+    lines = [f"{'seed':>5} {'scratch':>8} {'KD':>8} {'gain':>8}"]
+    for p in r.points:
+        gain = "-" if p.gain is None else f"{p.gain * 100:+.2f}"
+        lines.append(f"{p.seed:>5} {_opt(p.scratch_acc):>8} {_opt(p.distilled_acc):>8} {gain:>8}")
+    return "\n".join(lines)
+
+
 def _capacity_text(r: studies.CapacityResult) -> str:
     lines = [f"{'student':<12} {'params':>10} {'scratch':>8} {'KD':>8} {'gain':>8}"]
     for p in r.points:
@@ -475,6 +503,7 @@ STUDY_OPTIONS = {
     jobs.JobKind.FRACTION: ("fractions",),
     jobs.JobKind.MISSING_CLASS: ("missing", "bias_fix", "bias_value"),
     jobs.JobKind.CAPACITY: ("students",),
+    jobs.JobKind.SEEDS: ("seeds",),
 }
 TEXTS = {
     jobs.JobKind.TEACHERS: _teachers_text,
@@ -483,6 +512,7 @@ TEXTS = {
     jobs.JobKind.FRACTION: _fraction_text,
     jobs.JobKind.MISSING_CLASS: _missing_text,
     jobs.JobKind.CAPACITY: _capacity_text,
+    jobs.JobKind.SEEDS: _seeds_text,
 }
 
 

@@ -17,7 +17,7 @@ from dataclasses import asdict, dataclass, field, replace
 import torch
 from torch import nn
 
-from . import budget, metrics, models, speed, teachers
+from . import budget, metrics, models, speed, stats, teachers
 from . import data as kdata
 from . import events as ev
 from .limits import check_alpha, check_epochs, check_fraction, check_seed, check_temperature
@@ -125,6 +125,8 @@ class RunResult:
     epochs_done: int = 0  # epochs both students finished; a stopped run compares them after exactly these
     notices: list[str] = field(default_factory=list)  # things the user should know, e.g. a collapsed student
     run_id: int | None = None  # its number in the run history, once saved: the one number every page shows
+    intervals: dict[str, stats.Interval] = field(default_factory=dict)  # role -> its test accuracy's range
+    gain_stats: stats.Gain | None = None  # distilled against scratch on the same test images
 
     def row(self, role: str) -> ModelRow | None:
         return next((r for r in self.rows if r.role == role), None)
@@ -339,6 +341,7 @@ def distill(
         )
         students[role] = model
         test_logits[role] = logits
+    correct = {role: logits.argmax(1) == data.test_y for role, logits in test_logits.items()}
     result = RunResult(
         config,
         rows,
@@ -350,6 +353,8 @@ def distill(
         test_logits,
         epochs_done=done,
         notices=notices,
+        intervals={role: stats.accuracy_interval(int(c.sum()), len(c)) for role, c in correct.items()},
+        gain_stats=stats.paired_gain(correct["distilled"], correct["scratch"]),
     )
     on_event(ev.Finished(partial=partial, kd_gain=result.kd_gain))
     return result

@@ -40,6 +40,7 @@ class JobKind(enum.StrEnum):
     FRACTION = "fraction"
     MISSING_CLASS = "missing-class"
     CAPACITY = "capacity"
+    SEEDS = "seeds"
 
 
 # What each kind runs, as "module:function" so that any process (a spawned worker, a Dask worker on
@@ -52,6 +53,7 @@ FUNCTIONS = {
     JobKind.FRACTION: "kdcore.studies:fraction_study",
     JobKind.MISSING_CLASS: "kdcore.studies:missing_class_study",
     JobKind.CAPACITY: "kdcore.studies:capacity_study",
+    JobKind.SEEDS: "kdcore.studies:seeds_study",
 }
 # Jobs that train students after the teachers are ready show their progress as two steps.
 TWO_STEP_KINDS = frozenset(FUNCTIONS) - {JobKind.TEACHERS, JobKind.LOOK}

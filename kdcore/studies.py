@@ -29,9 +29,9 @@ from torch import nn
 
 from . import data as kdata
 from . import events as ev
-from . import experiments, metrics, models, speed
+from . import experiments, metrics, models, speed, stats
 from .experiments import RunConfig
-from .limits import EPOCHS, check_alpha, check_fraction, check_temperature
+from .limits import EPOCHS, check_alpha, check_fraction, check_seed, check_temperature
 from .train import Trainer, default_device, predict_logits, student_settings
 
 MAX_GRID = 6  # per sweep axis: 6 x 6 = 36 students is the most a class demo can wait for
@@ -130,13 +130,15 @@ class _Session:
         result.seconds = self.elapsed
         self.emit(ev.StudyCell(study=self.study, done=self.done, total=self.total, snapshot=result.to_json()))
 
-    def indices(self, *, fraction: float | None = None, exclude_class: int | None = None) -> torch.Tensor:
+    def indices(
+        self, *, fraction: float | None = None, exclude_class: int | None = None, seed: int | None = None
+    ) -> torch.Tensor:
         c = self.config
         return kdata.subset_indices(
             self.data.train_y,
             fraction=c.fraction if fraction is None else fraction,
             exclude_class=exclude_class,
-            seed=c.seed,
+            seed=c.seed if seed is None else seed,
         )
 
     def fit(
@@ -148,17 +150,19 @@ class _Session:
         student: str | None = None,
         temperature: float | None = None,
         epochs: int | None = None,
+        seed: int | None = None,
     ) -> nn.Module | None:
         """Train one student to the end; None if cancelled first. alpha = 0 is the scratch student."""
         if self.cancel.is_set():
             return None
         c = self.config
-        model = models.build(student or c.student, c.dataset, seed=c.seed)
+        seed = c.seed if seed is None else seed
+        model = models.build(student or c.student, c.dataset, seed=seed)
         trainer = Trainer(
             model,
             self.data,
             student_settings(c.dataset, epochs or c.epochs),
-            seed=c.seed,
+            seed=seed,
             name=label,
             train_idx=idx,
             teacher_logits=self.ens.train_logits,
@@ -767,5 +771,97 @@ def capacity_study(
             setattr(p, f"{role}_acc", acc)
             s.cell(result)
     result.partial = any(p.gain is None for p in points)
+    s.finish(result)
+    return result
+
+
+# --------------------------------------------------------------------------- seeds
+
+DEFAULT_SEEDS = (0, 1, 2)
+
+
+@dataclass
+class SeedPoint:
+    seed: int
+    scratch_acc: float | None = None
+    distilled_acc: float | None = None
+
+    @property
+    def gain(self) -> float | None:
+        return _gain(self.distilled_acc, self.scratch_acc)
+
+    def to_json(self) -> dict:
+        return {
+            "seed": self.seed,
+            "scratch_acc": self.scratch_acc,
+            "distilled_acc": self.distilled_acc,
+            "gain": self.gain,
+        }
+
+
+@dataclass
+class SeedsResult:
+    """The same distillation repeated with other seeds (initial weights, data order): is its gain real?"""
+
+    config: RunConfig
+    points: list[SeedPoint]
+    teacher_acc: float | None = None
+    partial: bool = False
+    seconds: float = 0.0
+
+    def summary(self, key: str = "gain") -> stats.SeedSummary | None:
+        values = [getattr(p, key) for p in self.points if p.gain is not None]
+        return stats.seeds_summary(values, unit="points" if key == "gain" else "%") if values else None
+
+    def reading(self) -> str:
+        done = [p for p in self.points if p.gain is not None]
+        if not done:
+            return "The repeat was stopped before any seed finished, so there is nothing to compare yet. Run it again."
+        gains = [p.gain for p in done]
+        s = self.summary()
+        first = f"The KD gain was {s.sentence}"
+        first += f", from {_pts(min(gains))} to {_pts(max(gains))}." if len(done) > 1 else "."
+        better = sum(g > 0 for g in gains)
+        if better == len(done):
+            second = "Every seed's distilled student beat its scratch twin, so the gain does not depend on luck."
+        elif better == 0:
+            second = "No seed's distilled student beat its scratch twin: with these settings the teacher did not help."
+        else:
+            second = (
+                f"{better} of {len(done)} seeds gained: the sign of the gain depends on the seed, so a single run "
+                "cannot tell whether the teacher helps here."
+            )
+        return f"{first} {second}"
+
+    def to_json(self) -> dict:
+        return {**_base_json("seeds", self), "points": [p.to_json() for p in self.points], "reading": self.reading()}
+
+
+def seeds_study(
+    config: RunConfig,
+    seeds: Sequence[int] = DEFAULT_SEEDS,
+    *,
+    on_event: ev.EventFn | None = None,
+    cancel: threading.Event | None = None,
+) -> SeedsResult:
+    """The config's scratch and distilled students once per seed (each seed: its own initial weights, subset
+    and data order; the pair shares them), for the KD gain's mean ± std."""
+    if isinstance(seeds, (str, bytes)) or not isinstance(seeds, Sequence) or not 2 <= len(seeds) <= MAX_POINTS:
+        raise ValueError(f"seeds must list 2 to {MAX_POINTS} seeds (e.g. 0,1,2), got {seeds!r}")
+    seeds = [check_seed(v) for v in seeds]
+    if len(set(seeds)) != len(seeds):
+        raise ValueError(f"seeds lists the same seed twice: {', '.join(map(str, seeds))}")
+    s = _Session("seeds", config, on_event, cancel)
+    result = SeedsResult(config, [SeedPoint(seed) for seed in seeds], s.teacher_acc)
+    s.start(2 * len(seeds))
+    for p in result.points:
+        idx = s.indices(exclude_class=config.exclude_class, seed=p.seed)
+        for role, alpha in (("scratch", 0.0), ("distilled", config.alpha)):
+            acc = s.accuracy(s.fit(f"{role} seed {p.seed}", idx, alpha=alpha, seed=p.seed))
+            if acc is None:
+                break
+            setattr(p, f"{role}_acc", acc)
+            s.cell(result)
+    result.partial = any(p.gain is None for p in result.points)
     s.finish(result)
     return result

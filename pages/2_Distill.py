@@ -10,7 +10,7 @@ import plotly.graph_objects as go
 import streamlit as st
 
 import ui
-from kdcore import events, experiments, jobs, report
+from kdcore import events, experiments, jobs, report, stats, studies
 
 st.set_page_config(page_title="Distill · KD Playground", page_icon=":material/science:", layout="wide")
 
@@ -281,24 +281,6 @@ def live(job_id: str) -> None:
 # ---- results ------------------------------------------------------------------------------------
 
 
-def verdict(gain: float) -> str:
-    points = 100 * gain
-    if abs(points) < 0.3:
-        return (
-            f"The teacher made almost no difference this time ({points:+.1f} points) — within what a different "
-            "seed can change. Try less training data or a smaller student, where the teacher's hints matter more."
-        )
-    if points > 0:
-        return (
-            f"Learning from the teacher made the same small model **{points:.1f} points more accurate** than "
-            "training it on the labels alone."
-        )
-    return (
-        f"The distilled student is **{-points:.1f} points worse** than the scratch one. Try a lower α or "
-        "another T, or train longer."
-    )
-
-
 def results(job: jobs.Job, result: experiments.RunResult) -> None:
     cfg = result.config
     if result.partial:
@@ -311,16 +293,17 @@ def results(job: jobs.Job, result: experiments.RunResult) -> None:
     d, s, t = result.row("distilled"), result.row("scratch"), result.row("ensemble")
     gain = result.kd_gain
     cols = st.columns([1.4, 1, 1, 1, 1.2])
+    ranges = result.intervals
     cols[0].metric(
         "KD gain",
         ui.fmt_points(gain),
         border=True,
-        help="Test accuracy of the distilled student minus that of the same student trained "
-        "from scratch: what the teacher added.",
+        help="Test accuracy of the distilled student minus that of the same student trained from scratch: what "
+        f"the teacher added. {result.gain_stats.text}.",
     )
-    cols[1].metric(ui.ROLE_LABELS["distilled"], f"{100 * d.accuracy:.1f} %")
-    cols[2].metric("Scratch student", f"{100 * s.accuracy:.1f} %")
-    cols[3].metric(ui.ROLE_LABELS["ensemble"], f"{100 * t.accuracy:.1f} %")
+    cols[1].metric(ui.ROLE_LABELS["distilled"], f"{100 * d.accuracy:.1f} %", help=ranges["distilled"].text)
+    cols[2].metric("Scratch student", f"{100 * s.accuracy:.1f} %", help=ranges["scratch"].text)
+    cols[3].metric(ui.ROLE_LABELS["ensemble"], f"{100 * t.accuracy:.1f} %", help=ranges["ensemble"].text)
     if t.params and d.params:
         speed = f"{t.latency_ms_b1 / d.latency_ms_b1:.0f}× faster" if t.latency_ms_b1 and d.latency_ms_b1 else None
         cols[4].metric(
@@ -331,8 +314,13 @@ def results(job: jobs.Job, result: experiments.RunResult) -> None:
             help="Parameters and single-image latency of the ensemble divided by the student's.",
         )
         st.caption(report.against_teachers(result))
-    if gain is not None:
-        st.markdown(verdict(gain) + f" Run took {events.format_seconds(result.seconds)}.")
+    st.markdown(
+        f"**KD gain {stats.verdict(result.gain_stats).sentence}** The range is where the gain would most likely "
+        f"fall on other test images of the same kind; it comes from the "
+        f"{result.gain_stats.n01 + result.gain_stats.n10} images on which exactly one of the two students is right. "
+        f"Run took {events.format_seconds(result.seconds)}."
+    )
+    repeat_over_seeds(cfg)
     p = job.progress()
     if isinstance(p.saved, events.SaveFailed):
         st.warning(f"{p.saved.message} The result below is complete; only the saved copy is missing.")
@@ -379,6 +367,35 @@ def results(job: jobs.Job, result: experiments.RunResult) -> None:
             report.ECE: num(format="%.3f", help="Calibration error: gap between confidence and accuracy (0 is ideal)."),
         },
     )
+
+
+@st.fragment(run_every=1.0)
+def seeds_live(job_id: str) -> None:
+    job = ui.live_job(job_id)
+    if job is not None:
+        ui.show_progress(job)
+
+
+def repeat_over_seeds(cfg: experiments.RunConfig) -> None:
+    """One run's gain can be seed luck: repeat it over seeds and show the mean and spread."""
+    job = ui.job_by_id(st.session_state.get("seeds_job"))
+    if job is not None and job.config != cfg:
+        job = None
+    if job is None:
+        seeds = ", ".join(map(str, studies.DEFAULT_SEEDS))
+        if st.button(
+            f"Repeat over seeds {seeds}",
+            icon=":material/repeat:",
+            help="Trains the same pair with other starting weights and data orders, to see whether the gain holds.",
+        ):
+            st.session_state.seeds_job = ui.submit(jobs.JobKind.SEEDS, cfg, f"{cfg.student} over seeds {seeds}").id
+            st.rerun()
+    elif job.state in ACTIVE:
+        seeds_live(job.id)
+    elif job.state is jobs.JobState.FAILED:
+        ui.show_job_failure(job, "Press **Start** and try again.")
+    elif job.result() is not None:
+        st.info(job.result().reading(), icon=":material/repeat:")
 
 
 def history() -> None:

@@ -253,3 +253,20 @@ def test_distill_and_compare_call_a_run_by_its_history_number(fast_run):
     compare.run()
     models = compare.dataframe[0].value["Model"].tolist()
     assert any(m.startswith(f"run {number}: distilled") for m in models), models
+
+
+def test_distill_headlines_the_gain_with_its_range_and_can_repeat_it_over_seeds(fast_run):
+    at = _app("pages/2_Distill.py")
+    at.session_state["config"] = default_config("mnist-sample", epochs=1)
+    at.run()
+    next(b for b in at.button if b.label == "Start").click().run()
+    _wait_for_jobs()
+    at.run()
+    text = _texts(at)
+    assert "95 % range" in text and "1,000 test images" in text
+    assert "test-set noise" in text  # within it, or beyond it: said in words either way
+    next(b for b in at.button if b.label.startswith("Repeat over seeds")).click().run()
+    _wait_for_jobs()
+    at.run()
+    assert not at.exception
+    assert any("over 3 seeds" in i.value for i in at.info), [i.value for i in at.info]

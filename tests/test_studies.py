@@ -351,3 +351,33 @@ def test_a_bad_study_option_exits_2_naming_it(argv, names, capsys):
         cli.main(argv)
     err = capsys.readouterr().err
     assert info.value.code == 2 and all(n in err for n in names), err
+
+
+# --------------------------------------------------------------------------- seeds
+
+
+def test_repeating_over_seeds_gives_each_seed_its_pair_and_the_gains_mean_and_spread(config):
+    events = []
+    result = studies.seeds_study(config, (0, 1), on_event=events.append)
+    assert [p.seed for p in result.points] == [0, 1] and not result.partial
+    # Seed 0 is the config's own run: the same students as the sweep's scratch and distill.
+    assert result.points[0].scratch_acc == studies.sweep(config, [config.temperature], [0.0]).scratch_acc
+    summary = result.summary()
+    gains = [p.gain for p in result.points]
+    assert summary.mean == pytest.approx(sum(gains) / 2) and summary.n == 2
+    text = result.reading()
+    assert sentences(text) == 2 and "over 2 seeds" in text and pts(min(gains)) in text
+    (start,) = kinds(events, ev.StudyStart)
+    assert start.total == 4
+
+
+@pytest.mark.parametrize("seeds,words", [((0,), "2 to 8"), ((1, 1), "same seed twice"), ((0, 2**40), "4,294,967,295")])
+def test_bad_seed_lists_are_refused_up_front(config, seeds, words):
+    with pytest.raises(ValueError, match=words):
+        studies.seeds_study(config, seeds)
+
+
+def test_the_seeds_command_prints_the_table_and_the_reading(config, capsys):
+    assert cli.main(["seeds", "--seeds", "3,4", "--epochs", "1", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert [p["seed"] for p in out["points"]] == [3, 4] and sentences(out["reading"]) == 2
