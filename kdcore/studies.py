@@ -187,6 +187,10 @@ class _Session:
     def accuracy(self, model: nn.Module | None) -> float | None:
         return None if model is None else metrics.accuracy(self.test_logits(model), self.data.test_y)
 
+    def correct(self, model: nn.Module | None) -> torch.Tensor | None:
+        """Which test images the model gets right (for paired comparisons), or None."""
+        return None if model is None else self.test_logits(model).argmax(1) == self.data.test_y
+
     def finish(self, result) -> None:
         result.seconds = self.elapsed
         self.emit(ev.Finished(partial=result.partial))
@@ -218,10 +222,23 @@ class SweepResult:
     teacher_acc: float | None = None
     partial: bool = False
     seconds: float = 0.0
+    # Which test images each finished cell gets right: how ties are told from wins.
+    correct: dict[tuple[int, int], torch.Tensor] = field(default_factory=dict, repr=False)
 
     @property
     def done(self) -> int:
         return sum(a is not None for row in self.accuracy for a in row)
+
+    def ties(self) -> stats.Ties | None:
+        """The best cells with α > 0 and those within test-set noise of them (a paired test on the same images);
+        None when no such cell finished or a cell's per-image results are not known."""
+        keys = [(c["row"], c["col"]) for c in self._cells() if c["alpha"] > 0]
+        if not keys or any(k not in self.correct for k in keys):
+            return None
+        cells = [(k, self.correct[k], len(self.correct[k])) for k in keys]
+        return stats.best_with_ties(
+            cells, label=lambda k: f"T = {self.temperatures[k[0]]:g}, α = {self.alphas[k[1]]:g}"
+        )
 
     @property
     def gain(self) -> list[list[float | None]]:
@@ -260,6 +277,12 @@ class SweepResult:
                 f"No setting with α > 0 beat the student trained from scratch ({_pct(s)}), so training on the "
                 "labels alone (α = 0) did best here."
             )
+        elif best["gain"] > 0 and len(leaders := self._leaders()) > 1:
+            first = (
+                f"{len(leaders)} settings are tied for best within test-set noise ({', '.join(leaders)}); the highest, "
+                f"{where}, scored {_pct(best['accuracy'])}, {_pts(best['gain'])} against the student trained from "
+                f"scratch ({_pct(s)})."
+            )
         elif best["gain"] > 0:
             first = (
                 f"The best setting was {where}: {_pct(best['accuracy'])} test accuracy, "
@@ -279,6 +302,13 @@ class SweepResult:
             f"α = {worst['alpha']:g}, scored {_pct(worst['accuracy'])} ({_pts(worst['gain'])})."
         )
         return f"{first} {second}"
+
+    def _leaders(self) -> list[str]:
+        """The cells tied with the best, as "T = 2, α = 0.25"."""
+        ties = self.ties()
+        if ties is None:
+            return []
+        return [f"T = {self.temperatures[i]:g}, α = {self.alphas[j]:g}" for i, j in (*ties.best, *ties.tied)]
 
     def to_json(self) -> dict:
         return {
@@ -316,17 +346,18 @@ def sweep(
     trained_cells = sum(a > 0 for a in als) * len(ts)
     s.start(trained_cells + 1)
     idx = s.indices(exclude_class=config.exclude_class)
-    result.scratch_acc = s.accuracy(s.fit("scratch", idx, alpha=0.0))
-    if result.scratch_acc is not None:
+    scratch = s.correct(s.fit("scratch", idx, alpha=0.0))
+    if scratch is not None:
+        result.scratch_acc = scratch.double().mean().item()
         s.cell(result)
         cells = [(i, j, t, a) for i, t in enumerate(ts) for j, a in enumerate(als)]
         for i, j, t, a in cells:
             if s.cancel.is_set():
                 break
-            acc = result.scratch_acc if a == 0 else s.accuracy(s.fit(f"T={t:g} α={a:g}", idx, alpha=a, temperature=t))
-            if acc is None:
+            right = scratch if a == 0 else s.correct(s.fit(f"T={t:g} α={a:g}", idx, alpha=a, temperature=t))
+            if right is None:
                 break
-            result.accuracy[i][j] = acc
+            result.accuracy[i][j], result.correct[(i, j)] = right.double().mean().item(), right
             s.cell(result)
     result.partial = result.scratch_acc is None or result.done < len(ts) * len(als)
     s.finish(result)

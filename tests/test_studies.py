@@ -381,3 +381,15 @@ def test_the_seeds_command_prints_the_table_and_the_reading(config, capsys):
     assert cli.main(["seeds", "--seeds", "3,4", "--epochs", "1", "--json"]) == 0
     out = json.loads(capsys.readouterr().out)
     assert [p["seed"] for p in out["points"]] == [3, 4] and sentences(out["reading"]) == 2
+
+
+def test_a_sweep_reports_settings_within_noise_of_the_best_as_a_tie(config):
+    result = studies.SweepResult(config, [2.0, 4.0], [0.25], [[0.964], [0.964]], scratch_acc=0.95)
+    same = torch.zeros(1000, dtype=torch.bool)
+    same[:964] = True
+    result.correct = {(0, 0): same, (1, 0): same.roll(3)}  # equal accuracy, not the same images
+    ties = result.ties()
+    assert set(ties.best) == {(0, 0), (1, 0)}  # equal counts are tied, never "best" and "second"
+    text = result.reading()
+    assert sentences(text) == 2
+    assert "2 settings are tied for best within test-set noise (T = 2, α = 0.25, T = 4, α = 0.25)" in text
