@@ -11,7 +11,7 @@ import uuid
 
 import streamlit as st
 
-from kdcore import budget, events, experiments, jobs, limits, links, models, speed, teachers
+from kdcore import budget, events, experiments, glossary, jobs, limits, links, models, speed, teachers
 from kdcore import data as kdata
 
 # One colour per role, used by every chart (colour-blind-safe Okabe-Ito hues).
@@ -24,17 +24,17 @@ ROLE_LABELS = {
 }
 PLOT_FONT = dict(size=16)
 
+# Widget help comes from kdcore's one glossary, so a term means the same in every tooltip.
 HELP = {
     "dataset": "Which images to learn from. The MNIST sample works offline; the others download once.",
-    "teachers": "The big models that teach. Several members form one ensemble teacher that averages their "
-    "probabilities. Add '@1', '@2' variants to repeat an architecture with another seed.",
-    "student": "The small model that learns. Both students (scratch and distilled) use this architecture.",
-    "temperature": "T softens the teacher's probabilities: T = 1 is the teacher as is, higher T reveals "
-    "which wrong classes it finds similar (the 'dark knowledge').",
-    "alpha": "alpha weighs the teacher's soft targets against the true labels: 0 = labels only, 1 = teacher only.",
-    "epochs": "How many passes over the training images each student makes.",
-    "fraction": "Share of the training images the students see (the same stratified subset for both).",
-    "seed": "Fixes the students' starting weights and the order of batches, so a run can be repeated.",
+    "teachers": glossary.tooltip("ensemble")
+    + "\n\nAdd '@1', '@2' variants to repeat an architecture with another seed.",
+    "student": glossary.tooltip("student", "MLP", "CNN"),
+    "temperature": glossary.tooltip("temperature", "soft targets"),
+    "alpha": glossary.tooltip("alpha"),
+    "epochs": glossary.tooltip("epoch"),
+    "fraction": glossary.tooltip("data fraction"),
+    "seed": glossary.tooltip("seed"),
 }
 
 _FIELDS = links.CONTROLS

@@ -10,7 +10,7 @@ import plotly.graph_objects as go
 import streamlit as st
 
 import ui
-from kdcore import events, experiments, jobs, report, stats, studies
+from kdcore import events, experiments, glossary, jobs, report, stats, studies
 
 st.set_page_config(page_title="Distill · KD Playground", page_icon=":material/science:", layout="wide")
 
@@ -357,14 +357,14 @@ def results(job: jobs.Job, result: experiments.RunResult) -> None:
         width="stretch",
         column_config={
             report.ACCURACY: num(format="%.1f"),
-            report.PARAMS: num(format="localized"),
             report.SIZE: num(format="%.2f"),
-            report.LATENCY: num(format="%.2f", help="One image at a time on this CPU."),
-            report.THROUGHPUT: num(format="localized", help="In batches of 256."),
+            report.PARAMS: num(format="localized", help=glossary.define("parameters")),
+            report.LATENCY: num(format="%.2f", help=glossary.define("latency")),
+            report.THROUGHPUT: num(format="localized", help=glossary.define("throughput")),
             report.SPEEDUP: num(format="%.1f"),
             report.COMPRESSION: num(format="%.1f"),
-            report.AGREEMENT: num(format="%.1f", help="How often the model picks the teacher ensemble's class."),
-            report.ECE: num(format="%.3f", help="Calibration error: gap between confidence and accuracy (0 is ideal)."),
+            report.AGREEMENT: num(format="%.1f", help=glossary.define("agreement")),
+            report.ECE: num(format="%.3f", help=glossary.define("ECE")),
         },
     )
 
