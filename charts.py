@@ -305,8 +305,9 @@ def board_chart(series: classboard.Series) -> go.Figure:
         hovertemplate="%{x}: mean %{y:+.2f} points over %{customdata} runs<extra></extra>",
     )
     n = len(series.dots)
-    _titled(fig, BOARD_TITLES[series.axis], f"{n} dot{'s' if n != 1 else ''} · {_gain_subtitle()}", height=400)
-    _bottom_legend(fig)
+    subtitle = f"● one run ({n} in all) · ◆ mean per setting · above 0: the teacher helped"
+    _titled(fig, BOARD_TITLES[series.axis], subtitle, height=400)
+    fig.update_layout(showlegend=False)
     if series.axis == "student":
         fig.update_xaxes(type="category", categoryorder="array", categoryarray=list(series.order))
     elif series.axis == "fraction":

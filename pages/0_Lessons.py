@@ -3,8 +3,6 @@ instructor links (lesson, hidden controls, lock) as text and QR code."""
 
 from __future__ import annotations
 
-import base64
-
 import streamlit as st
 
 import charts
@@ -125,8 +123,8 @@ def show_lesson(lesson: lessons.Lesson) -> None:
 
     with card("2 · Your prediction"):
         st.markdown(lesson.question)
-        if choice is not None:  # the radio forgets its value while another page is open; the lock does not
-            st.session_state[key(lesson, "radio")] = choice
+        if choice is not None and key(lesson, "radio") not in st.session_state:
+            st.session_state[key(lesson, "radio")] = choice  # the radio forgets it on other pages; the lock does not
         picked = st.radio(
             "Your prediction",
             [c.outcome for c in lesson.choices],
@@ -208,7 +206,7 @@ def show_list(all_lessons: tuple[lessons.Lesson, ...]) -> None:
             text, button = st.columns([5, 1], vertical_alignment="center")
             text.markdown(f"**{lesson.number} · {lesson.title}**  \n{lesson.goal}")
             button.button(
-                "Open",
+                f"Open lesson {lesson.number}",
                 icon=":material/arrow_forward:",
                 width="stretch",
                 on_click=open_lesson,
@@ -251,11 +249,7 @@ def instructor_panel(all_lessons: tuple[lessons.Lesson, ...], current: lessons.L
         except ValueError as exc:
             st.warning(str(exc))
             return
-        encoded = base64.b64encode(svg.encode()).decode()
-        st.markdown(
-            f'<img src="data:image/svg+xml;base64,{encoded}" alt="QR code of the link" width="280">',
-            unsafe_allow_html=True,
-        )
+        st.image(svg, width=280, caption="Scan to open the link")
 
 
 # ---- page --------------------------------------------------------------------------------------------------
