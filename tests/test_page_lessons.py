@@ -8,6 +8,7 @@ session's default teachers; the tests depend on `fast_run` so those teachers are
 import base64
 import json
 import sys
+import time
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
@@ -20,7 +21,8 @@ if str(ROOT) not in sys.path:  # the page imports `ui` and `charts` from the rep
 
 import charts  # noqa: E402
 import ui  # noqa: E402
-from kdcore import lessons, links  # noqa: E402
+from kdcore import jobs, lessons, links, studies  # noqa: E402
+from kdcore.experiments import default_config  # noqa: E402
 
 PAGE = str(ROOT / "pages" / "0_Lessons.py")
 ALL = lessons.load_lessons()
@@ -210,3 +212,66 @@ def test_the_instructor_panel_composes_a_link_and_its_qr_code(fast_run):
     at.selectbox(key="instructor_lesson_2").set_value(0).run()
     query = parse_qs(urlsplit(at.code[0].value).query)
     assert "lesson" not in query and "T" not in query and query["hide"] == ["teachers,alpha"]
+
+
+def locked_in(number: int, choice: str) -> AppTest:
+    at = page(lesson=str(number))
+    at.radio(key=f"lesson_{number}_radio").set_value(choice).run()
+    at.button(key=f"lesson_{number}_lock").click().run()
+    return at
+
+
+def test_a_failed_lesson_run_says_why_and_how_to_go_on(fast_run, monkeypatch):
+    monkeypatch.setitem(jobs.FUNCTIONS, jobs.JobKind.LOOK, "tests.jobfns:fail")
+    at = locked_in(1, "softer")
+    at.button(key="lesson_1_run").click().run()
+    job = ui.runner().get(at.session_state["lesson_1_job"])
+    assert job.wait(60) and job.state is jobs.JobState.FAILED
+    at.run()
+    assert not at.exception
+    (error,) = at.error
+    assert "epochs must be at least 1, got 0" in error.value and "Press **Run** to try again" in error.value
+    assert not at.get("plotly_chart") and not at.success
+    assert not at.button(key="lesson_1_run").disabled  # the learner can run it again
+
+
+def test_a_lesson_stopped_mid_sweep_gives_a_partial_note_and_no_verdict(fast_run, monkeypatch):
+    # The real sweep, held after its first cell until Stop, so the stop always lands with one of three T done.
+    monkeypatch.setitem(jobs.FUNCTIONS, jobs.JobKind.SWEEP, "tests.jobfns:sweep_that_waits")
+    at = locked_in(2, "middle")
+    at.button(key="lesson_2_run").click().run()
+    job = ui.runner().get(at.session_state["lesson_2_job"])
+    deadline = time.time() + JOB_TIMEOUT
+    while not (job.progress().snapshot or {}).get("cells_done"):
+        assert time.time() < deadline and not job.done, "no sweep cell finished in time"
+        time.sleep(0.2)
+    at.run()
+    assert at.get("progress"), "the running lesson shows its progress"
+    assert at.button(key="lesson_2_run").disabled
+    at.button(key="lesson_2_stop").click().run()
+    assert job.wait(60)
+    at.run()
+    assert not at.exception
+    assert job.result().partial
+    assert any("Stopped early: partial result" in w.value for w in at.warning)
+    assert any(i.value.startswith("No verdict yet") for i in at.info)
+    assert "Run the lesson again and let it finish." in markdown(at)
+    assert not at.get("plotly_chart")  # one temperature is nothing to compare
+
+
+def test_every_chart_a_lesson_may_name_is_drawn_from_its_result(fast_run):
+    assert set(charts.LESSON_CHARTS) == set(lessons.CHARTS)  # an edited lessons file cannot name an undrawable chart
+    run, _ = fast_run
+    bars = charts.lesson_chart("students", run)
+    assert [t.y[0] for t in bars.data] == pytest.approx(
+        [100 * run.row(r).accuracy for r in ("ensemble", "scratch", "distilled")]
+    )
+    curves = charts.lesson_chart("learning-curves", run)
+    assert list(curves.data[1].y) == pytest.approx([100 * e.test_acc for e in run.curves["distilled"]])
+    sweep = studies.SweepResult(
+        default_config("mnist-sample"), [1.0, 4.0], [0.5, 1.0], [[0.91, 0.92], [0.93, None]], 0.90
+    )
+    heat = charts.lesson_chart("sweep-heatmap", sweep).data[0]
+    assert [[None if v is None else round(v, 6) for v in row] for row in heat.z] == [[1.0, 2.0], [3.0, None]]
+    with pytest.raises(ValueError, match="chart must be one of: soft-targets"):
+        charts.lesson_chart("pie", run)
