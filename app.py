@@ -54,6 +54,15 @@ def home() -> None:
         "- The factor $T^2$ keeps the soft term's gradients about as strong as the hard term's when $T$ changes."
     )
 
+    st.subheader("Learn by predicting")
+    cols = st.columns([1, 3], vertical_alignment="center")
+    cols[0].page_link(LESSONS, width="stretch")
+    cols[1].markdown(
+        "Six short lessons: predict what an experiment will show, run it in seconds, and see why it came out "
+        "that way. Teaching a class? The lessons page makes links that open a lesson with controls hidden, and "
+        "the **Class board** gathers everyone's runs on one chart."
+    )
+
     st.subheader("Explore")
     for page, text in (
         (TEACHERS, "train or load the teacher ensemble and see what each member adds"),
@@ -62,6 +71,7 @@ def home() -> None:
         (COMPARE, "accuracy, size and latency of teachers and students side by side"),
         (EXPERIMENTS, "what-if studies: a T × α sweep, less data, a missing class, student size"),
         (HISTORY, "saved runs: compare them, download their students"),
+        (CLASS_BOARD, "everyone's runs of the last hour on shared charts, live"),
     ):
         cols = st.columns([1, 3], vertical_alignment="center")
         cols[0].page_link(page, width="stretch")
@@ -71,10 +81,14 @@ def home() -> None:
 st.set_page_config(page_title="KD Playground", page_icon=":material/school:", layout="wide")
 ui.runner()  # worker processes start loading PyTorch now, not when the first Start is pressed
 HOME = st.Page(home, title="Home", icon=":material/home:", default=True)
+LESSONS = st.Page("pages/0_Lessons.py", title="Lessons", icon=":material/school:", url_path="Lessons")
 TEACHERS = st.Page("pages/1_Teachers.py", title="Teachers", icon=":material/groups:")
 DISTILL = st.Page("pages/2_Distill.py", title="Distill", icon=":material/science:")
 DARK = st.Page("pages/3_Dark_knowledge.py", title="Dark knowledge", icon=":material/flare:")
 COMPARE = st.Page("pages/4_Compare.py", title="Compare", icon=":material/compare_arrows:")
 EXPERIMENTS = st.Page("pages/5_Experiments.py", title="Experiments", icon=":material/grid_on:")
 HISTORY = st.Page("pages/6_History.py", title="History", icon=":material/history:")
-st.navigation([HOME, TEACHERS, DISTILL, DARK, COMPARE, EXPERIMENTS, HISTORY]).run()
+CLASS_BOARD = st.Page(
+    "pages/7_Class_board.py", title="Class board", icon=":material/scoreboard:", url_path="Class_board"
+)
+st.navigation([HOME, LESSONS, TEACHERS, DISTILL, DARK, COMPARE, EXPERIMENTS, HISTORY, CLASS_BOARD]).run()

@@ -99,14 +99,23 @@ def run_default_demo(page, url: str, timeout_ms: int = 600_000) -> None:
     wait_idle(page)
 
 
+def open_link(page, url: str, ready_text: str, timeout_ms: int = 60_000) -> None:
+    """Open a link in a fresh session and wait until the page shows `ready_text` and has finished its run."""
+    page.goto(url)
+    page.get_by_text(ready_text, exact=True).first.wait_for(timeout=timeout_ms)
+    wait_idle(page)
+
+
 PAGES = {
     "home": "Home",
+    "lessons": "Lessons",
     "teachers": "Teachers",
     "distill": "Distill",
     "dark-knowledge": "Dark knowledge",
     "compare": "Compare",
     "experiments": "Experiments",
     "history": "History",
+    "class-board": "Class board",
 }
 
 

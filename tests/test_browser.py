@@ -37,3 +37,24 @@ def test_default_demo_in_a_real_browser_shows_the_table(fast_run, tmp_path):
         assert page.get_by_text("Traceback").count() == 0
         page.screenshot(path=str(ARTIFACTS / "bad-upload.png"), full_page=True)
         assert not errors, errors
+
+
+def test_a_lesson_link_opens_the_lesson_with_the_named_controls_hidden(fast_run):
+    ARTIFACTS.mkdir(exist_ok=True)
+    with browser_mod.serve() as url, browser_mod.browser() as b:
+        page = b.new_page(viewport=browser_mod.DESKTOP)
+        errors = []
+        page.on("pageerror", lambda exc: errors.append(str(exc)))
+        browser_mod.open_link(
+            page, url + "/Lessons?lesson=2&hide=alpha,teachers,dataset", "Lesson 2: T too low, T too high"
+        )
+        sidebar = page.get_by_test_id("stSidebar")
+        # The controls the link does not name are there; the three it names are not.
+        for shown in ("Temperature T", "Student size", "Seed"):
+            assert sidebar.get_by_text(shown, exact=True).count() == 1, shown
+        for hidden in ("Weight α of the teacher", "Teacher ensemble (1 to 5)", "Dataset"):
+            assert sidebar.get_by_text(hidden, exact=True).count() == 0, hidden
+        assert page.get_by_role("button", name="Lock in my prediction").count() == 1
+        assert page.get_by_text("Traceback").count() == 0
+        page.screenshot(path=str(ARTIFACTS / "lesson-link.png"), full_page=True)
+        assert not errors, errors
