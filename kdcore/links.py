@@ -163,18 +163,18 @@ def view_from_params(params: Mapping[str, str], lessons: Iterable | None = None)
     lesson = None
     if params.get("lesson", "").strip():
         text = params["lesson"].strip()
-        names = _lesson_numbers(lessons)
-        if text in names:
-            lesson = names[text]
-        elif text.lstrip("0") in names:  # "?lesson=02"
-            lesson = names[text.lstrip("0")]
+        try:
+            names = _lesson_numbers(lessons)
+        except ValueError as exc:  # a broken lessons file (LessonError) must not break every page that reads links
+            warnings.append(f"The link's lesson={_quoted(text)} was ignored: {exc}")
         else:
-            numbers = sorted(set(names.values()))
-            offered = ", ".join(map(str, numbers)) or "none"
-            warnings.append(
-                f"The link's lesson={_quoted(text)} is not a lesson here (lessons: {offered}); the lesson list is "
-                "shown instead."
-            )
+            lesson = names.get(text, names.get(text.lstrip("0")))  # "?lesson=02" is lesson 2
+            if lesson is None:
+                offered = ", ".join(map(str, sorted(set(names.values())))) or "none"
+                warnings.append(
+                    f"The link's lesson={_quoted(text)} is not a lesson here (lessons: {offered}); the lesson list "
+                    "is shown instead."
+                )
     hidden: list[str] = []
     for item in params.get("hide", "").split(","):
         name = CONTROL_ALIASES.get(item.strip(), item.strip())

@@ -160,3 +160,16 @@ def test_a_megabyte_link_value_is_cut_to_a_readable_length_in_the_config_warning
     _, warnings = links.config_from_params({key: "9" * 1_000_000 if key != "student" else "s" * 1_000_000})
     assert len(warnings) == 1
     assert len(warnings[0]) < 300 and "characters" in warnings[0], warnings[0][:300]
+
+
+def test_a_broken_lessons_file_drops_the_lesson_with_a_warning_instead_of_breaking_the_page(monkeypatch):
+    from kdcore import lessons
+
+    def broken(*args, **kwargs):
+        raise lessons.LessonError("lessons.yaml, lesson #2 in the list, field goal: must be text")
+
+    monkeypatch.setattr(lessons, "load_lessons", broken)
+    view, warnings = links.view_from_params({"lesson": "2", "hide": "alpha"})
+    assert view.lesson is None and view.hidden == ("alpha",)
+    (warning,) = warnings
+    assert "lesson='2' was ignored" in warning and "field goal" in warning
