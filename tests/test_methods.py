@@ -328,3 +328,25 @@ def test_the_capacity_study_adds_a_line_through_the_medium_assistant(fast_run, f
     points = result.to_json()["points"]
     assert points[0]["assisted_acc"] == tiny.assisted_acc and points[1]["assistant"] is None
     assert result.to_json()["assistant_reading"] == text
+
+
+# --------------------------------------------------------------------------- benchmark script
+
+
+def test_the_methods_benchmark_prints_one_gain_per_method_against_one_scratch_student(fast_run, tmp_path, capsys):
+    import importlib.util
+    import json
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parent.parent / "benchmarks" / "kd_methods.py"
+    spec = importlib.util.spec_from_file_location("kd_methods", path)
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    out = tmp_path / "methods.json"
+    assert script.main(["--students", "mlp-tiny", "--seeds", "0", "--epochs", "1", "--json", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "| student | scratch acc (%) | kd | dkd | ta | self |" in printed
+    assert next(line for line in printed.splitlines() if line.startswith("| mlp-tiny |")).count("±") == 5
+    runs = json.loads(out.read_text())["runs"]
+    assert [r["method"] for r in runs] == ["kd", "dkd", "ta", "self"]
+    assert len({r["scratch"] for r in runs}) == 1  # every method's gain is against the same scratch student
