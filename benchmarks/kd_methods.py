@@ -51,8 +51,8 @@ def main(argv: list[str] | None = None) -> int:
         limits.check_method(m)
     overrides = {} if args.epochs is None else {"epochs": args.epochs}
     preset = experiments.default_config(args.dataset, **overrides)
-    betas = [float(b) for b in args.beta_nc.split(",")] if args.beta_nc else [preset.beta_nc]
-    variants = [(m, b) for m in methods for b in (betas if m == "dkd" else [preset.beta_nc])]
+    betas = [float(b) for b in args.beta_nc.split(",")] if args.beta_nc else [preset.nckd_weight]
+    variants = [(m, b) for m in methods for b in (betas if m == "dkd" else [preset.nckd_weight])]
     runs = []
     for student in students:
         for seed in seeds:

@@ -177,6 +177,7 @@ def get_assistant(
             model.to(device).eval()
         else:
             on_event(ev.AssistantUpdate(model=name, status=ev.TeacherStatus.TRAINING))
+            model = models.build(arch, data.name, seed=seed)  # a failed load may have changed some weights
             trainer = Trainer(
                 model,
                 data,

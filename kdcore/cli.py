@@ -305,7 +305,8 @@ def _method_options(p: argparse.ArgumentParser) -> None:
         "--beta-nc",
         type=_weight("beta-nc"),
         default=None,
-        help=f"dkd: weight of the non-target part NCKD (default {d.beta_nc:g})",
+        help=f"dkd: weight of the non-target part NCKD (default {d.nckd_weight:g} on {d.dataset}, measured; "
+        f"{experiments.BETA_NC_PAPER:g}, the paper's, elsewhere)",
     )
     p.add_argument(
         "--assistant",
@@ -536,7 +537,7 @@ def _distill_text(result: experiments.RunResult | None) -> str:
     c = result.config
     how = {
         "kd": f"T={c.temperature:g}, alpha={c.alpha:g}",
-        "dkd": f"method dkd, T={c.temperature:g}, alpha_tc={c.alpha_tc:g}, beta_nc={c.beta_nc:g}",
+        "dkd": f"method dkd, T={c.temperature:g}, alpha_tc={c.alpha_tc:g}, beta_nc={c.nckd_weight:g}",
         "ta": f"method ta through {c.assistant_arch}, T={c.temperature:g}, alpha={c.alpha:g}",
         "self": f"method self, {c.generations} generations, T={c.temperature:g}, alpha={c.alpha:g}",
     }[c.method]

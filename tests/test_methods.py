@@ -71,6 +71,14 @@ def test_a_methods_own_fields_enter_its_dict_and_key_and_survive_a_round_trip(ov
         assert replace(config, beta_nc=4.0).key() != config.key()
 
 
+def test_dkds_nckd_weight_defaults_to_the_measured_one_for_mnist_sample_and_the_papers_elsewhere():
+    config = default_config(method="dkd")
+    assert config.beta_nc is None and config.nckd_weight == 0.5
+    assert default_config("cifar10", method="dkd").nckd_weight == 8.0
+    assert replace(config, dataset="mnist").nckd_weight == 8.0
+    assert replace(config, beta_nc=2.0).nckd_weight == 2.0
+
+
 def test_the_default_assistant_follows_the_student():
     config = default_config(method="ta", student="mlp-tiny")
     assert config.assistant is None and config.assistant_arch == "mlp-small"
@@ -124,7 +132,7 @@ def test_dkd_curves_show_both_parts_for_both_students(dkd_run):
             assert set(e.parts) == {"tckd", "nckd"} and all(v >= 0 for v in e.parts.values())
     last = result.curves["distilled"][-1]
     c = result.config
-    assert last.soft == pytest.approx(c.alpha_tc * last.parts["tckd"] + c.beta_nc * last.parts["nckd"], rel=1e-4)
+    assert last.soft == pytest.approx(c.alpha_tc * last.parts["tckd"] + c.nckd_weight * last.parts["nckd"], rel=1e-4)
     # The scratch student learns from labels alone: its total is its hard part.
     assert all(e.loss == pytest.approx(e.hard) for e in result.curves["scratch"])
     assert any(isinstance(e, ev.Epoch) and e.parts for e in events)
@@ -169,6 +177,19 @@ def test_ta_trains_the_assistant_once_then_loads_it_from_the_cache(ta_runs):
     # The cached assistant teaches exactly what the freshly trained one did.
     assert second.row("assistant").accuracy == first.row("assistant").accuracy
     assert torch.equal(second.test_logits["distilled"], first.test_logits["distilled"])
+
+
+def test_a_damaged_cached_assistant_is_trained_again(ta_runs, fast_config):
+    from kdcore import teachers
+
+    (first, _), _ = ta_runs
+    for path in teachers.cache_dir().glob("*-assistant-mlp-medium-*.safetensors"):
+        path.write_bytes(b"not a tensor file")
+    events = []
+    again = distill(small(fast_config, method="ta", student="mlp-small"), on_event=events.append, measure=False)
+    statuses = [e.status for e in events if isinstance(e, ev.AssistantUpdate)]
+    assert statuses == [ev.TeacherStatus.TRAINING, ev.TeacherStatus.TRAINED]
+    assert torch.equal(again.test_logits["distilled"], first.test_logits["distilled"])
 
 
 def test_ta_progress_shows_the_assistant_as_its_own_step(ta_runs):
