@@ -46,6 +46,9 @@ class ProgressPrinter:
             if line.status == "cached" and member not in self.said:
                 self.said.add(member)
                 tqdm.write(f"teacher {member}: loaded from cache", file=sys.stderr)
+        if p.assistant is not None and p.assistant[1].status == "cached" and p.assistant[0] not in self.said:
+            self.said.add(p.assistant[0])
+            tqdm.write(f"teacher {p.assistant[0]}: loaded from cache", file=sys.stderr)
         for notice in p.notices:
             if notice.message not in self.said:
                 self.said.add(notice.message)
@@ -290,6 +293,49 @@ def _run_options(p: argparse.ArgumentParser, *, student: bool = True, t_alpha: b
     p.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
 
 
+def _weight(name: str):
+    return _checked(lambda v: limits.check_weight(v, name), name)
+
+
+def _method_options(p: argparse.ArgumentParser) -> None:
+    """How the distilled student learns (kdcore.limits.METHODS) and each method's own settings."""
+    d = experiments.default_config()
+    p.add_argument(
+        "--method",
+        choices=limits.METHODS,
+        default=None,
+        help="kd: Hinton et al. 2015 (default); dkd: decoupled KD; ta: through a teacher assistant; "
+        "self: born-again generations of the student itself",
+    )
+    p.add_argument(
+        "--alpha-tc",
+        type=_weight("alpha-tc"),
+        default=None,
+        help=f"dkd: weight of the target-class part TCKD (default {d.alpha_tc:g})",
+    )
+    p.add_argument(
+        "--beta-nc",
+        type=_weight("beta-nc"),
+        default=None,
+        help=f"dkd: weight of the non-target part NCKD (default {d.nckd_weight:g} on {d.dataset}, measured; "
+        f"{experiments.BETA_NC_PAPER:g}, the paper's, elsewhere)",
+    )
+    p.add_argument(
+        "--assistant",
+        choices=[m.name for m in models.available()],
+        default=None,
+        metavar="MODEL",
+        help="ta: the teacher assistant, a model larger than the student (default: the next size up in its family)",
+    )
+    low, high = limits.GENERATIONS
+    p.add_argument(
+        "--generations",
+        type=_whole(lambda v, name: limits.check_generations(v), "generations"),
+        default=None,
+        help=f"self: born-again students after the scratch one, {low} to {high} (default {d.generations})",
+    )
+
+
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="python -m kdcore", description="KD Playground engine: datasets, teacher ensembles and distillation."
@@ -321,6 +367,7 @@ def _parser() -> argparse.ArgumentParser:
 
     s = job("distill", "distill a student from a teacher ensemble next to a scratch student")
     _run_options(s, data=True)
+    _method_options(s)
 
     grid = f"up to {studies.MAX_GRID} comma-separated values"
     sw = job("sweep", "T x alpha grid of distilled students against one scratch student")
@@ -375,10 +422,26 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
+# Each method's own options and the method they belong to.
+METHOD_OPTIONS = {
+    field: method for method, fields in experiments.METHOD_FIELDS.items() for field in fields if method != "kd"
+}
+
+
 def _config(args) -> RunConfig:
     """The dataset's preset with every option the user gave."""
     names = ("teachers", "student", "temperature", "alpha", "epochs", "teacher_epochs", "seed", "fraction")
-    given = {n: getattr(args, n) for n in (*names, "exclude_class", "combine") if getattr(args, n, None) is not None}
+    methods = ("method", "alpha_tc", "beta_nc", "assistant", "generations")
+    given = {
+        n: getattr(args, n)
+        for n in (*names, "exclude_class", "combine", *methods)
+        if getattr(args, n, None) is not None
+    }
+    method = given.get("method", "kd")
+    for name, owner in METHOD_OPTIONS.items():
+        if name in given and owner != method:
+            flag = "--" + name.replace("_", "-")
+            raise ValueError(f"{flag} is a setting of --method {owner}; add --method {owner} or drop {flag}")
     return experiments.default_config(args.dataset, **given)
 
 
@@ -387,7 +450,7 @@ def _config(args) -> RunConfig:
 
 def _fmt_rows(rows: list[experiments.ModelRow]) -> str:
     header = (
-        f"{'model':<24} {'role':<9} {'acc':>7} {'params':>10} {'size':>9} {'ms@b1':>7} {'img/s@256':>10} "
+        f"{'model':<26} {'role':<10} {'acc':>7} {'params':>10} {'size':>9} {'ms@b1':>7} {'img/s@256':>10} "
         f"{'agree':>6} {'ECE':>6}"
     )
     lines = [header, "-" * len(header)]
@@ -396,7 +459,7 @@ def _fmt_rows(rows: list[experiments.ModelRow]) -> str:
         thr = "-" if r.throughput_b256 is None else f"{r.throughput_b256:,.0f}"
         agree = "-" if r.agreement is None else f"{r.agreement:.1%}"
         lines.append(
-            f"{r.name:<24} {r.role:<9} {r.accuracy:>7.2%} {r.params:>10,} {r.size_bytes / 1e6:>7.2f}MB "
+            f"{r.name:<26} {r.role:<10} {r.accuracy:>7.2%} {r.params:>10,} {r.size_bytes / 1e6:>7.2f}MB "
             f"{lat:>7} {thr:>10} {agree:>6} {r.ece:>6.3f}"
         )
     return "\n".join(lines)
@@ -463,6 +526,17 @@ def _capacity_text(r: studies.CapacityResult) -> str:
         gain = "-" if p.gain is None else f"{p.gain * 100:+.2f}"
         lines.append(f"{p.student:<12} {p.params:>10,} {_opt(p.scratch_acc):>8} {_opt(p.distilled_acc):>8} {gain:>8}")
     lines.append(f"{'teacher':<12} {r.teacher_params:>10,} {_opt(r.teacher_acc):>8}")
+    helpers = sorted({p.assistant for p in r.points if p.assistant})
+    if helpers:
+        lines.append(f"with assistant (through {', '.join(helpers)}):")
+        lines += [
+            f"{p.student:<12} {'':>10} {'':>8} {_opt(p.assisted_acc):>8} "
+            f"{'-' if p.assisted_gain is None else f'{p.assisted_gain * 100:+.2f}':>8}"
+            for p in r.points
+            if p.assistant
+        ]
+    if r.assistant_reading():
+        lines.append(r.assistant_reading())
     return "\n".join(lines)
 
 
@@ -489,10 +563,20 @@ def _distill_text(result: experiments.RunResult | None) -> str:
     if result is None:
         return "Stopped before both students finished an epoch; nothing to compare."
     c = result.config
+    how = {
+        "kd": f"T={c.temperature:g}, alpha={c.alpha:g}",
+        "dkd": f"method dkd, T={c.temperature:g}, alpha_tc={c.alpha_tc:g}, beta_nc={c.nckd_weight:g}",
+        "ta": f"method ta through {c.assistant_arch}, T={c.temperature:g}, alpha={c.alpha:g}",
+        "self": f"method self, {c.generations} generations, T={c.temperature:g}, alpha={c.alpha:g}",
+    }[c.method]
     text = _fmt_rows(result.rows) + (
         f"\n\nKD gain (distilled - scratch): {result.kd_gain * 100:+.2f} points"
-        f"  [T={c.temperature:g}, alpha={c.alpha:g}, {c.epochs} epochs, seed {c.seed}]"
+        f"  [{how}, {c.epochs} epochs, seed {c.seed}]"
     )
+    if result.generations:
+        text += "\nGenerations (0 = scratch): " + ", ".join(
+            f"{k}: {acc:.2%}" for k, acc in enumerate(result.generations)
+        )
     if result.partial:
         text += f"\nStopped: both students compared after {result.epochs_done} of {c.epochs} epochs."
     return text

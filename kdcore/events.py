@@ -61,6 +61,23 @@ class TeacherUpdate(Event):
 
 
 @dataclass(frozen=True, kw_only=True)
+class AssistantStart(Event):
+    """A teacher assistant (Mirzadeh et al. 2020) is loaded from the cache or distilled from the ensemble.
+
+    `model` is the name its Trainer reports Step and Epoch events under."""
+
+    model: str
+    epochs: int
+
+
+@dataclass(frozen=True, kw_only=True)
+class AssistantUpdate(Event):
+    model: str
+    status: TeacherStatus
+    seconds: float | None = None  # training time, once trained
+
+
+@dataclass(frozen=True, kw_only=True)
 class Step(Event):
     """Running averages within an epoch, sent about once a second per model."""
 
@@ -70,6 +87,7 @@ class Step(Event):
     loss: float
     hard: float
     soft: float | None
+    parts: dict[str, float] | None = None  # a loss's own parts, e.g. DKD's {"tckd": ..., "nckd": ...}
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -83,6 +101,7 @@ class Epoch(Event):
     hard: float
     soft: float | None
     test_acc: float
+    parts: dict[str, float] | None = None  # as in Step
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -186,6 +205,7 @@ class Phase(enum.StrEnum):
     QUEUED = "queued"
     LOADING = "loading"
     TEACHERS = "teachers"
+    ASSISTANT = "assistant"
     STUDENTS = "students"
     STUDY = "study"
     MEASURING = "measuring"
@@ -222,6 +242,7 @@ class Progress:
     text: str = "Waiting to start"
     t: float = 0.0
     teachers: dict[str, TeacherLine] = field(default_factory=dict)
+    assistant: tuple[str, TeacherLine] | None = None  # a teacher assistant's name and state, once one is used
     curves: dict[str, list[Step | Epoch]] = field(default_factory=dict)
     snapshot: dict | None = None
     notices: list[Notice] = field(default_factory=list)
@@ -305,14 +326,31 @@ class ProgressTracker:
                 self._trained_t0 = e.t
             if e.status is TeacherStatus.TRAINED:
                 line.epoch, line.seconds = float(line.epochs), e.seconds
+        elif isinstance(e, AssistantStart):
+            if p.steps:  # the assistant is a step of its own between the teachers and the students
+                p.steps = max(p.steps, 3)
+            self._enter(Phase.ASSISTANT, e.t, step=2)
+            p.assistant = (e.model, TeacherLine(status="checking", epochs=e.epochs))
+        elif isinstance(e, AssistantUpdate):
+            if p.assistant is None or p.assistant[0] != e.model:
+                p.assistant = (e.model, TeacherLine())
+            line = p.assistant[1]
+            line.status = e.status.value
+            if e.status is TeacherStatus.TRAINING:
+                self._trained_t0 = e.t
+            if e.status is TeacherStatus.TRAINED:
+                line.epoch, line.seconds = float(line.epochs), e.seconds
         elif isinstance(e, (Step, Epoch)):
-            if p.phase is Phase.TEACHERS and e.model in p.teachers:
+            if p.phase is Phase.ASSISTANT and p.assistant is not None and e.model == p.assistant[0]:
+                line = p.assistant[1]
+                line.epoch, line.epochs = float(e.epoch), e.epochs
+            elif p.phase is Phase.TEACHERS and e.model in p.teachers:
                 line = p.teachers[e.model]
                 line.epoch, line.epochs = float(e.epoch), e.epochs
             else:
                 p.curves.setdefault(e.model, []).append(e)
         elif isinstance(e, StudentsStart):
-            self._enter(Phase.STUDENTS, e.t, step=2)
+            self._enter(Phase.STUDENTS, e.t, step=p.steps)
             p.train_size, self._epochs = e.train_size, e.epochs
             for m in e.models:
                 p.curves.setdefault(m, [])
@@ -348,6 +386,15 @@ class ProgressTracker:
             p.eta_seconds = eta(trained, total - skipped, spent)
             left = "" if p.eta_seconds is None else f" · about {format_seconds(p.eta_seconds)} left"
             p.text = f"{prefix}Preparing the teacher ensemble: {skipped + trained:.1f} of {total} teacher epochs{left}"
+        elif p.phase is Phase.ASSISTANT and p.assistant is not None:
+            name, line = p.assistant
+            total = line.epochs or 1
+            done = total if line.status == "cached" else line.epoch
+            p.fraction = min(1.0, done / total)
+            spent = p.t - (self._trained_t0 if self._trained_t0 is not None else p.t)
+            p.eta_seconds = eta(done, total, spent) if line.status == "training" else None
+            left = "" if p.eta_seconds is None else f" · about {format_seconds(p.eta_seconds)} left"
+            p.text = f"{prefix}Teacher assistant {name}: {line.label}{left}"
         elif p.phase is Phase.STUDENTS:
             latest = [max((e.epoch for e in pts), default=0.0) for pts in p.curves.values()]
             total = self._epochs * max(1, len(latest))
@@ -356,9 +403,8 @@ class ProgressTracker:
             p.eta_seconds = eta(done, total, p.t - self._phase_t0)
             left = "" if p.eta_seconds is None else f" · about {format_seconds(p.eta_seconds)} left"
             size = f" on {p.train_size:,} images" if p.train_size else ""
-            p.text = (
-                f"{prefix}Training both students{size}: epoch {p.fraction * self._epochs:.1f} of {self._epochs}{left}"
-            )
+            who = "both students" if len(latest) == 2 else f"{len(latest)} students"
+            p.text = f"{prefix}Training {who}{size}: epoch {p.fraction * self._epochs:.1f} of {self._epochs}{left}"
         elif p.phase is Phase.STUDY:
             current = self._current_student()
             w = self._weights

@@ -3,6 +3,14 @@
 The two students share architecture, initial weights, data order and epochs; only the teacher
 differs (the scratch student trains with alpha = 0). Results come back as a RunResult with a row
 per model (each teacher, the ensemble, both students), the learning curves and the KD gain.
+
+RunConfig.method picks how the distilled student learns (kdcore.limits.METHODS):
+- "kd": Hinton et al. 2015, from the ensemble (`losses.distillation_loss` at T and alpha);
+- "dkd": decoupled KD (Zhao et al. 2022), from the ensemble (`losses.dkd_loss` with alpha_tc and beta_nc);
+- "ta": through a teacher assistant (Mirzadeh et al. 2020): the ensemble teaches `assistant`, which
+  teaches the student, both with KD at T and alpha (`kdcore.assistant`);
+- "self": born-again (Furlanello et al. 2018): generation 0 is the scratch student; generation k learns
+  with KD at T and alpha from generation k - 1; the distilled student is the last generation.
 """
 
 from __future__ import annotations
@@ -17,13 +25,44 @@ from dataclasses import asdict, dataclass, field, replace
 import torch
 from torch import nn
 
+from . import assistant as kassistant
 from . import budget, metrics, models, speed, stats, teachers
 from . import data as kdata
 from . import events as ev
-from .limits import check_alpha, check_epochs, check_fraction, check_seed, check_temperature
+from .limits import (
+    check_alpha,
+    check_epochs,
+    check_fraction,
+    check_generations,
+    check_method,
+    check_seed,
+    check_temperature,
+    check_weight,
+)
+from .losses import dkd_loss
+from .probes import Probes, probe_indices
 from .train import Trainer, default_device, predict_logits, student_settings, train_together
 
 ROLES = ("teacher", "ensemble", "scratch", "distilled")
+# Rows only some methods add: the teacher assistant ("ta") and the born-again generations between the
+# scratch student and the last one ("self"). Pages that colour by role draw ROLES.
+METHOD_ROLES = ("assistant", "generation")
+# Each method's own RunConfig fields; a config's key and to_dict() carry only its method's, so every
+# "kd" config keeps the key it had before methods existed (history rows and caches stay valid).
+METHOD_FIELDS = {"kd": (), "dkd": ("alpha_tc", "beta_nc"), "ta": ("assistant",), "self": ("generations",)}
+
+
+# DKD's NCKD weight when RunConfig.beta_nc is None: the paper's 8 for CIFAR-100 (at T = 4), or a dataset's
+# own, measured. mnist-sample's: KD gain in points (mean ± std, seeds 0-2, preset teachers, T = 4, 20 epochs;
+# `benchmarks/kd_methods.py --methods kd,dkd --beta-nc 0.5,1,2,4,8`):
+#   beta_nc      0.5            1              2              4              8          (kd: +1.10 ± 0.44, -1.93 ± 0.32)
+#   mlp-medium   +1.13 ± 0.35   +0.97 ± 0.06   +0.97 ± 0.32   +0.60 ± 0.35   +0.60 ± 0.30
+#   mlp-tiny     -1.80 ± 0.26   -1.90 ± 0.30   -2.97 ± 0.65   -3.70 ± 0.56   -4.87 ± 0.32
+# The teachers put almost all their mass on the right class here, so NCKD (renormalised) is large next to
+# what classical KD gives it; up-weighting it 8x costs the tiny student 3 points. 0.5 (the paper's ImageNet
+# value) did best for both students, though within one std of 1.
+BETA_NC_PAPER = 8.0
+BETA_NC_BY_DATASET = {"mnist-sample": 0.5}
 
 
 @dataclass(frozen=True)
@@ -41,6 +80,11 @@ class RunConfig:
     exclude_class: int | None = None
     seed: int = 0
     combine: str = "prob"
+    method: str = "kd"
+    alpha_tc: float = 1.0  # dkd: weight of the target-class part (TCKD)
+    beta_nc: float | None = None  # dkd: weight of the non-target part (NCKD); None = the dataset's (nckd_weight)
+    assistant: str | None = None  # ta: None = the next size up in the student's family (assistant_arch)
+    generations: int = 2  # self: born-again students after generation 0
 
     def __post_init__(self):
         object.__setattr__(self, "teachers", tuple(m.name for m in teachers.parse_members(self.teachers)))
@@ -69,9 +113,34 @@ class RunConfig:
             object.__setattr__(self, "exclude_class", int(self.exclude_class))
         if self.combine not in teachers.COMBINES:
             raise ValueError(f"combine must be one of {teachers.COMBINES}, got {self.combine!r}")
+        object.__setattr__(self, "method", check_method(self.method))
+        object.__setattr__(self, "alpha_tc", check_weight(self.alpha_tc, "alpha_tc"))
+        if self.beta_nc is not None:
+            object.__setattr__(self, "beta_nc", check_weight(self.beta_nc, "beta_nc"))
+        object.__setattr__(self, "generations", check_generations(self.generations))
+        if self.method == "ta":
+            # Checked here, kept as given: None stays "the default for whichever student", so changing the
+            # student never leaves a config naming an assistant smaller than it.
+            kassistant.check_assistant(self.assistant, self.student, self.dataset)
+
+    @property
+    def nckd_weight(self) -> float:
+        """DKD's beta_nc: as given, or the dataset's measured default (BETA_NC_BY_DATASET), else the paper's 8."""
+        return self.beta_nc if self.beta_nc is not None else BETA_NC_BY_DATASET.get(self.dataset, BETA_NC_PAPER)
+
+    @property
+    def assistant_arch(self) -> str:
+        """The teacher assistant a "ta" run uses: `assistant`, or the next size up in the student's family."""
+        return kassistant.check_assistant(self.assistant, self.student, self.dataset)
 
     def to_dict(self) -> dict:
-        return {**asdict(self), "teachers": list(self.teachers)}
+        """Every field that determines the run: a method's own fields only with that method."""
+        values = {**asdict(self), "teachers": list(self.teachers)}
+        for name in ("method", *{f for fields in METHOD_FIELDS.values() for f in fields}):
+            values.pop(name)
+        if self.method != "kd":
+            values.update({"method": self.method, **{f: getattr(self, f) for f in METHOD_FIELDS[self.method]}})
+        return values
 
     def key(self) -> str:
         return hashlib.sha256(json.dumps(self.to_dict(), sort_keys=True).encode()).hexdigest()[:16]
@@ -124,6 +193,8 @@ class RunResult:
     test_logits: dict[str, torch.Tensor] = field(default_factory=dict, repr=False)
     epochs_done: int = 0  # epochs both students finished; a stopped run compares them after exactly these
     notices: list[str] = field(default_factory=list)  # things the user should know, e.g. a collapsed student
+    generations: list[float] = field(default_factory=list)  # "self": test accuracy of generation 0, 1, ...
+    probes: Probes | None = field(default=None, repr=False)  # both students on the probe images, per epoch
     run_id: int | None = None  # its number in the run history, once saved: the one number every page shows
     intervals: dict[str, stats.Interval] = field(default_factory=dict)  # role -> its test accuracy's range
     gain_stats: stats.Gain | None = None  # distilled against scratch on the same test images
@@ -154,6 +225,8 @@ class RunResult:
             "epochs_done": self.epochs_done,
             "notices": list(self.notices),
             "seconds": round(self.seconds, 2),
+            "method": self.config.method,
+            "generations": list(self.generations),
         }
 
 
@@ -264,12 +337,141 @@ def collapse_notice(
             f"{head} T = {config.temperature:g} is below 1, which makes the soft targets almost one-hot and "
             "shrinks the soft loss's gradient with T. Use T from 1 to 20."
         )
-    if config.alpha >= 1:
+    if config.method != "dkd" and config.alpha >= 1:
         return (
             f"{head} with α = 1 it learns from the teacher's soft targets alone. Lower α (e.g. 0.5) so the labels "
             "keep it on track."
         )
     return f"{head} try the preset's T = 4 and α = 0.5, and check the teachers on the Teachers page."
+
+
+def _student_losses(config: RunConfig):
+    """The (scratch, distilled) loss functions of a run from the ensemble, or (None, None) for the Hinton loss.
+
+    For "dkd" the scratch student trains on the labels alone but reports the DKD parts it would have, so
+    both students' curves show TCKD and NCKD.
+    """
+    if config.method != "dkd":
+        return None, None
+
+    def distilled(s, t, y):
+        return dkd_loss(s, t, y, config.temperature, config.alpha_tc, config.nckd_weight)
+
+    def scratch(s, t, y):
+        parts = distilled(s, t, y)
+        return parts._replace(total=parts.hard)
+
+    return scratch, distilled
+
+
+class _Run:
+    """What every method's distillation shares: data, teachers, training images, probes and the table."""
+
+    def __init__(self, config: RunConfig, on_event: ev.EventFn, cancel: threading.Event, measure: bool, probes: bool):
+        self.config, self.on_event, self.cancel, self.measure = config, on_event, cancel, measure
+        self.started = time.perf_counter()
+        self.data, self.ens = load_ensemble(config, on_event=on_event, cancel=cancel)
+        self.idx = kdata.subset_indices(
+            self.data.train_y, fraction=config.fraction, exclude_class=config.exclude_class, seed=config.seed
+        )
+        self.settings = student_settings(config.dataset, config.epochs)
+        self.device = default_device()
+        self.teacher_acc = metrics.accuracy(self.ens.test_logits, self.data.test_y)
+        self.notices: list[str] = []
+        self.probes = (
+            Probes.start(probe_indices(self.data.test_y), self.data.test_y, self.ens.test_logits) if probes else None
+        )
+
+    def trainer(self, name: str, model: nn.Module, teacher_logits: torch.Tensor, alpha: float, loss_fn=None) -> Trainer:
+        c = self.config
+        return Trainer(
+            model,
+            self.data,
+            self.settings,
+            seed=c.seed,
+            name=name,
+            train_idx=self.idx,
+            teacher_logits=teacher_logits,
+            temperature=c.temperature,
+            alpha=alpha,
+            on_event=self.on_event,
+            cancel=self.cancel,
+            device=self.device,
+            loss_fn=loss_fn,
+        )
+
+    def watch(self, trainers: dict[str, Trainer], teacher_acc: float, baseline: Trainer | None = None):
+        """The on_epoch callback: probes after every epoch, and a notice if the distilled student is stuck at
+        chance while the scratch student (the other trainer, or `baseline`'s same epoch) learns."""
+
+        def on_epoch(epochs: list[ev.Epoch]) -> None:
+            if self.probes is not None:
+                for role, trainer in trainers.items():
+                    self.probes.record(role, trainer.test_logits)
+            pair = epochs if baseline is None else [baseline.history[epochs[-1].epoch - 1], epochs[-1]]
+            if len(pair) == 2 and not self.notices:
+                advice = collapse_notice(self.config, *pair, teacher_acc, self.data.num_classes)
+                if advice:
+                    self.notices.append(advice)
+                    self.on_event(ev.Notice(message=advice, cause="collapse"))
+
+        return on_epoch
+
+    def row(self, name: str, role: str, model: nn.Module, logits: torch.Tensor, latency) -> ModelRow:
+        d = self.data
+        return _row(name, role, model, logits, d.test_y, d.num_classes, self.ens.test_logits, latency)
+
+    def test_logits(self, model: nn.Module) -> torch.Tensor:
+        return predict_logits(model, self.data.test_x, self.data.mean, self.data.std, device=self.device)
+
+    def result(
+        self,
+        students: dict[str, nn.Module],
+        curves: dict[str, list[ev.Epoch]],
+        done: int,
+        partial: bool,
+        *,
+        extra_rows: list[ModelRow] = (),
+        names: dict[str, str] | None = None,
+    ) -> RunResult:
+        """The table (teachers, the method's own rows, then the students), measured, and the Finished event.
+
+        `students` maps a role ("scratch", "distilled") or a generation's name to its model; a row is called
+        by `names` (default: that key), with the student's architecture."""
+        c = self.config
+        self.on_event(ev.Measuring())
+        rows = teacher_rows(self.data, self.ens, measure=self.measure) + list(extra_rows)
+        test_logits = {"ensemble": self.ens.test_logits}
+        # Every student is the same architecture, so they cost the same to run: one measurement serves all,
+        # where several would show timing noise as a speed difference between them.
+        arch, dataset = c.student, self.data.name
+        lat = teachers.model_latency(arch, dataset, students["distilled"].eval()) if self.measure else None
+        for name, model in students.items():
+            role = name if name in ROLES else "generation"
+            model.eval()
+            logits = self.test_logits(model)
+            rows.append(self.row(f"{(names or {}).get(name, name)} ({c.student})", role, model, logits, lat))
+            test_logits[name] = logits
+        correct = {name: logits.argmax(1) == self.data.test_y for name, logits in test_logits.items()}
+        result = RunResult(
+            c,
+            rows,
+            curves,
+            partial,
+            time.perf_counter() - self.started,
+            self.data.classes,
+            {r: m for r, m in students.items() if r in ROLES},
+            test_logits,
+            epochs_done=done,
+            notices=self.notices,
+            probes=self.probes,
+            intervals={name: stats.accuracy_interval(int(v.sum()), len(v)) for name, v in correct.items()},
+            gain_stats=stats.paired_gain(correct["distilled"], correct["scratch"])
+            if {"distilled", "scratch"} <= correct.keys()
+            else None,
+        )
+        self.on_event(ev.Finished(partial=partial, kd_gain=result.kd_gain))
+        return result
 
 
 def distill(
@@ -278,83 +480,105 @@ def distill(
     on_event: ev.EventFn = ev.ignore,
     cancel: threading.Event | None = None,
     measure: bool = True,
+    probes: bool = True,
 ) -> RunResult | None:
-    """Train the scratch and the distilled student in lockstep from the config's teacher ensemble.
+    """Train the scratch and the distilled student from the config's teacher ensemble, by config.method.
 
-    Returns None if stopped before both students finished one epoch; a run stopped later compares the
-    two students after the last epoch both finished (`epochs_done`).
+    "kd", "dkd" and "ta" train both students in lockstep (for "ta" after the assistant is loaded or
+    trained); they return None if stopped before both students finished one epoch, and a run stopped
+    later compares the two students after the last epoch both finished (`epochs_done`). "self" trains
+    its generations one after another: stopped before generation 1 finished it returns None; stopped
+    later, the last finished generation is the distilled student and the result is partial.
+    With `probes`, both students' probabilities on the probe images are kept after every epoch.
     """
-    cancel = cancel or threading.Event()
-    started = time.perf_counter()
-    data, ens = load_ensemble(config, on_event=on_event, cancel=cancel)
-    idx = kdata.subset_indices(
-        data.train_y, fraction=config.fraction, exclude_class=config.exclude_class, seed=config.seed
-    )
-    settings = student_settings(config.dataset, config.epochs)
-    device = default_device()
+    run = _Run(config, on_event, cancel or threading.Event(), measure, probes)
+    if config.method == "self":
+        return _born_again(run)
+    teacher_logits, extra_rows = run.ens.train_logits, []
+    teacher_acc = run.teacher_acc
+    if config.method == "ta":
+        arch = config.assistant_arch
+        on_event(ev.AssistantStart(model=kassistant.display_name(arch), epochs=config.epochs))
+        helper = kassistant.get_assistant(
+            run.data,
+            run.ens,
+            arch,
+            run.settings,
+            temperature=config.temperature,
+            alpha=config.alpha,
+            seed=config.seed,
+            train_idx=run.idx,
+            on_event=on_event,
+            cancel=run.cancel,
+            device=run.device,
+        )
+        teacher_logits, teacher_acc = helper.train_logits, metrics.accuracy(helper.test_logits, run.data.test_y)
+        lat = metrics.measure_latency(helper.model, run.data.image_shape) if measure else None
+        extra_rows.append(run.row(helper.name, "assistant", helper.model, helper.test_logits, lat))
     scratch_model = models.build(config.student, config.dataset, seed=config.seed)
-    distilled_model = copy.deepcopy(scratch_model)
-    common = dict(
-        seed=config.seed,
-        train_idx=idx,
-        teacher_logits=ens.train_logits,
-        temperature=config.temperature,
-        on_event=on_event,
-        cancel=cancel,
-        device=device,
-    )
+    scratch_loss, distilled_loss = _student_losses(config)
     # The scratch student also gets the teacher's logits, with alpha = 0: they do not touch its
     # gradient but let the curves show how far its soft loss drifts from the teacher.
     trainers = {
-        "scratch": Trainer(scratch_model, data, settings, name="scratch", alpha=0.0, **common),
-        "distilled": Trainer(distilled_model, data, settings, name="distilled", alpha=config.alpha, **common),
+        "scratch": run.trainer("scratch", scratch_model, teacher_logits, 0.0, scratch_loss),
+        "distilled": run.trainer(
+            "distilled", copy.deepcopy(scratch_model), teacher_logits, config.alpha, distilled_loss
+        ),
     }
-    on_event(ev.StudentsStart(models=tuple(trainers), epochs=config.epochs, train_size=len(idx)))
-    teacher_acc = metrics.accuracy(ens.test_logits, data.test_y)
-    notices: list[str] = []
-
-    def check(epochs: list[ev.Epoch]) -> None:
-        advice = None if notices else collapse_notice(config, *epochs, teacher_acc, data.num_classes)
-        if advice:
-            notices.append(advice)
-            on_event(ev.Notice(message=advice, cause="collapse"))
-
-    lanes = budget.student_lanes() if device.type == "cpu" else 1
+    on_event(ev.StudentsStart(models=tuple(trainers), epochs=config.epochs, train_size=len(run.idx)))
+    lanes = budget.student_lanes() if run.device.type == "cpu" else 1
     training = time.perf_counter()
-    done = train_together(list(trainers.values()), lanes=lanes, on_epoch=check)
+    done = train_together(list(trainers.values()), lanes=lanes, on_epoch=run.watch(trainers, teacher_acc))
     if done == 0:
         return None
-    speed.note(config.dataset, config.student, "pair", lanes, done * len(idx), time.perf_counter() - training)
-    partial = done < config.epochs
-    on_event(ev.Measuring())
-    rows = teacher_rows(data, ens, measure=measure)
-    test_logits = {"ensemble": ens.test_logits}
-    students = {}
-    # Both students are the same architecture, so they cost the same to run: one measurement serves both,
-    # where two would show timing noise as a speed difference between them.
-    lat = teachers.model_latency(config.student, data.name, trainers["distilled"].model.eval()) if measure else None
-    for role, trainer in trainers.items():
-        model = trainer.model.eval()
-        logits = predict_logits(model, data.test_x, data.mean, data.std, device=device)
-        rows.append(
-            _row(f"{role} ({config.student})", role, model, logits, data.test_y, data.num_classes, ens.test_logits, lat)
-        )
-        students[role] = model
-        test_logits[role] = logits
-    correct = {role: logits.argmax(1) == data.test_y for role, logits in test_logits.items()}
-    result = RunResult(
-        config,
-        rows,
+    speed.note(config.dataset, config.student, "pair", lanes, done * len(run.idx), time.perf_counter() - training)
+    if run.probes is not None:
+        run.probes.truncate(done)
+    return run.result(
+        {r: t.model for r, t in trainers.items()},
         {r: list(t.history) for r, t in trainers.items()},
-        partial,
-        time.perf_counter() - started,
-        data.classes,
-        students,
-        test_logits,
-        epochs_done=done,
-        notices=notices,
-        intervals={role: stats.accuracy_interval(int(c.sum()), len(c)) for role, c in correct.items()},
-        gain_stats=stats.paired_gain(correct["distilled"], correct["scratch"]),
+        done,
+        done < config.epochs,
+        extra_rows=extra_rows,
     )
-    on_event(ev.Finished(partial=partial, kd_gain=result.kd_gain))
+
+
+def generation_name(k: int) -> str:
+    return "scratch" if k == 0 else f"generation {k}"
+
+
+def _born_again(run: _Run) -> RunResult | None:
+    """Furlanello et al. (2018): generation 0 is the scratch student; generation k learns from k - 1."""
+    c = run.config
+    gens = c.generations
+    names = [generation_name(k) for k in range(gens)] + ["distilled"]
+    run.on_event(ev.StudentsStart(models=tuple(names), epochs=c.epochs, train_size=len(run.idx)))
+    init = models.build(c.student, c.dataset, seed=c.seed)
+    finished: list[Trainer] = []
+    for k, name in enumerate(names):
+        # Every generation starts from the scratch student's initial weights and sees the same batches, so a
+        # generation differs from the one before only by what it learns from.
+        teacher = (
+            run.ens.train_logits
+            if k == 0
+            else predict_logits(finished[-1].model, run.data.train_x, run.data.mean, run.data.std, device=run.device)
+        )
+        trainer = run.trainer(name, copy.deepcopy(init), teacher, 0.0 if k == 0 else c.alpha)
+        teacher_acc = run.teacher_acc if k == 0 else finished[-1].history[-1].test_acc
+        baseline = finished[0] if finished else None
+        done = train_together([trainer], on_epoch=run.watch({name: trainer}, teacher_acc, baseline))
+        if done < c.epochs:
+            break
+        finished.append(trainer)
+    if len(finished) < 2:
+        return None
+    if run.probes is not None:
+        run.probes.keep([t.name for t in finished])
+        run.probes.rename(finished[-1].name, "distilled")
+    students = {generation_name(k): t.model for k, t in enumerate(finished[:-1])}
+    students["distilled"] = finished[-1].model
+    curves = {name: list(t.history) for name, t in zip(students, finished)}
+    last = generation_name(len(finished) - 1)
+    result = run.result(students, curves, c.epochs, len(finished) < len(names), names={"distilled": last})
+    result.generations = [r.accuracy for r in result.rows if r.role in ("scratch", "generation", "distilled")]
     return result

@@ -19,6 +19,14 @@ SEEDS = (0, 2**32 - 1)  # what torch.manual_seed and numpy's generators accept o
 # student taught by the teacher alone stays at chance. Above 100 they are uniform to float precision.
 TEMPERATURES = (0.1, 100.0)
 MAX_TEACHERS = 5
+# Distillation methods (kdcore.experiments.distill): Hinton's KD, decoupled KD (Zhao et al. 2022), a teacher
+# assistant (Mirzadeh et al. 2020) and born-again self-distillation (Furlanello et al. 2018).
+METHODS = ("kd", "dkd", "ta", "self")
+# DKD's weights (alpha_tc, beta_nc, and the cross-entropy's): the paper uses 0.5 to 8; far above 100 the soft
+# loss, already multiplied by T^2, swamps the labels and blows up.
+DKD_WEIGHTS = (0.0, 100.0)
+# Born-again generations after generation 0 (the scratch student): each one trains a student more.
+GENERATIONS = (1, 3)
 
 # What the app's controls (and so a shared link) offer.
 UI_TEMPERATURES = (1.0, 20.0)
@@ -65,6 +73,30 @@ def check_alpha(alpha) -> float:
     if not 0.0 <= a <= 1.0:
         raise ValueError(f"alpha must be in [0, 1] (0 = labels only, 1 = teacher only), got {alpha!r}")
     return a
+
+
+def check_weight(value, name: str) -> float:
+    """A DKD loss weight: a number from 0 to 100."""
+    ok = not isinstance(value, bool) and isinstance(value, numbers.Real) and math.isfinite(value)
+    low, high = DKD_WEIGHTS
+    if ok and low <= float(value) <= high:
+        return float(value)
+    raise ValueError(
+        f"{name} must be a number from {low:g} to {high:g} (a DKD loss weight, e.g. 1 or 8), got {value!r}"
+    )
+
+
+def check_method(value) -> str:
+    if value not in METHODS:
+        raise ValueError(
+            f"method must be one of {', '.join(repr(m) for m in METHODS)} (KD, decoupled KD, teacher assistant, "
+            f"self-distillation), got {shorten(str(value)) if isinstance(value, str) else repr(value)}"
+        )
+    return value
+
+
+def check_generations(value) -> int:
+    return _whole(value, "generations", *GENERATIONS, " (born-again students after the scratch one)")
 
 
 def check_fraction(fraction, name: str = "fraction") -> float:

@@ -27,11 +27,13 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
+from . import assistant as kassistant
 from . import data as kdata
 from . import events as ev
 from . import experiments, metrics, models, speed, stats
 from .experiments import RunConfig
 from .limits import EPOCHS, check_alpha, check_fraction, check_seed, check_temperature
+from .teachers import Cancelled
 from .train import Trainer, default_device, predict_logits, student_settings
 
 MAX_GRID = 6  # per sweep axis: 6 x 6 = 36 students is the most a class demo can wait for
@@ -151,8 +153,11 @@ class _Session:
         temperature: float | None = None,
         epochs: int | None = None,
         seed: int | None = None,
+        teacher_logits: torch.Tensor | None = None,
     ) -> nn.Module | None:
-        """Train one student to the end; None if cancelled first. alpha = 0 is the scratch student."""
+        """Train one student to the end; None if cancelled first. alpha = 0 is the scratch student.
+
+        `teacher_logits` replace the ensemble's (e.g. a teacher assistant's)."""
         if self.cancel.is_set():
             return None
         c = self.config
@@ -165,7 +170,7 @@ class _Session:
             seed=seed,
             name=label,
             train_idx=idx,
-            teacher_logits=self.ens.train_logits,
+            teacher_logits=self.ens.train_logits if teacher_logits is None else teacher_logits,
             temperature=c.temperature if temperature is None else temperature,
             alpha=alpha,
             on_event=self.emit,
@@ -692,16 +697,32 @@ def family_students(student: str) -> list[str]:
     return [f"{family}-{size}" for size in models.STUDENT_SIZES if f"{family}-{size}" in models.ZOO]
 
 
+# The capacity study's teacher assistant: this size of the student's family (Mirzadeh et al. 2020).
+ASSISTANT_SIZE = "medium"
+
+
+def study_assistant(student: str) -> str | None:
+    """The capacity study's teacher assistant for a family: its medium student, if the zoo has one."""
+    name = f"{student.split('-')[0]}-{ASSISTANT_SIZE}"
+    return name if name in models.ZOO else None
+
+
 @dataclass
 class CapacityPoint:
     student: str
     params: int
     scratch_acc: float | None = None
     distilled_acc: float | None = None
+    assistant: str | None = None  # the teacher assistant of the "with assistant" line; None if not smaller
+    assisted_acc: float | None = None  # distilled from the ensemble through the assistant
 
     @property
     def gain(self) -> float | None:
         return _gain(self.distilled_acc, self.scratch_acc)
+
+    @property
+    def assisted_gain(self) -> float | None:
+        return _gain(self.assisted_acc, self.scratch_acc)
 
     def to_json(self) -> dict:
         return {
@@ -710,6 +731,9 @@ class CapacityPoint:
             "scratch_acc": self.scratch_acc,
             "distilled_acc": self.distilled_acc,
             "gain": self.gain,
+            "assistant": self.assistant,
+            "assisted_acc": self.assisted_acc,
+            "assisted_gain": self.assisted_gain,
         }
 
 
@@ -765,12 +789,29 @@ class CapacityResult:
             )
         return f"{first} {second}"
 
+    def assistant_reading(self) -> str:
+        """One sentence on the "with assistant" line: did the chain ensemble → assistant → student beat
+        distilling from the ensemble directly, for the smallest student both finished? "" without one."""
+        done = [p for p in self.points if p.assisted_acc is not None and p.distilled_acc is not None]
+        if not done:
+            return ""
+        p = done[0]
+        diff = p.assisted_acc - p.distilled_acc
+        if diff > 0:
+            verdict = f"{_pts(diff)} over learning from the ensemble directly: the assistant bridged part of the gap"
+        elif diff < 0:
+            verdict = f"{_pts(diff)} against learning from the ensemble directly, so the detour did not pay here"
+        else:
+            verdict = "exactly as much as learning from the ensemble directly"
+        return f"Through the teacher assistant {p.assistant}, {p.student} reached {_pct(p.assisted_acc)}, {verdict}."
+
     def to_json(self) -> dict:
         return {
             **_base_json("capacity", self),
             "teacher_params": self.teacher_params,
             "points": [p.to_json() for p in self.points],
             "reading": self.reading(),
+            "assistant_reading": self.assistant_reading(),
         }
 
 
@@ -778,22 +819,32 @@ def capacity_study(
     config: RunConfig,
     students: Sequence[str] | None = None,
     *,
+    assisted: bool = True,
     on_event: ev.EventFn | None = None,
     cancel: threading.Event | None = None,
 ) -> CapacityResult:
     """A scratch and a distilled student per student size, with the config's T, alpha, epochs and data.
 
     `students` defaults to every size of config.student's family (`family_students`); results are
-    ordered by parameter count. Events: "cell" per finished student with index, student, params,
-    role, accuracy and, once both are done, gain.
+    ordered by parameter count. With `assisted`, each student smaller than the family's medium student
+    (`study_assistant`) is also distilled through it (Mirzadeh et al. 2020): the ensemble teaches the
+    assistant (cached like a teacher, `kdcore.assistant`), the assistant teaches the student, both with
+    KD at the config's T and alpha. That is the "with assistant" line, `CapacityPoint.assisted_acc`.
     """
     names = check_students(family_students(config.student) if students is None else students)
     params = {n: metrics.param_count(models.build(n, config.dataset)) for n in names}
     points = [CapacityPoint(n, params[n]) for n in sorted(names, key=lambda n: params[n])]
+    helper_arch = study_assistant(config.student) if assisted else None
+    if helper_arch is not None:
+        helper_params = kassistant.params(helper_arch, config.dataset)
+        for p in points:
+            p.assistant = helper_arch if p.params < helper_params else None
     s = _Session("capacity", config, on_event, cancel)
     result = CapacityResult(config, points, metrics.param_count(s.ens.models), s.teacher_acc)
-    s.start(2 * len(points))
+    n_assisted = sum(p.assistant is not None for p in points)
+    s.start(2 * len(points) + n_assisted + (1 if n_assisted else 0))
     idx = s.indices(exclude_class=config.exclude_class)
+    helper = None
     for p in points:
         for role, alpha in (("scratch", 0.0), ("distilled", config.alpha)):
             acc = s.accuracy(s.fit(f"{role} {p.student}", idx, alpha=alpha, student=p.student))
@@ -801,7 +852,34 @@ def capacity_study(
                 break
             setattr(p, f"{role}_acc", acc)
             s.cell(result)
-    result.partial = any(p.gain is None for p in points)
+        if p.assistant is None or p.distilled_acc is None or s.cancel.is_set():
+            continue
+        if helper is None:
+            try:
+                helper = kassistant.get_assistant(
+                    s.data,
+                    s.ens,
+                    p.assistant,
+                    student_settings(config.dataset, config.epochs),
+                    temperature=config.temperature,
+                    alpha=config.alpha,
+                    seed=config.seed,
+                    train_idx=idx,
+                    on_event=s.emit,
+                    cancel=s.cancel,
+                    device=s.device,
+                )
+            except Cancelled:
+                break
+            s.done += 1
+        student = s.fit(
+            f"assisted {p.student}", idx, alpha=config.alpha, student=p.student, teacher_logits=helper.train_logits
+        )
+        p.assisted_acc = s.accuracy(student)
+        if p.assisted_acc is None:
+            break
+        s.cell(result)
+    result.partial = any(p.gain is None or (p.assistant is not None and p.assisted_acc is None) for p in points)
     s.finish(result)
     return result
 

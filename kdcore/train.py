@@ -21,7 +21,7 @@ from torch import nn
 
 from . import data as kdata
 from . import events as ev
-from .losses import DistillationLoss, distillation_loss
+from .losses import DistillationLoss, DKDLoss, distillation_loss
 
 # A training loss above this many times that of a model guessing uniformly (ln K) has blown up; any
 # run that is learning stays far below it.
@@ -149,11 +149,12 @@ class Trainer:
         cancel: threading.Event | None = None,
         device: torch.device | None = None,
         progress_every_s: float = 1.0,
-        loss_fn: Callable[[torch.Tensor, torch.Tensor, torch.Tensor], DistillationLoss] | None = None,
+        loss_fn: Callable[[torch.Tensor, torch.Tensor, torch.Tensor], DistillationLoss | DKDLoss] | None = None,
     ):
         if teacher_logits is None and alpha > 0:
             raise ValueError("alpha > 0 needs teacher_logits")
-        # loss_fn(student logits, teacher logits, labels) replaces the Hinton loss at this T and alpha.
+        # loss_fn(student logits, teacher logits, labels) replaces the Hinton loss at this T and alpha. The
+        # fields of its result after (total, hard, soft) reach the curves as each event's `parts`.
         self.loss_fn = loss_fn or functools.partial(distillation_loss, temperature=temperature, alpha=alpha)
         self.device = device or default_device()
         self.model = model.to(self.device)
@@ -180,6 +181,8 @@ class Trainer:
         )
         self.epoch = 0
         self.history: list[ev.Epoch] = []
+        # The newest epoch's test-set logits, kept so callers can read them without running the model again.
+        self.test_logits: torch.Tensor | None = None
         self.stopped = False
         self.started = time.perf_counter()
 
@@ -200,7 +203,8 @@ class Trainer:
         s = self.settings
         self.model.train()
         order = self.idx[torch.randperm(len(self.idx), generator=self.gen)]
-        sums = torch.zeros(3, device=self.device)
+        sums: torch.Tensor | None = None
+        names: tuple[str, ...] = ()  # a loss's parts after (total, hard, soft), e.g. DKD's tckd and nckd
         seen, last_report = 0, time.perf_counter()
         n_batches = math.ceil(len(order) / s.batch_size)
         for b in range(n_batches):
@@ -224,6 +228,9 @@ class Trainer:
             self.opt.step()
             if self.sched is not None:
                 self.sched.step()
+            if sums is None:
+                sums = torch.zeros(len(parts), device=self.device)
+                names = tuple(getattr(parts, "_fields", ())[3:])
             sums += torch.stack([p.detach() for p in parts]) * len(bi)
             seen += len(bi)
             now = time.perf_counter()
@@ -239,6 +246,7 @@ class Trainer:
                         loss=avg[0],
                         hard=avg[1],
                         soft=avg[2] if self.teacher is not None else None,
+                        parts=dict(zip(names, avg[3:])) or None,
                     )
                 )
         avg = (sums / seen).tolist()
@@ -253,7 +261,9 @@ class Trainer:
             hard=avg[1],
             soft=avg[2] if self.teacher is not None else None,
             test_acc=(test_logits.argmax(1) == self.data.test_y).float().mean().item(),
+            parts=dict(zip(names, avg[3:])) or None,
         )
+        self.test_logits = test_logits
         self.history.append(event)
         self.on_event(event)
         return event

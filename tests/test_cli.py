@@ -75,6 +75,15 @@ BAD_ARGUMENTS = [
     (["--teachers", "cnn-wide,vit"], ["'vit'", "cnn-wide", "cnn-deep", "mlp-wide"]),
     (["--teachers", "cnn-wide,cnn-wide"], ["same member twice", "@1"]),
     (["--combine", "median"], ["--combine", "prob", "logit"]),
+    (["--method", "fitnets"], ["--method", "kd", "dkd", "ta", "self"]),
+    (["--method", "dkd", "--beta-nc", "-1"], ["beta-nc", "0 to 100"]),
+    (["--method", "dkd", "--alpha-tc", "lots"], ["alpha-tc", "number"]),
+    (["--method", "self", "--generations", "4"], ["generations", "1 to 3"]),
+    (["--method", "self", "--generations", "1.5"], ["generations", "whole number"]),
+    (["--method", "ta", "--assistant", "mlp-tiny"], ["assistant 'mlp-tiny'", "not larger", "mlp-wide"]),
+    (["--assistant", "resnet"], ["--assistant", "mlp-wide", "cnn-medium"]),
+    (["--beta-nc", "2"], ["--beta-nc", "--method dkd"]),
+    (["--method", "dkd", "--generations", "2"], ["--generations", "--method self"]),
 ]
 
 
@@ -179,3 +188,35 @@ def test_a_cache_path_taken_by_a_file_is_a_one_line_error_with_exit_code_1(tmp_p
     (line,) = [line for line in err.splitlines() if "error" in line.lower()]  # the rest is progress
     assert line.startswith("error: The teacher cache needs a folder at ") and str(tmp_path / "cache") in line
     assert "Traceback" not in err and "usage:" not in err
+
+
+# --------------------------------------------------------------------------- distillation methods
+
+
+def test_distill_dkd_json_carries_the_method_and_its_weights(fast_run, capsys):
+    argv = ["distill", "--method", "dkd", "--alpha-tc", "2", "--beta-nc", "0.5", "--student", "mlp-tiny"]
+    assert cli.main([*argv, "--epochs", "1", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["method"] == "dkd" and out["config"]["method"] == "dkd"
+    assert (out["config"]["alpha_tc"], out["config"]["beta_nc"]) == (2.0, 0.5)
+    assert [m["role"] for m in out["models"]] == ["teacher"] * 3 + ["ensemble", "scratch", "distilled"]
+
+
+def test_distill_ta_table_shows_the_assistant(fast_run, capsys):
+    argv = ["distill", "--method", "ta", "--student", "mlp-tiny", "--assistant", "mlp-small", "--epochs", "1"]
+    assert cli.main(argv) == 0
+    out, err = capsys.readouterr()
+    row = next(line for line in out.splitlines() if line.startswith("assistant (mlp-small)"))
+    assert " assistant " in row
+    assert "method ta through mlp-small" in out and "KD gain" in out
+    assert "assistant" in err  # its training shows as progress, on stderr
+
+
+def test_distill_self_json_lists_every_generation(fast_run, capsys):
+    argv = ["distill", "--method", "self", "--generations", "2", "--student", "mlp-tiny", "--epochs", "1", "--json"]
+    assert cli.main(argv) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["config"]["generations"] == 2 and len(out["generations"]) == 3
+    roles = [m["role"] for m in out["models"]]
+    assert roles[-3:] == ["scratch", "generation", "distilled"]
+    assert out["kd_gain"] == pytest.approx(out["generations"][-1] - out["generations"][0])

@@ -66,6 +66,52 @@ def test_student_phase_reports_both_students_epochs_and_an_eta():
     assert len(p.curves["scratch"]) == 2  # the epoch and the newer step both draw
 
 
+def test_a_teacher_assistant_is_a_step_of_its_own_with_its_own_line():
+    name = "assistant (mlp-medium)"
+    before = [
+        ev.TeacherStart(member="a", index=0, count=1, epochs=4, t=0.0),
+        ev.TeacherUpdate(member="a", status=ev.TeacherStatus.CACHED, t=0.5),
+        ev.AssistantStart(model=name, epochs=10, t=1.0),
+        ev.AssistantUpdate(model=name, status=ev.TeacherStatus.TRAINING, t=1.0),
+        step(name, 2.0, t=5.0),
+    ]
+    p = fold(before)
+    assert p.phase is ev.Phase.ASSISTANT and (p.step, p.steps) == (2, 3)
+    assert p.fraction == pytest.approx(0.2)
+    assert p.eta_seconds == pytest.approx(16.0)  # 2 epochs took 4 s, 8 remain
+    assert p.text.startswith("Step 2 of 3 · Teacher assistant assistant (mlp-medium): training, epoch 2.0 of 10")
+    assert p.curves == {} and list(p.teachers) == ["a"]  # neither a student curve nor an ensemble member
+    after = fold(
+        [
+            *before,
+            ev.AssistantUpdate(model=name, status=ev.TeacherStatus.TRAINED, seconds=20.0, t=21.0),
+            ev.StudentsStart(models=("scratch", "distilled"), epochs=10, train_size=4000, t=21.0),
+        ]
+    )
+    assert after.assistant[1].label == "trained in 20 s and cached"
+    assert after.phase is ev.Phase.STUDENTS and (after.step, after.steps) == (3, 3)
+
+
+def test_a_cached_teacher_assistant_is_done_at_once():
+    p = fold(
+        [
+            ev.AssistantStart(model="assistant (mlp-small)", epochs=10, t=1.0),
+            ev.AssistantUpdate(model="assistant (mlp-small)", status=ev.TeacherStatus.CACHED, t=1.1),
+        ]
+    )
+    assert p.fraction == 1.0 and p.text.endswith("loaded from the cache")
+
+
+def test_students_trained_one_after_another_are_counted_by_name():
+    p = fold(
+        [
+            ev.StudentsStart(models=("scratch", "generation 1", "distilled"), epochs=10, train_size=4000, t=0.0),
+            epoch("scratch", 10, t=10.0),
+        ]
+    )
+    assert p.fraction == pytest.approx(1 / 3) and "Training 3 students" in p.text
+
+
 def test_a_study_weighs_its_students_by_cost():
     p = fold(
         [
@@ -119,6 +165,9 @@ def test_format_seconds():
         ev.StudyStart(study="fraction", total=2, weights=(1.0, 2.0)),
         ev.StudyCell(study="sweep", done=1, total=2, snapshot={"accuracy": [[0.9, None]]}),
         step("scratch", 0.5, t=3.0),
+        ev.Epoch(model="distilled", epoch=1, epochs=2, loss=1, hard=1, soft=2, test_acc=0.5, parts={"tckd": 0.1}),
+        ev.AssistantStart(model="assistant (mlp-small)", epochs=3),
+        ev.AssistantUpdate(model="assistant (mlp-small)", status=ev.TeacherStatus.TRAINED, seconds=2.0),
         ev.Saved(run_id=3, message=""),
     ],
 )
