@@ -290,6 +290,14 @@ def _run_options(p: argparse.ArgumentParser, *, student: bool = True, t_alpha: b
         default=None,
         help="ensemble averages member probabilities (prob, default) or logits",
     )
+    if student:
+        p.add_argument(
+            "--augment",
+            action=argparse.BooleanOptionalAction,
+            default=None,
+            help="students train on fixed augmented views, each taught by the teacher's logits for that exact "
+            f"view (datasets: {', '.join(kdata.VIEWS)}; default: the dataset's preset, on for cifar10)",
+        )
     p.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
 
 
@@ -434,7 +442,7 @@ def _config(args) -> RunConfig:
     methods = ("method", "alpha_tc", "beta_nc", "assistant", "generations")
     given = {
         n: getattr(args, n)
-        for n in (*names, "exclude_class", "combine", *methods)
+        for n in (*names, "exclude_class", "combine", "augment", *methods)
         if getattr(args, n, None) is not None
     }
     method = given.get("method", "kd")

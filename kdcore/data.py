@@ -713,27 +713,70 @@ def normalize(x: torch.Tensor, mean, std) -> torch.Tensor:
     return x.to(torch.float32).div_(255.0).sub_(m).div_(s)
 
 
+# Photos look the same mirrored; digits and clothes labels do not all survive a mirror (a mirrored 7).
+FLIP_INVARIANT = frozenset({"cifar10"})
+SHIFT = 2  # pixels an augmented image may move each way
+# The fixed augmented views a student sees with consistent teaching, as (mirrored, dy, dx). View 0 is the
+# image itself. The teacher's logits for every view of every training image are cached once, so each
+# augmented image the student sees is scored by the teacher exactly as the student sees it.
+_NUDGES = ((0, 0, 0), (0, 1, 0), (0, -1, 0), (0, 0, 1), (0, 0, -1), (0, 1, 1), (0, -1, -1), (0, 1, -1))
+VIEWS: dict[str, tuple[tuple[int, int, int], ...]] = {
+    # Digits and clothes are not mirrored; they move by a pixel.
+    "mnist-sample": _NUDGES,
+    "mnist": _NUDGES,
+    "fashion-mnist": _NUDGES,
+    "cifar10": (
+        (0, 0, 0),
+        (1, 0, 0),
+        (0, 2, 2),
+        (1, 2, 2),
+        (0, -2, -2),
+        (1, -2, -2),
+        (0, 2, -2),
+        (1, -2, 2),
+    ),
+}
+
+
+def _shifted(x: torch.Tensor, dy: torch.Tensor, dx: torch.Tensor, flip: torch.Tensor, reflect: bool) -> torch.Tensor:
+    """Every image of a uint8 batch moved by its own (dy, dx) and mirrored where `flip`, with one gather.
+
+    Pixels that come from outside the image are black (`reflect` False: the MNIST family's background) or
+    mirrored from inside it (True: photos, whose edges are not black).
+    """
+    n, c, h, w = x.shape
+    rows = dy.view(n, 1) + torch.arange(h, device=x.device)
+    cols = torch.arange(w, device=x.device).expand(n, w)
+    cols = torch.where(flip.view(n, 1), cols.flip(1), cols) + dx.view(n, 1)
+    batch = torch.arange(n, device=x.device).view(n, 1, 1, 1)
+    channel = torch.arange(c, device=x.device).view(1, -1, 1, 1)
+    if reflect:
+        rows = (rows.abs()).where(rows < h, 2 * (h - 1) - rows)
+        cols = (cols.abs()).where(cols < w, 2 * (w - 1) - cols)
+        return x[batch, channel, rows.view(n, 1, h, 1), cols.view(n, 1, 1, w)]
+    padded = F.pad(x, (SHIFT, SHIFT, SHIFT, SHIFT))
+    return padded[batch, channel, (rows + SHIFT).view(n, 1, h, 1), (cols + SHIFT).view(n, 1, 1, w)]
+
+
 def augment(x: torch.Tensor, dataset_name: str, generator: torch.Generator) -> torch.Tensor:
-    """Random shift (MNIST family, up to 2 px) or pad-4 crop plus horizontal flip (cifar10) of a float batch.
+    """A random shift of up to SHIFT pixels each way for every image of a uint8 batch, and for photos
+    (FLIP_INVARIANT) a random mirror too, with reflected borders.
 
     Randomness comes only from `generator` (a CPU generator), so a seeded run is reproducible.
     """
     _check_name(dataset_name)
-    n, _, h, w = x.shape
-    pad = 4 if dataset_name == "cifar10" else 2
-    padded = F.pad(x, (pad, pad, pad, pad))
-    dy = torch.randint(0, 2 * pad + 1, (n, 1), generator=generator).to(x.device)
-    dx = torch.randint(0, 2 * pad + 1, (n, 1), generator=generator).to(x.device)
-    cols = torch.arange(w, device=x.device).expand(n, w)
-    if dataset_name == "cifar10":
-        flip = torch.rand(n, 1, generator=generator).to(x.device) < 0.5
-        cols = torch.where(flip, cols.flip(1), cols)
-    rows = dy + torch.arange(h, device=x.device)
-    cols = dx + cols
-    # One gather crops (and flips) every image at its own offset.
-    batch = torch.arange(n, device=x.device).view(n, 1, 1, 1)
-    channel = torch.arange(x.shape[1], device=x.device).view(1, -1, 1, 1)
-    return padded[batch, channel, rows.view(n, 1, h, 1), cols.view(n, 1, 1, w)]
+    n = x.shape[0]
+    dy = torch.randint(-SHIFT, SHIFT + 1, (n,), generator=generator).to(x.device)
+    dx = torch.randint(-SHIFT, SHIFT + 1, (n,), generator=generator).to(x.device)
+    photo = dataset_name in FLIP_INVARIANT
+    flip = (torch.rand(n, generator=generator) < 0.5) if photo else torch.zeros(n, dtype=torch.bool)
+    return _shifted(x, dy, dx, flip.to(x.device), reflect=photo)
+
+
+def views(x: torch.Tensor, view_ids: torch.Tensor, dataset_name: str) -> torch.Tensor:
+    """Each image of a uint8 batch as its fixed view `view_ids[i]` of the dataset's VIEWS."""
+    table = torch.tensor(VIEWS[dataset_name], device=x.device)[view_ids.to(x.device)]
+    return _shifted(x, table[:, 1], table[:, 2], table[:, 0] == 1, reflect=dataset_name in FLIP_INVARIANT)
 
 
 def subset_indices(

@@ -51,6 +51,7 @@ class TeacherStatus(enum.StrEnum):
     CACHED = "cached"
     TRAINING = "training"
     TRAINED = "trained"
+    VIEWS = "views"  # scoring the fixed augmented views of the training images, once
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -227,7 +228,11 @@ class TeacherLine:
             return f"training, epoch {self.epoch:.1f} of {self.epochs}"
         if self.status == "trained":
             return f"trained in {format_seconds(self.seconds or 0.0)} and cached"
-        return {"cached": "loaded from the cache", "checking": "checking the cache"}.get(self.status, "waiting")
+        return {
+            "cached": "loaded from the cache",
+            "checking": "checking the cache",
+            "views": "scoring the augmented views of the training images (once)",
+        }.get(self.status, "waiting")
 
 
 @dataclass
@@ -379,7 +384,7 @@ class ProgressTracker:
         if p.phase is Phase.TEACHERS:
             lines = list(p.teachers.values())
             total = sum(line.epochs for line in lines) or 1
-            skipped = sum(line.epochs for line in lines if line.status == "cached")
+            skipped = sum(line.epochs for line in lines if line.status in ("cached", "views"))
             trained = sum(line.epoch for line in lines if line.status in ("training", "trained"))
             p.fraction = min(1.0, (skipped + trained) / total)
             spent = p.t - (self._trained_t0 if self._trained_t0 is not None else p.t)

@@ -50,6 +50,8 @@ METHOD_ROLES = ("assistant", "generation")
 # Each method's own RunConfig fields; a config's key and to_dict() carry only its method's, so every
 # "kd" config keeps the key it had before methods existed (history rows and caches stay valid).
 METHOD_FIELDS = {"kd": (), "dkd": ("alpha_tc", "beta_nc"), "ta": ("assistant",), "self": ("generations",)}
+# Methods whose teacher is the ensemble, whose logits for augmented views are cached.
+AUGMENT_METHODS = ("kd", "dkd")
 
 
 # DKD's NCKD weight when RunConfig.beta_nc is None: the paper's 8 for CIFAR-100 (at T = 4), or a dataset's
@@ -85,6 +87,9 @@ class RunConfig:
     beta_nc: float | None = None  # dkd: weight of the non-target part (NCKD); None = the dataset's (nckd_weight)
     assistant: str | None = None  # ta: None = the next size up in the student's family (assistant_arch)
     generations: int = 2  # self: born-again students after generation 0
+    # Consistent teaching (Beyer et al. 2022): students train on the dataset's fixed augmented views, each
+    # taught by the teacher's logits for that exact view; the scratch student sees the same views.
+    augment: bool = False
 
     def __post_init__(self):
         object.__setattr__(self, "teachers", tuple(m.name for m in teachers.parse_members(self.teachers)))
@@ -118,6 +123,19 @@ class RunConfig:
         if self.beta_nc is not None:
             object.__setattr__(self, "beta_nc", check_weight(self.beta_nc, "beta_nc"))
         object.__setattr__(self, "generations", check_generations(self.generations))
+        if self.augment is not False:
+            if not isinstance(self.augment, bool):
+                raise ValueError(f"augment must be true or false, got {self.augment!r}")
+            if self.dataset not in kdata.VIEWS:
+                raise ValueError(
+                    f"augment needs fixed augmented views, which only {', '.join(kdata.VIEWS)} has; "
+                    f"turn it off for {self.dataset}"
+                )
+            if self.method not in AUGMENT_METHODS:
+                raise ValueError(
+                    f"augment works with the methods {', '.join(AUGMENT_METHODS)} (their teacher is the ensemble), "
+                    f"not with {self.method!r}"
+                )
         if self.method == "ta":
             # Checked here, kept as given: None stays "the default for whichever student", so changing the
             # student never leaves a config naming an assistant smaller than it.
@@ -140,6 +158,8 @@ class RunConfig:
             values.pop(name)
         if self.method != "kd":
             values.update({"method": self.method, **{f: getattr(self, f) for f in METHOD_FIELDS[self.method]}})
+        if not self.augment:  # as before the switch existed, so older runs keep their keys
+            values.pop("augment")
         return values
 
     def key(self) -> str:
@@ -150,8 +170,16 @@ _DEFAULTS = {
     "mnist-sample": RunConfig(),
     "mnist": RunConfig(dataset="mnist", epochs=5),
     "fashion-mnist": RunConfig(dataset="fashion-mnist", epochs=5),
+    # Chosen by measurement (benchmarks/cifar_students.py): at T = 1 the label-smoothed airbench teachers
+    # are already soft, and α = 0.9 learns mostly from them.
     "cifar10": RunConfig(
-        dataset="cifar10", teachers=("cnn-deep", "cnn-deep@1", "cnn-wide"), student="cnn-small", epochs=10
+        dataset="cifar10",
+        teachers=("air-slim", "air-wide@1", "air-wide@2"),
+        student="bn-small",
+        temperature=1.0,
+        alpha=0.9,
+        epochs=4,
+        augment=True,
     ),
 }
 
@@ -381,6 +409,8 @@ class _Run:
         self.probes = (
             Probes.start(probe_indices(self.data.test_y), self.data.test_y, self.ens.test_logits) if probes else None
         )
+        # The ensemble's logits for every augmented view, when the students learn from views.
+        self.view_logits = teachers.ensemble_views(self.ens, self.data, on_event) if config.augment else None
 
     def trainer(self, name: str, model: nn.Module, teacher_logits: torch.Tensor, alpha: float, loss_fn=None) -> Trainer:
         c = self.config
@@ -398,6 +428,7 @@ class _Run:
             cancel=self.cancel,
             device=self.device,
             loss_fn=loss_fn,
+            view_logits=self.view_logits,
         )
 
     def watch(self, trainers: dict[str, Trainer], teacher_acc: float, baseline: Trainer | None = None):

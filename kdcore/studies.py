@@ -30,7 +30,7 @@ from torch import nn
 from . import assistant as kassistant
 from . import data as kdata
 from . import events as ev
-from . import experiments, metrics, models, speed, stats
+from . import experiments, metrics, models, speed, stats, teachers
 from .experiments import RunConfig
 from .limits import EPOCHS, check_alpha, check_fraction, check_seed, check_temperature
 from .teachers import Cancelled
@@ -117,6 +117,7 @@ class _Session:
         self.device = default_device()
         self.teacher_acc = metrics.accuracy(self.ens.test_logits, self.data.test_y)
         self.done = self.total = 0
+        self.view_logits = teachers.ensemble_views(self.ens, self.data, self.emit) if config.augment else None
 
     @property
     def elapsed(self) -> float:
@@ -171,6 +172,8 @@ class _Session:
             name=label,
             train_idx=idx,
             teacher_logits=self.ens.train_logits if teacher_logits is None else teacher_logits,
+            # An assistant has no cached views: its students learn from the plain images.
+            view_logits=self.view_logits if teacher_logits is None else None,
             temperature=c.temperature if temperature is None else temperature,
             alpha=alpha,
             on_event=self.emit,

@@ -30,6 +30,7 @@ from . import events as ev
 from .train import Trainer, TrainSettings, default_device, predict_logits, teacher_settings
 
 CACHE_VERSION = 1
+WHITENING_IMAGES = 5000  # training images whose patch statistics set a whitening layer
 COMBINES = ("prob", "logit")
 
 
@@ -224,6 +225,7 @@ class Teacher:
     test_logits: torch.Tensor
     cached: bool
     train_seconds: float
+    settings: TrainSettings
 
     @property
     def name(self) -> str:
@@ -299,6 +301,8 @@ def get_teacher(
             on_event(ev.TeacherUpdate(member=member.name, status=ev.TeacherStatus.CACHED))
         else:
             on_event(ev.TeacherUpdate(member=member.name, status=ev.TeacherStatus.TRAINING))
+            if hasattr(model, "init_from_data"):  # e.g. AirNet's whitening layer, from the first images
+                model.init_from_data(kdata.normalize(data.train_x[:WHITENING_IMAGES], data.mean, data.std))
             trainer = Trainer(
                 model,
                 data,
@@ -336,15 +340,43 @@ def get_teacher(
             _remove_entry(logits_base)
             entry = None
         if entry is None:
+            # A photo's teacher answers for the image and its mirror together (test-time augmentation).
+            mirror, bf16 = data.name in kdata.FLIP_INVARIANT, settings.bf16
             entry = (
                 {
-                    "train": predict_logits(model, data.train_x, data.mean, data.std),
-                    "test": predict_logits(model, data.test_x, data.mean, data.std),
+                    "train": predict_logits(model, data.train_x, data.mean, data.std, bf16=bf16),
+                    "test": predict_logits(model, data.test_x, data.mean, data.std, mirror=mirror, bf16=bf16),
                 },
                 {},
             )
             _save_entry(logits_base, entry[0], {"kind": "logits", "teacher": key})
-    return Teacher(member, key, model, entry[0]["train"], entry[0]["test"], cached, seconds)
+    return Teacher(member, key, model, entry[0]["train"], entry[0]["test"], cached, seconds, settings)
+
+
+def view_logits(teacher: Teacher, data: kdata.Dataset, on_event: ev.EventFn = ev.ignore) -> torch.Tensor:
+    """The member's logits for every fixed view (kdata.VIEWS) of every training image: [images, views, K].
+
+    Computed once and cached beside its weights (float16: 8 MB per CIFAR-10 teacher for 8 views), so every
+    student taught with consistent augmentation reuses them.
+    """
+    table = kdata.VIEWS[data.name]
+    base = cache_dir() / f"{teacher.key}.views"
+    _check_files_free(base)
+    shape = [len(data.train_y), len(table), data.num_classes]
+    with FileLock(str(_lock_path(base))), budget.torch_threads(budget.model_threads(teacher.member.arch)):
+        entry = _load_entry(base)
+        if entry is not None and list(entry[0].get("train", torch.empty(0)).shape) != shape:
+            _remove_entry(base)
+            entry = None
+        if entry is None:
+            on_event(ev.TeacherUpdate(member=teacher.name, status=ev.TeacherStatus.VIEWS))
+            out = torch.empty(shape, dtype=torch.float16)
+            for v in range(len(table)):
+                seen = kdata.views(data.train_x, torch.full((len(data.train_y),), v), data.name)
+                out[:, v] = predict_logits(teacher.model, seen, data.mean, data.std, bf16=teacher.settings.bf16).half()
+            entry = ({"train": out}, {})
+            _save_entry(base, entry[0], {"kind": "views", "teacher": teacher.key, "views": [list(t) for t in table]})
+    return entry[0]["train"].float()
 
 
 def ensemble(
@@ -399,3 +431,8 @@ def model_latency(arch: str, dataset: str, model: nn.Module) -> metrics.Latency:
         with contextlib.suppress(OSError):  # a read-only cache costs a re-measurement, not the run
             kdata.atomic_write(path, lambda p: p.write_text(json.dumps(payload)))
     return latency
+
+
+def ensemble_views(ens: Ensemble, data: kdata.Dataset, on_event: ev.EventFn = ev.ignore) -> torch.Tensor:
+    """The ensemble teacher's logits for every fixed view of every training image: [images, views, K]."""
+    return combine_logits([view_logits(t, data, on_event) for t in ens.members], ens.combine)

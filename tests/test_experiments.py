@@ -90,8 +90,8 @@ def test_default_config_per_dataset():
     for name in ("mnist", "fashion-mnist"):
         assert default_config(name).dataset == name and default_config(name).epochs == 5
     cifar = default_config("cifar10")
-    assert cifar.student.startswith("cnn") and len(cifar.teachers) == 3
-    assert all(t.startswith("cnn") for t in cifar.teachers)
+    assert cifar.student == "bn-small" and len(cifar.teachers) == 3 and cifar.augment
+    assert all(t.startswith("air-") for t in cifar.teachers)
     assert default_config() == sample
 
 

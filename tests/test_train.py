@@ -286,7 +286,7 @@ def test_alpha_without_teacher_logits_is_rejected(tiny_data):
     [
         ({"epochs": 0}, "epochs must be >= 1"),
         ({"epochs": 1, "optimizer": "rmsprop"}, "'adam' or 'sgd'"),
-        ({"epochs": 1, "schedule": "step"}, "'cosine' or 'constant'"),
+        ({"epochs": 1, "schedule": "step"}, "'cosine', 'constant', 'triangle', 'onecycle'"),
     ],
 )
 def test_train_settings_name_the_bad_value_and_allowed_ones(kwargs, match):
@@ -303,7 +303,8 @@ def test_default_device_is_cpu_on_this_machine():
 
 def test_teacher_settings_per_dataset():
     cifar = teacher_settings("cifar10")
-    assert (cifar.optimizer, cifar.augment, cifar.epochs) == ("sgd", True, 15)
+    assert (cifar.optimizer, cifar.augment, cifar.epochs, cifar.schedule) == ("sgd", True, 10, "triangle")
+    assert (cifar.batch_size, cifar.label_smoothing, cifar.ema, cifar.bf16) == (1024, 0.2, True, True)
     assert teacher_settings("mnist-sample").epochs == 6
     for name in ("mnist", "fashion-mnist"):
         s = teacher_settings(name)
@@ -311,8 +312,8 @@ def test_teacher_settings_per_dataset():
     assert teacher_settings("cifar10", epochs=2) == TrainSettings(**{**cifar.__dict__, "epochs": 2})
 
 
-def test_student_settings_per_dataset_never_augment():
-    # The cached teacher logits belong to the un-augmented images, so students must see those images.
+def test_student_settings_per_dataset_never_augment_at_random():
+    # A random augmentation would have no teacher logits; students see fixed views or the plain images.
     for name in kdata.DATASETS:
         s = student_settings(name, 7)
         assert s.epochs == 7 and s.augment is False
