@@ -111,6 +111,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args(argv)
     folder = args.data_dir or tempfile.mkdtemp(prefix="kd-bench-")
+    Path(folder).mkdir(parents=True, exist_ok=True)
     os.environ["KD_DATA_DIR"] = folder
     torch.set_num_threads(1)
     budget.set_job_threads(budget.share(1))
