@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import platform
 import statistics
 import sys
 import tempfile
@@ -32,7 +33,7 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import torch  # noqa: E402
 
-from kdcore import budget, experiments, metrics, teachers  # noqa: E402
+from kdcore import budget, experiments, metrics, speed, teachers  # noqa: E402
 from kdcore import data as kdata  # noqa: E402
 from kdcore.train import teacher_settings  # noqa: E402
 
@@ -108,6 +109,11 @@ def main(argv: list[str] | None = None) -> int:
         help="a folder holding the dataset's files (e.g. one with cifar-10-batches-py/), used without copying",
     )
     parser.add_argument("--skip-students", action="store_true")
+    parser.add_argument(
+        "--write-reference",
+        action="store_true",
+        help="store this run's speeds in assets/reference_speed.json, the estimates shown before a first run",
+    )
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args(argv)
     folder = args.data_dir or tempfile.mkdtemp(prefix="kd-bench-")
@@ -141,7 +147,31 @@ def main(argv: list[str] | None = None) -> int:
         )
     if args.json:
         args.json.write_text(json.dumps(results, indent=1))
+    if args.write_reference:
+        write_reference()
     return 0
+
+
+def write_reference() -> None:
+    """This data folder's speed notes (see kdcore.speed), as the reference machine's, merged into REFERENCE."""
+    try:
+        stored = json.loads(speed.REFERENCE.read_text())
+    except (OSError, ValueError):
+        stored = {}
+    rates = stored.get("seconds_per_image", {})
+    for key, values in json.loads((Path(os.environ["KD_DATA_DIR"]) / "cache" / "speed.json").read_text()).items():
+        _host, dataset, arch, mode, threads = key.split("|")
+        if int(threads) == budget.model_threads(arch, budget.share(1)) or mode != "teacher":
+            rates[f"{dataset}|{arch}|{mode}"] = statistics.median(values)
+    stored.update(
+        {
+            "machine": f"{budget.cores()} cores, {platform.machine()}, torch {torch.__version__}",
+            "command": "python benchmarks/consistent_teaching.py --write-reference",
+            "seconds_per_image": dict(sorted(rates.items())),
+        }
+    )
+    speed.REFERENCE.write_text(json.dumps(stored, indent=1) + "\n")
+    print(f"wrote {speed.REFERENCE}")
 
 
 if __name__ == "__main__":

@@ -21,6 +21,9 @@ from filelock import FileLock
 from . import data as kdata
 
 RECENT = 5  # notes kept per key: recent enough to follow a busier machine, enough to smooth one odd run
+# Speeds measured on the machine this project was built on (2 cores), written by
+# `benchmarks/consistent_teaching.py --write-reference`: the estimate before this machine has trained a model.
+REFERENCE = Path(__file__).resolve().parent.parent / "assets" / "reference_speed.json"
 MODES = ("teacher", "pair", "single")
 # Scoring the test set after each epoch, measuring latency and saving add about this share to training.
 OVERHEAD = 0.15
@@ -80,17 +83,30 @@ class Estimate:
             return f"No estimate yet: {self.basis}."
         from .events import format_seconds
 
-        return f"About {format_seconds(self.seconds)} on this machine ({self.basis})."
+        return f"About {format_seconds(self.seconds)} {self.basis}."
 
 
 Work = tuple[str, str, str, int, int]  # dataset, arch, mode, threads, training images
 
 
+def reference_rate(dataset: str, arch: str, mode: str) -> float | None:
+    """Seconds per image measured on the reference machine (REFERENCE), if it was measured there."""
+    try:
+        rates = json.loads(REFERENCE.read_text())["seconds_per_image"]
+        rate = rates.get(f"{dataset}|{arch}|{mode}")
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return None
+    return float(rate) if isinstance(rate, (int, float)) and rate > 0 else None
+
+
 def estimate(work: list[Work]) -> Estimate:
-    """Seconds for pieces of work, from this machine's notes."""
-    total, unknown = 0.0, []
+    """Seconds for pieces of work, from this machine's notes, else from the reference machine's speeds."""
+    total, unknown, borrowed = 0.0, [], False
     for dataset, arch, mode, threads, images in work:
         rate = seconds_per_image(dataset, arch, mode, threads)
+        if rate is None:
+            rate = reference_rate(dataset, arch, mode)
+            borrowed = borrowed or rate is not None
         if rate is None:
             unknown.append(arch)
         else:
@@ -98,7 +114,12 @@ def estimate(work: list[Work]) -> Estimate:
     if unknown:
         names = ", ".join(dict.fromkeys(unknown))
         return Estimate(None, f"{names} {'has' if len(set(unknown)) == 1 else 'have'} not trained on this machine yet")
-    return Estimate(total * (1 + OVERHEAD), "from the speed of recent runs")
+    basis = (
+        "on a 2-core machine like the one it was measured on (this one has not trained it yet)"
+        if borrowed
+        else "on this machine (from the speed of recent runs)"
+    )
+    return Estimate(total * (1 + OVERHEAD), basis)
 
 
 def job_work(spec, data: kdata.Dataset, missing_teachers: list[str], threads: int) -> list[Work]:

@@ -74,3 +74,15 @@ def test_a_real_distillation_leaves_a_note_that_estimates_the_next_one(fast_run,
     spec = jobs.JobSpec(jobs.JobKind.DISTILL, fast_config)
     est = speed.job_estimate(spec, kdata.load("mnist-sample"), [], budget.job_threads())
     assert est.seconds is not None and est.seconds > 0
+
+
+def test_before_this_machine_trained_a_model_the_reference_machines_speed_is_used(data_dir, tmp_path, monkeypatch):
+    reference = tmp_path / "reference_speed.json"
+    reference.write_text(json.dumps({"seconds_per_image": {"cifar10|air-slim|teacher": 0.001}}))
+    monkeypatch.setattr(speed, "REFERENCE", reference)
+    est = speed.estimate([("cifar10", "air-slim", "teacher", 2, 500_000)])
+    assert est.seconds == pytest.approx(500 * (1 + speed.OVERHEAD))
+    assert "on a 2-core machine like the one it was measured on" in est.text
+    speed.note("cifar10", "air-slim", "teacher", 2, 500_000, 250.0)  # this machine's own speed wins
+    assert "on this machine" in speed.estimate([("cifar10", "air-slim", "teacher", 2, 500_000)]).text
+    assert speed.estimate([("cifar10", "air-wide", "teacher", 2, 1)]).seconds is None
