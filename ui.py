@@ -657,8 +657,10 @@ def draw_image(data, ens, student) -> Selected | None:
         )
         return None
     thing = "piece of clothing" if data.name.startswith("fashion") else "digit"
-    # Said before the canvas: its toolbar (undo, clear) sits below it and would cover a hint placed there.
-    st.caption(f"Draw one large {thing} with the mouse (or a finger); the buttons under the square undo or clear.")
+    st.caption(
+        f"Draw one large {thing} with the mouse (or a finger); the buttons that appear above the square undo or clear."
+    )
+    st.space(36)  # room for that toolbar, which would otherwise cover the hint above
     canvas = st_canvas(
         stroke_width=18,
         stroke_color="#FFFFFF",

@@ -119,6 +119,13 @@ PAGES = {
 }
 
 
+def close_sidebar_if_over_page(page) -> None:
+    """On a phone the sidebar opens over the page and stays open after a link in it is followed: close it."""
+    if page.viewport_size["width"] < 640 and page.get_by_test_id("stSidebar").get_attribute("data-collapsed") == "false":
+        page.get_by_role("button", name="Collapse sidebar").click(force=True)
+        page.wait_for_timeout(500)
+
+
 def open_page(page, title: str) -> None:
     """Follow the sidebar link, which keeps the session (a new URL would start a fresh one)."""
     nav = page.get_by_test_id("stSidebarNav")
@@ -126,6 +133,7 @@ def open_page(page, title: str) -> None:
         page.get_by_test_id("stExpandSidebarButton").click()
     nav.get_by_role("link", name=title, exact=True).click()
     wait_idle(page)
+    close_sidebar_if_over_page(page)
     page.wait_for_timeout(2000)  # a page that loads teachers shows its status widget only after a moment
     wait_idle(page)
     page.wait_for_timeout(1500)  # plotly draws after the script run ends
