@@ -156,8 +156,9 @@ def capture_all(out_dir: Path) -> list[Path]:
             for name in names:
                 if page.get_by_test_id("stSidebarNav").get_by_role("link", name=PAGES[name], exact=True).count():
                     open_page(page, PAGES[name])
-                    if name == "distill" and suffix:  # a phone shows the result first, not the controls
-                        page.get_by_text("KD gain", exact=True).first.scroll_into_view_if_needed()
+                    if name == "distill" and suffix:  # on a phone, the result rather than the controls
+                        page.get_by_text("KD gain", exact=True).first.evaluate("e => e.scrollIntoView()")
+                        page.wait_for_timeout(500)
                     shots.append(out_dir / f"{name}{suffix}.png")
                     page.screenshot(path=str(shots[-1]))
             page.close()

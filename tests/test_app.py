@@ -42,6 +42,24 @@ def _metric(at: AppTest, label: str) -> str:
     return next(m.value for m in at.metric if m.label == label)
 
 
+def _distilled(epochs: int = 1, dataset: str = "mnist-sample") -> AppTest:
+    """The Distill page after pressing Start and waiting for the run (or its failure)."""
+    at = _app("pages/2_Distill.py")
+    at.session_state["config"] = default_config(dataset, epochs=epochs)
+    at.run()
+    next(b for b in at.button if b.label == "Start").click().run()
+    _wait_for_jobs()
+    at.run()
+    return at
+
+
+def _compare_of(distill_page: AppTest) -> AppTest:
+    """The Compare page in the same browser session as this Distill page."""
+    compare = _app("pages/4_Compare.py")
+    compare.session_state["session_id"] = distill_page.session_state["session_id"]
+    return compare.run()
+
+
 @pytest.mark.parametrize("path", ["app.py", *PAGES])
 def test_every_page_renders_in_a_fresh_session(path, fast_run):
     at = _app(path).run()
@@ -50,12 +68,7 @@ def test_every_page_renders_in_a_fresh_session(path, fast_run):
 
 
 def test_the_default_demo_through_the_ui_gives_the_model_table(fast_run):
-    at = _app("pages/2_Distill.py")
-    at.session_state["config"] = default_config("mnist-sample", epochs=2)
-    at.run()
-    next(b for b in at.button if b.label == "Start").click().run()
-    _wait_for_jobs()
-    at.run()
+    at = _distilled(epochs=2)
     assert not at.exception, [e.value for e in at.exception]
     gain = _metric(at, "KD gain")
     assert gain.endswith("points")
@@ -135,12 +148,7 @@ def offline(monkeypatch):
 
 
 def test_an_unavailable_dataset_gives_the_explained_error(offline, fast_run):
-    at = _app("pages/2_Distill.py")
-    at.session_state["config"] = default_config("mnist", epochs=1)
-    at.run()
-    next(b for b in at.button if b.label == "Start").click().run()
-    _wait_for_jobs()
-    at.run()
+    at = _distilled(dataset="mnist")
     assert not at.exception, [e.value for e in at.exception]
     text = "\n".join(e.value for e in at.error)
     assert "mnist" in text and "train-images-idx3-ubyte.gz" in text and "KD_DATA_DIR" in text, text
@@ -169,14 +177,7 @@ def test_a_bad_link_is_clamped_with_a_visible_warning(fast_run):
 
 
 def test_compare_offers_the_table_weights_and_onnx_of_this_sessions_run(fast_run):
-    distill_page = _app("pages/2_Distill.py")
-    distill_page.session_state["config"] = default_config("mnist-sample", epochs=1)
-    distill_page.run()
-    next(b for b in distill_page.button if b.label == "Start").click().run()
-    _wait_for_jobs()
-    compare = _app("pages/4_Compare.py")
-    compare.session_state["session_id"] = distill_page.session_state["session_id"]  # the same browser session
-    compare.run()
+    compare = _compare_of(_distilled())
     assert not compare.exception, [e.value for e in compare.exception]
     labels = [b.label for b in compare.get("download_button")]
     assert "Download table (CSV)" in labels and "Download as ONNX + model card (.zip)" in labels
@@ -240,28 +241,16 @@ def test_dark_knowledge_opens_on_an_image_with_a_clear_runner_up(fast_run, fast_
 
 
 def test_distill_and_compare_call_a_run_by_its_history_number(fast_run):
-    distill_page = _app("pages/2_Distill.py")
-    distill_page.session_state["config"] = default_config("mnist-sample", epochs=1)
-    distill_page.run()
-    next(b for b in distill_page.button if b.label == "Start").click().run()
-    _wait_for_jobs()
-    distill_page.run()
+    distill_page = _distilled()
     saved = next(c.value for c in distill_page.caption if "Saved as run" in c.value)
     number = int(saved.split("Saved as run ")[1].split()[0])
-    compare = _app("pages/4_Compare.py")
-    compare.session_state["session_id"] = distill_page.session_state["session_id"]
-    compare.run()
+    compare = _compare_of(distill_page)
     models = compare.dataframe[0].value["Model"].tolist()
     assert any(m.startswith(f"run {number}: distilled") for m in models), models
 
 
 def test_distill_headlines_the_gain_with_its_range_and_can_repeat_it_over_seeds(fast_run):
-    at = _app("pages/2_Distill.py")
-    at.session_state["config"] = default_config("mnist-sample", epochs=1)
-    at.run()
-    next(b for b in at.button if b.label == "Start").click().run()
-    _wait_for_jobs()
-    at.run()
+    at = _distilled()
     text = _texts(at)
     assert "95 % range" in text and "1,000 test images" in text
     assert "test-set noise" in text  # within it, or beyond it: said in words either way
@@ -335,15 +324,8 @@ def _shown_order(frame) -> list[str]:
 
 
 def test_model_tables_have_short_headers_explained_on_hover_and_compare_titles_its_table_first(fast_run):
-    distill_page = _app("pages/2_Distill.py")
-    distill_page.session_state["config"] = default_config("mnist-sample", epochs=1)
-    distill_page.run()
-    next(b for b in distill_page.button if b.label == "Start").click().run()
-    _wait_for_jobs()
-    distill_page.run()
-    compare = _app("pages/4_Compare.py")
-    compare.session_state["session_id"] = distill_page.session_state["session_id"]
-    compare.run()
+    distill_page = _distilled()
+    compare = _compare_of(distill_page)
     assert not compare.exception
     for at in (distill_page, compare):
         table = next(df for df in at.dataframe if report.ACCURACY in df.value.columns)
