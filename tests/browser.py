@@ -157,7 +157,9 @@ def capture_all(out_dir: Path) -> list[Path]:
                 if page.get_by_test_id("stSidebarNav").get_by_role("link", name=PAGES[name], exact=True).count():
                     open_page(page, PAGES[name])
                     if name == "distill" and suffix:  # on a phone, the result rather than the controls
-                        page.get_by_text("KD gain", exact=True).first.evaluate("e => e.scrollIntoView()")
+                        page.get_by_text("KD gain", exact=True).first.evaluate(
+                            "e => e.scrollIntoView({block: 'center'})"
+                        )
                         page.wait_for_timeout(500)
                     shots.append(out_dir / f"{name}{suffix}.png")
                     page.screenshot(path=str(shots[-1]))
