@@ -7,9 +7,23 @@ from pathlib import Path
 import streamlit as st
 
 import ui
+from kdcore import glossary
 from kdcore.experiments import default_config
 
-DIAGRAM = Path(__file__).parent / "assets" / "kd_diagram.svg"
+ASSETS = Path(__file__).parent / "assets"
+DIAGRAM, DIAGRAM_NARROW = ASSETS / "kd_diagram.svg", ASSETS / "kd_diagram_narrow.svg"
+# The server cannot know the screen's width, so both diagrams are sent and the browser shows the one that fits:
+# on a phone the wide one's labels would be a few pixels high.
+DIAGRAM_CSS = (
+    "<style>@media (max-width: 640px) { .st-key-diagram_wide { display: none; } } "
+    "@media (min-width: 641px) { .st-key-diagram_narrow { display: none; } }</style>"
+)
+# Short lines, so the formula fits a phone's width as well as a projector's.
+LOSS = (
+    r"\begin{aligned}\mathcal{L} &= (1-\alpha)\,\mathrm{CE}\big(\text{student},\ \text{labels}\big)\\"
+    r"&\quad+\;\alpha\,T^{2}\,\mathrm{KL}\big(p_{t}\ \|\ p_{s}\big),\\"
+    r"p &= \operatorname{softmax}(z/T)\end{aligned}"
+)
 
 
 def home() -> None:
@@ -33,26 +47,25 @@ def home() -> None:
         "very first run also trains the teachers (about a minute and a half on two cores); after that a run "
         "takes well under a minute."
     )
-    st.image(
-        str(DIAGRAM),
-        width="stretch",
-        caption="The teacher ensemble is trained once and frozen; only the student learns.",
-    )
+    st.html(DIAGRAM_CSS)
+    caption = "The teacher ensemble is trained once and frozen; only the student learns."
+    for key, path in (("diagram_wide", DIAGRAM), ("diagram_narrow", DIAGRAM_NARROW)):
+        st.container(key=key).image(str(path), width="stretch", caption=caption)
 
     st.subheader("The loss the student minimises")
-    st.latex(
-        r"\mathcal{L} \;=\; (1-\alpha)\,\mathrm{CE}\big(\text{student},\ \text{labels}\big)"
-        r"\;+\;\alpha\,T^{2}\,\mathrm{KL}\Big(\operatorname{softmax}(z_{\text{teacher}}/T)\ \big\|\ "
-        r"\operatorname{softmax}(z_{\text{student}}/T)\Big)"
-    )
+    st.latex(LOSS, help=glossary.tooltip("CE", "KL", "logits", "softmax"))
     st.markdown(
-        "- $z$ are the models' logits; the ensemble's logits are the log of its members' mean probabilities.\n"
+        "- $p_t$ and $p_s$ are the teacher's and the student's probabilities softened by $T$, from their logits $z$; "
+        "the ensemble's logits are the log of its members' mean probabilities.\n"
         "- **T** (1 to 20): $T = 1$ uses the teacher's probabilities as they are; larger $T$ flattens them so the "
         "small probabilities of similar-looking classes (the *dark knowledge*) become visible.\n"
         "- **α** (0 to 1): $\\alpha = 0$ is ordinary training on labels (our *scratch* student), $\\alpha = 1$ "
         "learns from the teacher alone.\n"
         "- The factor $T^2$ keeps the soft term's gradients about as strong as the hard term's when $T$ changes."
     )
+
+    with st.expander("Words used here", icon=":material/menu_book:"):
+        st.markdown(glossary.as_markdown())
 
     st.subheader("Learn by predicting")
     cols = st.columns([1, 3], vertical_alignment="center")

@@ -1,18 +1,24 @@
-"""Plotly figures for the Lessons and Class board pages: a lesson's chart from its run's result, and the board's
-KD gain against one setting. Drawing only: every number comes from kdcore's results, reveals and board."""
+"""Every plotly figure the pages draw, one function per chart, named for what it draws: training curves and the
+per-class gain (Distill), soft targets, entropy and class similarity (Dark knowledge), the accuracy-latency map
+(Compare), teachers per class, the four studies (Experiments), saved runs' curves (History), a lesson's chart and
+the class board. Drawing only: every number comes from kdcore's results."""
 
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 import plotly.graph_objects as go
+import torch
 
 import ui
-from kdcore import classboard, lessons, studies
-from kdcore.experiments import RunResult
+from kdcore import classboard, describe, events, lessons, report, studies
+from kdcore.experiments import ROLES, RunResult
 
 CHART_HEIGHT = 430
-UP, DOWN = "#009E73", "#D55E00"  # Okabe-Ito green and vermillion: better / worse than scratch, as on Distill
+UP, DOWN = "#009E73", "#D55E00"  # Okabe-Ito green and vermillion: better / worse than scratch, on every page
+NEUTRAL, PENDING = "#F4F4F4", "#E2E2E2"
+SUBTITLE_FONT = dict(size=15, color="#555")
 # The title of each chart a lesson can name (lessons.CHARTS), so a page and its tests agree on what is drawn.
 TITLES = {
     "soft-targets": "The teacher's probabilities for this image",
@@ -34,18 +40,43 @@ MISSING_ROWS = {
     "distilled": ("Distilled student", ui.COLORS["distilled"], ""),
     "distilled + bias fix": ("Distilled + bias fix", ui.COLORS["distilled"], "/"),
 }
+# The study's legend has room for the full role names; a lesson's bars carry the short ones on the axis.
+MISSING_LEGEND = {
+    "teacher": "Teacher ensemble (saw it)",
+    "scratch": ui.ROLE_LABELS["scratch"],
+    "distilled": ui.ROLE_LABELS["distilled"],
+    "distilled + bias fix": "Distilled + bias fix",
+}
 
 
 def _titled(fig: go.Figure, title: str, subtitle: str = "", height: int = CHART_HEIGHT) -> go.Figure:
     ui.readable(fig, height)
-    fig.update_layout(
-        title=dict(text=title, subtitle=dict(text=subtitle, font=dict(size=15, color="#555"))), margin=dict(t=90)
-    )
+    fig.update_layout(title=dict(text=title, subtitle=dict(text=subtitle, font=SUBTITLE_FONT)), margin=dict(t=90))
     return fig
 
 
-def _bottom_legend(fig: go.Figure) -> None:
-    fig.update_layout(legend=dict(orientation="h", yanchor="top", y=-0.2, xanchor="left", x=0))
+def _bottom_legend(fig: go.Figure, y: float = -0.2) -> None:
+    fig.update_layout(legend=dict(orientation="h", yanchor="top", y=y, xanchor="left", x=0))
+
+
+def _accuracy_floor(values: Sequence[float], margin: float = 1.0) -> float:
+    """The accuracy axis starts a 5-point step below the lowest value, so it settles instead of following each point."""
+    return max(0.0, 5 * math.floor((min(values) - margin) / 5)) if values else 0.0
+
+
+def _accuracy_axis(fig: go.Figure, values: Sequence[float]) -> None:
+    fig.update_yaxes(title_text="Test accuracy (%)", range=[_accuracy_floor(values), 100.5])
+
+
+def _teacher_line(fig: go.Figure, teacher_acc: float | None) -> None:
+    if teacher_acc is not None:
+        fig.add_hline(
+            y=100 * teacher_acc,
+            line=dict(color=ui.COLORS["ensemble"], dash="dot", width=3),
+            annotation_text=f"teacher ensemble {100 * teacher_acc:.1f} %",
+            annotation_position="bottom right",
+            annotation_font=dict(color=ui.COLORS["ensemble"]),
+        )
 
 
 def _gain_subtitle(scratch_acc: float | None = None) -> str:
@@ -65,7 +96,7 @@ def _gain_axis(fig: go.Figure, points: list[float]) -> None:
     )
 
 
-def _gain_trace(fig: go.Figure, x: list[str], gains: list[float | None], name: str, hover: str, custom=None) -> None:
+def _gain_trace(fig: go.Figure, x: list, gains: list[float | None], name: str, hover: str, custom=None) -> None:
     y = _pct(gains)
     fig.add_scatter(
         x=x,
@@ -231,8 +262,7 @@ def students(r: RunResult) -> go.Figure:
     _titled(fig, TITLES["students"], "" if gain is None else f"KD gain {100 * gain:+.1f} points")
     fig.update_layout(showlegend=False)
     values = [100 * row.accuracy for row in r.rows]
-    low = max(0.0, 5 * math.floor((min(values) - 5) / 5)) if values else 0.0
-    fig.update_yaxes(title_text="Test accuracy (%)", range=[low, 102])
+    fig.update_yaxes(title_text="Test accuracy (%)", range=[_accuracy_floor(values, margin=5), 102])
     return fig
 
 
@@ -317,5 +347,708 @@ def board_chart(series: classboard.Series) -> go.Figure:
     if not series.dots:
         fig.add_annotation(
             text="no runs yet", showarrow=False, xref="paper", yref="paper", x=0.5, y=0.5, font=dict(size=18)
+        )
+    return fig
+
+
+# --------------------------------------------------------------------------- Distill
+
+Curves = dict[str, list[events.Step | events.Epoch]]
+STUDENTS = ("scratch", "distilled")
+SHORT = {"scratch": "Scratch", "distilled": "Distilled"}
+
+
+def _live_figure(
+    traces: list[dict],
+    title: str,
+    subtitle: str,
+    epochs: int,
+    yaxis: dict,
+    *,
+    empty_text: str | None,
+    empty_y: float,
+    shapes=(),
+    annotations=(),
+    legend=None,
+) -> go.Figure:
+    """One figure from plain dicts, validated once: the live charts are rebuilt every second."""
+    notes = list(annotations)
+    if empty_text:
+        notes.append(dict(text=empty_text, showarrow=False, x=epochs / 2, y=empty_y, font=dict(size=18, color="#777")))
+    fig = go.Figure(
+        data=traces,
+        layout=dict(
+            # Short titles with a subtitle fit a phone.
+            title=dict(text=title, subtitle=dict(text=subtitle, font=SUBTITLE_FONT)),
+            legend=dict(orientation="h", yanchor="top", y=-0.22, xanchor="left", x=0, **(legend or {})),
+            xaxis=dict(title=dict(text="Epoch"), range=[0, epochs], dtick=max(1, math.ceil(epochs / 10))),
+            yaxis=yaxis,
+            shapes=list(shapes),
+            annotations=notes,
+        ),
+    )
+    ui.readable(fig, CHART_HEIGHT)
+    fig.update_layout(margin=dict(t=90))
+    return fig
+
+
+def training_accuracy(curves: Curves, epochs: int, teacher_acc: float | None = None) -> go.Figure:
+    """Both students' test accuracy per epoch, live or finished, with the teacher ensemble's as a dotted line."""
+    traces, values = [], []
+    for m in STUDENTS:
+        pts = [e for e in curves.get(m, []) if isinstance(e, events.Epoch)]
+        y = [100 * e.test_acc for e in pts]
+        values += y
+        traces.append(
+            dict(
+                type="scatter",
+                x=[e.epoch for e in pts],
+                y=y,
+                name=ui.ROLE_LABELS[m],
+                mode="lines+markers",
+                line=dict(color=ui.COLORS[m], width=4),
+                marker=dict(size=9),
+                hovertemplate="epoch %{x}: %{y:.2f} %<extra>" + SHORT[m] + "</extra>",
+            )
+        )
+    shapes, notes = [], []
+    if teacher_acc is not None:
+        t = 100 * teacher_acc
+        values.append(t)
+        line = dict(color=ui.COLORS["ensemble"], dash="dot", width=3)
+        shapes.append(dict(type="line", xref="paper", x0=0, x1=1, y0=t, y1=t, line=line))
+        notes.append(
+            dict(
+                text=f"teacher ensemble {t:.1f} %",
+                xref="paper",
+                x=0,
+                y=t,
+                xanchor="left",
+                yanchor="bottom",
+                showarrow=False,
+                font=dict(color=ui.COLORS["ensemble"]),
+            )
+        )
+    return _live_figure(
+        traces,
+        "Test accuracy",
+        "higher is better",
+        epochs,
+        dict(title=dict(text="Test accuracy (%)"), range=[_accuracy_floor(values), 100.5]),
+        empty_text=None if values else "appears after the first epoch",
+        empty_y=50,
+        shapes=shapes,
+        annotations=notes,
+    )
+
+
+def training_loss(curves: Curves, epochs: int) -> go.Figure:
+    """Both students' hard (labels) and soft (teacher) loss on a log axis, with a dot on each newest point."""
+    traces, values = [], []
+    for m in STUDENTS:
+        pts = curves.get(m, [])
+        x = [e.epoch for e in pts]
+        for part, dash in (("hard", "solid"), ("soft", "dash")):
+            y = [getattr(e, part) for e in pts]
+            values += [v for v in y if v is not None and v > 0]
+            traces.append(
+                dict(
+                    type="scatter",
+                    x=x,
+                    y=y,
+                    name=f"{SHORT[m]} {part}",
+                    mode="lines+markers",
+                    line=dict(color=ui.COLORS[m], dash=dash, width=3),
+                    marker=dict(size=[0] * (len(x) - 1) + [9] if x else [], color=ui.COLORS[m]),
+                    hovertemplate="epoch %{x:.2f}: %{y:.3f}<extra>" + f"{SHORT[m]} {part}</extra>",
+                )
+            )
+    # Half-decade steps on a log axis: both parts stay readable although they differ by 10x or more.
+    if values:
+        lo, hi = math.floor(2 * math.log10(min(values))) / 2, math.ceil(2 * math.log10(max(values))) / 2
+        hi = max(hi, lo + 1)
+    else:
+        lo, hi = -1.5, 1.0
+    ticks = [m * 10**e for e in range(-4, 4) for m in (1, 2, 5) if lo <= math.log10(m * 10**e) <= hi]
+    return _live_figure(
+        traces,
+        "Training loss",
+        "solid: hard part (labels) · dashed: soft part (teacher)",
+        epochs,
+        dict(
+            title=dict(text="Loss (log scale)"),
+            type="log",
+            range=[lo, hi],
+            tickvals=ticks,
+            ticktext=[f"{v:g}" for v in ticks],
+        ),
+        empty_text=None if values else "appears when the students start",
+        empty_y=(lo + hi) / 2,
+        # Two entries per row, so the four loss parts line up as a 2 x 2 key.
+        legend=dict(entrywidth=0.5, entrywidthmode="fraction"),
+    )
+
+
+def gain_per_class(result: RunResult) -> go.Figure:
+    """Distilled minus scratch accuracy on each class's test images, green where the teacher helped."""
+    gains = result.per_class_gain
+    x = [c for c, g in zip(result.classes, gains) if g is not None]
+    y = [100 * g for g in gains if g is not None]
+    fig = go.Figure(
+        go.Bar(
+            x=x,
+            y=y,
+            marker_color=[UP if v >= 0 else DOWN for v in y],
+            text=[f"{v:+.1f}" for v in y],
+            textposition="outside",
+            cliponaxis=False,
+            hovertemplate="%{x}: %{y:+.2f} points<extra></extra>",
+        )
+    )
+    _titled(fig, "KD gain per class", "distilled − scratch · green: distilled better")
+    fig.update_layout(showlegend=False)
+    # Zero always shows; the axis covers only the side(s) the bars use, plus room for the labels.
+    lo, hi = min(y + [0.0]), max(y + [0.0])
+    pad = max(1.0, 0.25 * (hi - lo))
+    fig.update_yaxes(
+        title_text="Accuracy difference (points)",
+        range=[lo - pad, hi + pad],
+        zeroline=True,
+        zerolinewidth=2,
+        zerolinecolor="#444",
+    )
+    fig.update_xaxes(title_text="Class", type="category")
+    missing = [c for c, g in zip(result.classes, gains) if g is None]
+    if missing:
+        fig.add_annotation(
+            text=f"no test images of: {', '.join(missing)}",
+            showarrow=False,
+            xref="paper",
+            yref="paper",
+            x=1,
+            y=1.02,
+            xanchor="right",
+            font=dict(size=14, color="#777"),
+        )
+    return fig
+
+
+# --------------------------------------------------------------------------- Dark knowledge
+
+LOG_FLOOR = 1e-4  # percent; smaller probabilities sit at the bottom of the log axis
+
+
+def probabilities(
+    probs: torch.Tensor, classes, title: str, color: str, name: str, label: int | None, log: bool
+) -> go.Figure:
+    """One model's probabilities for one image as bars, the true class outlined; `log` shows the tiny ones."""
+    pct = (probs * 100).tolist()
+    shown = [max(p, LOG_FLOOR) for p in pct] if log else pct
+    fig = go.Figure(
+        go.Bar(
+            x=list(classes),
+            y=shown,
+            name=name,
+            marker_color=color,
+            text=[f"{p:.1f}" if p >= 0.05 else "" for p in pct],
+            textposition="outside",
+            textfont_size=14,
+            cliponaxis=False,
+            showlegend=True,
+            marker_line=dict(color="#000000", width=[4 if i == label else 0 for i in range(len(pct))]),
+            customdata=pct,
+            hovertemplate="%{x}: %{customdata:.3f} %<extra></extra>",
+        )
+    )
+    ui.readable(fig, 420)
+    fig.update_layout(
+        title=dict(text=title),
+        bargap=0.25,
+        legend=dict(orientation="h", yanchor="bottom", y=1.0, x=1, xanchor="right"),
+    )
+    fig.update_xaxes(title_text="class" + (" (outlined: true class)" if label is not None else ""), type="category")
+    if log:
+        fig.update_yaxes(
+            title_text="probability (%, log scale)", type="log", range=[math.log10(LOG_FLOOR), math.log10(150)]
+        )
+    else:
+        fig.update_yaxes(title_text="probability (%)", range=[0, 110])
+    return fig
+
+
+def entropy_vs_temperature(
+    grid: Sequence[float],
+    all_curve: list[float],
+    image_curve: list[float] | None,
+    temperature: float,
+    at_t: list[float],
+    num_classes: int,
+) -> go.Figure:
+    """Mean entropy of the soft targets over the test set (and the selected image's) against T, on a log T axis."""
+    color = ui.COLORS["ensemble"]
+    fig = go.Figure()
+    fig.add_scatter(x=grid, y=all_curve, mode="lines", name="all test images (mean)", line=dict(color=color, width=4))
+    if image_curve is not None:
+        fig.add_scatter(
+            x=grid, y=image_curve, mode="lines", name="the selected image", line=dict(color=color, width=3, dash="dash")
+        )
+    fig.add_scatter(
+        x=[temperature] * len(at_t),
+        y=at_t,
+        mode="markers",
+        name=f"T = {temperature:g}",
+        marker=dict(color="#000000", size=14, symbol="circle"),
+    )
+    uniform = math.log2(num_classes)
+    fig.add_hline(
+        y=uniform,
+        line=dict(color=ui.COLORS["teacher"], dash="dot", width=2),
+        annotation_text=f"all classes equally likely ({uniform:.2f} bits)",
+        annotation_position="top left",
+    )
+    ui.readable(fig, 420)
+    fig.update_layout(
+        title=dict(text="Entropy of the soft targets vs T"),
+        legend=dict(yanchor="bottom", y=0.03, xanchor="right", x=0.98, bgcolor="rgba(255,255,255,0.8)"),
+    )
+    # A log axis gives the low temperatures, where most of the change happens, room to show it.
+    fig.update_xaxes(
+        title_text="temperature T (log scale)",
+        type="log",
+        range=[-0.02, math.log10(21)],
+        tickvals=[1, 2, 3, 4, 5, 7, 10, 15, 20],
+    )
+    fig.update_yaxes(title_text="entropy of the soft targets (bits)", range=[0, uniform * 1.2])
+    return fig
+
+
+def class_similarity(sim: torch.Tensor, classes, temperature: float) -> go.Figure:
+    """The teacher's mean soft target per true class (rows) and class (columns), the diagonal left blank."""
+    pct = (sim * 100).tolist()
+    for i in range(len(pct)):
+        pct[i][i] = None  # the true class dwarfs everything else; leaving it blank lets the rest show
+    fig = go.Figure(
+        go.Heatmap(
+            z=pct,
+            x=list(classes),
+            y=list(classes),
+            colorscale="Blues",
+            texttemplate="%{z:.1f}",
+            textfont=dict(size=13),
+            hoverongaps=False,
+            xgap=1,
+            ygap=1,
+            colorbar=dict(title=dict(text="mean soft<br>probability (%)", side="right")),
+            hovertemplate="true class %{y}<br>soft target for %{x}: %{z:.2f} %<extra></extra>",
+        )
+    )
+    ui.readable(fig, 560)
+    fig.update_layout(title=dict(text=f"Which classes the teacher finds alike (T = {temperature:g})"))
+    fig.update_xaxes(title_text="soft target for class", type="category", side="bottom")
+    fig.update_yaxes(title_text="true class", type="category", autorange="reversed")
+    return fig
+
+
+# --------------------------------------------------------------------------- Teachers
+
+
+def grey_shades(n: int) -> list[str]:
+    """n distinguishable greys from dark to light, so members stay visually secondary to the ensemble."""
+    levels = [0x4D + (0xBF - 0x4D) * i // max(1, n - 1) for i in range(n)]
+    return [f"#{v:02X}{v:02X}{v:02X}" for v in levels]
+
+
+def teacher_accuracy_per_class(rows, classes) -> go.Figure:
+    """Each member's and the ensemble's test accuracy per class, grouped bars, the axis cut to show differences."""
+    members = [r for r in rows if r.role == "teacher"]
+    fig = go.Figure()
+    values = []
+    ensemble = [r for r in rows if r.role == "ensemble"]
+    for r, colour in zip(members + ensemble, grey_shades(len(members)) + [ui.COLORS["ensemble"]]):
+        y = [None if a is None else 100 * a for a in r.per_class]
+        values += [v for v in y if v is not None]
+        name = "Ensemble" if r.role == "ensemble" and members else r.name
+        fig.add_bar(
+            x=list(classes),
+            y=y,
+            name=name,
+            marker_color=colour,
+            hovertemplate="%{x}: %{y:.1f} %<extra>" + name + "</extra>",
+        )
+    low = max(0.0, (min(values, default=0.0) // 5) * 5 - 5)
+    _titled(fig, "Test accuracy per class", f"the axis starts at {low:.0f} % to show the differences", height=460)
+    fig.update_layout(barmode="group")
+    _bottom_legend(fig)
+    fig.update_yaxes(title_text="Test accuracy (%)", range=[low, 100.5])
+    fig.update_xaxes(title_text="Class", type="category")
+    return fig
+
+
+# --------------------------------------------------------------------------- Compare
+
+MAX_MARKER_PX = 60  # diameter of the largest model's marker
+# A run's two students share an architecture and so a latency: label them on different sides, the
+# distilled one above, clear of the Pareto staircase. Teachers label below their markers, so the member
+# nearest the ensemble (often the best one) does not write over the ensemble's label.
+TEXT_POSITION = {
+    "teacher": "bottom center",
+    "ensemble": "top center",
+    "scratch": "middle left",
+    "distilled": "top center",
+}
+
+
+def point_label(model: str, role: str, run) -> str:
+    """A few words beside each point: the teacher's name, "ensemble", or the student's run."""
+    if role == "teacher":
+        return model.removeprefix("teacher ")
+    if role == "ensemble":
+        return "ensemble" if model.startswith("ensemble") else model
+    return f"run {run}"
+
+
+def latency_ticks(latencies) -> list[float]:
+    """Ticks for the log latency axis, in 1-2-5 steps (powers of ten over wide spans), from the last one
+    at or below the fastest model / 1.3 to the first at or above the slowest x 1.3. The axis spans exactly
+    these, so every point has a labelled tick on each side and room for its marker."""
+    if len(latencies) == 0:
+        return []
+    lo, hi = float(min(latencies)) / 1.3, float(max(latencies)) * 1.3
+    decades = range(math.floor(math.log10(lo)), math.ceil(math.log10(hi)) + 1)
+    steps = (1, 2, 5) if hi / lo <= 10**3.5 else (1,)  # wider spans would crowd a narrow screen
+    ticks = [m * 10.0**k for k in decades for m in steps]
+    first = max(t for t in ticks if t <= lo)
+    last = min(t for t in ticks if t >= hi)
+    return [t for t in ticks if first <= t <= last]
+
+
+def accuracy_vs_latency(df) -> go.Figure:
+    """Every model of the comparison table at its latency and accuracy, marker area by parameters, Pareto front."""
+    plot = df.dropna(subset=[report.LATENCY, report.ACCURACY])
+    fig = go.Figure()
+    front = plot[report.pareto_front(plot)].sort_values(report.LATENCY)
+    fig.add_scatter(
+        x=front[report.LATENCY],
+        y=front[report.ACCURACY],
+        mode="lines",
+        line_shape="hv",
+        line=dict(color="#444444", width=2, dash="dot"),
+        hoverinfo="skip",
+        name="Pareto front (best trade-offs)",
+    )
+    # Marker area grows with the parameter count, so a 40× smaller model looks 40× smaller.
+    sizeref = 2.0 * plot[report.PARAMS].max() / MAX_MARKER_PX**2 if len(plot) else 1.0
+    for role in ROLES:
+        sub = plot[plot[report.ROLE] == role]
+        if sub.empty:
+            continue
+        fig.add_scatter(
+            x=sub[report.LATENCY],
+            y=sub[report.ACCURACY],
+            mode="markers+text",
+            name=ui.ROLE_LABELS[role],
+            text=[point_label(m, role, run) for m, run in zip(sub[report.MODEL], sub[report.RUN])],
+            textposition=TEXT_POSITION[role],
+            textfont=dict(size=ui.PLOT_FONT["size"] - 2),
+            marker=dict(
+                color=ui.COLORS[role],
+                size=sub[report.PARAMS],
+                sizemode="area",
+                sizeref=sizeref,
+                sizemin=7,
+                symbol=["circle-open" if p else "circle" for p in sub[report.PARTIAL]],
+                line=dict(color=ui.COLORS[role], width=3),
+                opacity=0.85,
+            ),
+            customdata=list(
+                zip(
+                    sub[report.MODEL],
+                    sub[report.PARAMS],
+                    sub[report.DATASET],
+                    ["yes, stopped early" if p else "no" for p in sub[report.PARTIAL]],
+                )
+            ),
+            hovertemplate="<b>%{customdata[0]}</b><br>Accuracy: %{y:.1f} %<br>Latency: %{x:.2f} ms<br>"
+            "Parameters: %{customdata[1]:,}<br>Dataset: %{customdata[2]}<br>"
+            "Partial: %{customdata[3]}<extra></extra>",
+        )
+    ticks = latency_ticks(plot[report.LATENCY])
+    _titled(
+        fig,
+        "Accuracy vs. latency",
+        "up and to the left is better · marker area ∝ parameters · open marker = stopped run",
+        height=600,
+    )
+    fig.update_layout(legend=dict(itemsizing="constant"))
+    _bottom_legend(fig, y=-0.16)
+    fig.update_xaxes(
+        title_text="Latency for one image (ms, log scale)",
+        type="log",
+        tickvals=ticks,
+        ticktext=[f"{t:g}" for t in ticks],
+        range=[math.log10(ticks[0]), math.log10(ticks[-1])] if ticks else None,
+    )
+    fig.update_yaxes(title_text="Test accuracy (%)")
+    return fig
+
+
+# --------------------------------------------------------------------------- Experiments
+
+
+def empty_sweep(temperatures: Sequence[float], alphas: Sequence[float]) -> dict:
+    """A sweep snapshot with no cell done, so the grid shows before the first student finishes."""
+    return {
+        "temperatures": list(temperatures),
+        "alphas": list(alphas),
+        "accuracy": [[None] * len(alphas) for _ in temperatures],
+        "scratch_acc": None,
+        "best": None,
+    }
+
+
+def sweep_accuracy(snap: dict, live: bool) -> go.Figure:
+    """Heatmap of the distilled students' test accuracy, white at the scratch student's, best cell outlined."""
+    ts, als, s = snap["temperatures"], snap["alphas"], snap["scratch_acc"]
+    best = snap.get("best")
+    z = [[None if a is None else 100 * a for a in row] for row in snap["accuracy"]]
+    text = [
+        [
+            ("★ " if best and (best["row"], best["col"]) == (i, j) else "") + f"{a:.1f} %<br>{a - 100 * s:+.1f}"
+            if a is not None
+            else ""
+            for j, a in enumerate(row)
+        ]
+        for i, row in enumerate(z)
+    ]
+    x, y = [f"{a:g}" for a in als], [f"{t:g}" for t in ts]
+    # Undone cells get their own grey layer so they read as "not yet", not as a colour on the scale.
+    pending = [(i, j) for i, row in enumerate(z) for j, a in enumerate(row) if a is None]
+    waiting = "waiting" if live else "not run"
+    pending_text = [[""] * len(als) for _ in ts]
+    for n, (i, j) in enumerate(pending):
+        pending_text[i][j] = "training…" if live and n == 0 and s is not None else waiting
+    fig = go.Figure()
+    fig.add_heatmap(
+        z=[[1 if a is None else None for a in row] for row in z],
+        x=x,
+        y=y,
+        text=pending_text,
+        texttemplate="%{text}",
+        textfont=dict(size=15, color="#666"),
+        showscale=False,
+        colorscale=[[0, PENDING], [1, PENDING]],
+        hoverinfo="skip",
+        xgap=4,
+        ygap=4,
+    )
+    if s is not None:
+        # A symmetric range around the scratch accuracy puts it at the scale's white midpoint.
+        span = max([abs(a - 100 * s) for row in z for a in row if a is not None] + [0.5])
+        fig.add_heatmap(
+            z=z,
+            x=x,
+            y=y,
+            text=text,
+            texttemplate="%{text}",
+            textfont=dict(size=17),
+            colorscale=[[0, DOWN], [0.5, NEUTRAL], [1, UP]],
+            zmin=100 * s - span,
+            zmax=100 * s + span,
+            xgap=4,
+            ygap=4,
+            colorbar=dict(
+                title=dict(text="Test accuracy (%)", side="right", font=dict(size=16, color="#333")),
+                thickness=18,
+                tickfont=dict(size=14),
+            ),
+            hovertemplate="T = %{y}, α = %{x}: %{z:.2f} %<extra></extra>",
+        )
+    if best is not None:
+        i, j = best["row"], best["col"]
+        fig.add_shape(type="rect", x0=j - 0.5, x1=j + 0.5, y0=i - 0.5, y1=i + 0.5, line=dict(color="#111", width=4))
+    reference = "scratch student: appears first" if s is None else f"white = scratch student ({100 * s:.1f} %)"
+    _titled(
+        fig,
+        "Test accuracy of the distilled student",
+        f"{reference} · green: better, red: worse · ★ best · second line: points against scratch",
+        height=max(CHART_HEIGHT, 170 + 75 * len(ts)),
+    )
+    fig.update_xaxes(title_text="α (weight of the teacher)", type="category", side="bottom", showgrid=False)
+    fig.update_yaxes(title_text="temperature T", type="category", autorange="reversed", showgrid=False)
+    fig.update_layout(plot_bgcolor="white")
+    return fig
+
+
+def _log_axis(values: list[float], labels: list[str], title: str) -> dict:
+    """A log x axis ticked at exactly these values, padded so the outermost labels are not cut off."""
+    lo, hi = math.log10(min(values)), math.log10(max(values))
+    pad = max(0.12, 0.08 * (hi - lo))
+    return dict(type="log", tickvals=values, ticktext=labels, range=[lo - pad, hi + pad], title_text=title)
+
+
+def _students_against(snap: dict, x: list, custom: list, hover: str, title: str, subtitle: str) -> go.Figure:
+    """Both students' test accuracy at each point of a study, with the teacher ensemble's as a dotted line."""
+    fig, values = go.Figure(), []
+    for role in STUDENTS:
+        y = [None if p[f"{role}_acc"] is None else 100 * p[f"{role}_acc"] for p in snap["points"]]
+        values += [v for v in y if v is not None]
+        fig.add_scatter(
+            x=x,
+            y=y,
+            name=ui.ROLE_LABELS[role],
+            mode="lines+markers",
+            customdata=custom,
+            line=dict(color=ui.COLORS[role], width=4),
+            marker=dict(size=11),
+            hovertemplate=hover + "<extra>" + role + "</extra>",
+        )
+    teacher = snap.get("teacher_acc")
+    _teacher_line(fig, teacher)
+    _titled(fig, title, subtitle)
+    _accuracy_axis(fig, values + ([100 * teacher] if teacher else []))
+    return fig
+
+
+def _study_gain(x: list, gains: list[float | None], hover: str, title: str, ticks: dict) -> go.Figure:
+    fig = go.Figure()
+    _gain_trace(fig, x, gains, "KD gain", hover)
+    _titled(fig, title, "distilled − scratch · above 0: KD helps")
+    fig.update_layout(showlegend=False)
+    fig.update_xaxes(**ticks)
+    _gain_axis(fig, [100 * g for g in gains if g is not None])
+    return fig
+
+
+def fraction_accuracy(snap: dict) -> go.Figure:
+    x = [p["fraction"] for p in snap["points"]]
+    fig = _students_against(
+        snap,
+        x,
+        [[p["train_size"], p["epochs"]] for p in snap["points"]],
+        "%{x:.0%} of the data (%{customdata[0]} images, %{customdata[1]} epochs): %{y:.1f} %",
+        "Test accuracy against training data",
+        "the same student, from scratch and distilled",
+    )
+    _bottom_legend(fig, y=-0.25)
+    fig.update_xaxes(**_log_axis(x, [describe.share(f) for f in x], "Share of the training images (log scale)"))
+    return fig
+
+
+def fraction_gain(snap: dict) -> go.Figure:
+    x = [p["fraction"] for p in snap["points"]]
+    ticks = _log_axis(x, [describe.share(f) for f in x], "Share of the training images (log scale)")
+    hover = "%{x:.0%} of the data: %{y:+.2f} points<extra></extra>"
+    return _study_gain(x, [p["gain"] for p in snap["points"]], hover, "What the teacher adds at each data size", ticks)
+
+
+def _capacity_ticks(snap: dict) -> dict:
+    points = snap["points"]
+    labels = [f"{p['student']}<br>{describe.params(p['params'])}" for p in points]
+    return _log_axis([p["params"] for p in points], labels, "Student parameters (log scale)")
+
+
+def capacity_accuracy(snap: dict) -> go.Figure:
+    points = snap["points"]
+    teacher = snap.get("teacher_params")
+    fig = _students_against(
+        snap,
+        [p["params"] for p in points],
+        [p["student"] for p in points],
+        "%{customdata} (%{x:,} parameters): %{y:.1f} %",
+        "Test accuracy against student size",
+        f"teacher ensemble: {describe.params(teacher)} parameters" if teacher else "",
+    )
+    _bottom_legend(fig, y=-0.36)  # below the two-line tick labels and the axis title
+    fig.update_xaxes(**_capacity_ticks(snap))
+    return fig
+
+
+def capacity_gain(snap: dict) -> go.Figure:
+    x = [p["params"] for p in snap["points"]]
+    hover = "%{x:,} parameters: %{y:+.2f} points<extra></extra>"
+    gains = [p["gain"] for p in snap["points"]]
+    return _study_gain(x, gains, hover, "KD gain against student size", _capacity_ticks(snap))
+
+
+def missing_class_study(snap: dict) -> go.Figure:
+    """Each model's accuracy on the class the students never saw, next to its accuracy on all classes."""
+    name = snap["class_name"]
+    fig = go.Figure()
+    for row in snap["rows"]:
+        _, colour, pattern = MISSING_ROWS[row["name"]]
+        label = MISSING_LEGEND[row["name"]]
+        y = [None if row[k] is None else 100 * row[k] for k in ("missing_acc", "accuracy")]
+        fig.add_bar(
+            x=[f"class {name} (never seen)", "all classes"],
+            y=y,
+            name=label,
+            marker=dict(
+                color=colour,
+                line=dict(color="#333", width=1),
+                pattern=dict(shape=pattern, fgcolor="#333", fillmode="overlay", solidity=0.25),
+            ),
+            text=[f"{v:.1f} %" if v is not None else "" for v in y],
+            textposition="outside",
+            textfont=dict(size=16, color="#333"),
+            cliponaxis=False,
+            hovertemplate="%{x}: %{y:.2f} %<extra>" + label + "</extra>",
+        )
+    _titled(
+        fig,
+        f"Accuracy with class {name} left out of the students' training",
+        f"share of test images classified correctly · left: class {name} only · right: all classes",
+    )
+    _bottom_legend(fig, y=-0.25)
+    fig.update_layout(barmode="group", bargroupgap=0.08)
+    fig.update_yaxes(title_text="Test accuracy (%)", range=[0, 110])
+    fig.update_xaxes(type="category")
+    return fig
+
+
+# --------------------------------------------------------------------------- History
+
+# One colour per run; the role colours (blue scratch, orange distilled) come last so that with a few runs
+# nobody reads a run's colour as a role. The line style carries the role instead.
+RUN_COLORS = ("#009E73", "#D55E00", "#56B4E9", "#000000", "#CC79A7", "#0072B2", "#E69F00", "#7F7F7F")
+DASH = {"distilled": "solid", "scratch": "dash"}
+
+
+def saved_runs_accuracy(records) -> go.Figure:
+    """Test accuracy per epoch of saved runs' two students: a colour per run, a line style per role."""
+    fig = go.Figure()
+    values, last_epoch = [], 1
+    for n, rec in enumerate(records):
+        color = RUN_COLORS[n % len(RUN_COLORS)]
+        for role in ("distilled", "scratch"):
+            pts = [e for e in rec.curves.get(role, []) if e.get("test_acc") is not None]
+            x, y = [e["epoch"] for e in pts], [100 * e["test_acc"] for e in pts]
+            values += y
+            last_epoch = max([last_epoch, rec.config.get("epochs") or 1, *x])
+            fig.add_scatter(
+                x=x,
+                y=y,
+                name=f"run {rec.id} · {role}",
+                mode="lines+markers",
+                legendgroup=str(rec.id),
+                line=dict(color=color, dash=DASH[role], width=4 if role == "distilled" else 3),
+                marker=dict(size=9 if role == "distilled" else 7, color=color),
+                hovertemplate="epoch %{x}: %{y:.2f} %<extra>" + f"run {rec.id} · {role}</extra>",
+            )
+    _titled(
+        fig,
+        "Test accuracy of the selected runs",
+        "solid: distilled student · dashed: scratch student (no teacher)",
+        height=480,
+    )
+    _bottom_legend(fig)
+    _accuracy_axis(fig, values)
+    fig.update_xaxes(title_text="Epoch", range=[0, last_epoch + 0.2], dtick=max(1, math.ceil(last_epoch / 10)))
+    if not values:
+        fig.add_annotation(
+            text="these runs stopped before their first epoch finished",
+            showarrow=False,
+            x=last_epoch / 2,
+            y=50,
+            font=dict(size=18, color="#777"),
         )
     return fig

@@ -1,4 +1,6 @@
-"""Shared UI pieces for the pages: session state, the sidebar controls, colours, jobs and error display.
+"""Shared UI pieces for the pages: session state, the sidebar controls, colours, jobs and error display, and the
+widgets more than one page draws (charts at full width, Start and Stop, the model and run tables, side-by-side
+tables) or that would make a page long (the Dark knowledge image picker, the instructor's link panel).
 
 Pages stay short: they call `controls()` to get the current RunConfig, start or look up a kdcore
 job, and draw. Nothing here trains or measures anything; that is kdcore's job.
@@ -8,11 +10,31 @@ from __future__ import annotations
 
 import time
 import uuid
+from dataclasses import dataclass
 
+import pandas as pd
 import streamlit as st
+import torch
 
-from kdcore import budget, events, experiments, glossary, jobs, limits, links, models, speed, teachers
+from kdcore import (
+    budget,
+    dark,
+    describe,
+    events,
+    experiments,
+    glossary,
+    jobs,
+    lessons,
+    limits,
+    links,
+    models,
+    report,
+    speed,
+    teachers,
+)
 from kdcore import data as kdata
+from kdcore import store as kstore
+from kdcore.train import predict_logits
 
 # One colour per role, used by every chart (colour-blind-safe Okabe-Ito hues).
 COLORS = {"teacher": "#7F7F7F", "ensemble": "#CC79A7", "scratch": "#0072B2", "distilled": "#E69F00"}
@@ -23,6 +45,19 @@ ROLE_LABELS = {
     "distilled": "Distilled student",
 }
 PLOT_FONT = dict(size=16)
+ACTIVE = (jobs.JobState.QUEUED, jobs.JobState.RUNNING)
+CHART_CONFIG = {"displaylogo": False, "modeBarButtonsToRemove": ["select2d", "lasso2d", "autoScale2d"]}
+# The sidebar controls' labels, also used where a page names a control (the instructor's hide list).
+CONTROL_LABELS = {
+    "dataset": "Dataset",
+    "teachers": "Teacher ensemble (1 to 5)",
+    "student": "Student size",
+    "temperature": "Temperature T",
+    "alpha": "Weight α of the teacher",
+    "epochs": "Student epochs",
+    "fraction": "Fraction of training data",
+    "seed": "Seed",
+}
 
 # Widget help comes from kdcore's one glossary, so a term means the same in every tooltip.
 HELP = {
@@ -119,7 +154,7 @@ def controls(show=_FIELDS) -> experiments.RunConfig:
     values = cfg.to_dict()
     if "dataset" in show:
         ds = sb.selectbox(
-            "Dataset",
+            CONTROL_LABELS["dataset"],
             kdata.DATASETS,
             key=_widget("dataset", cfg.dataset),
             format_func=_status_label,
@@ -135,7 +170,7 @@ def controls(show=_FIELDS) -> experiments.RunConfig:
             sb.error(status.message)
     if "teachers" in show:
         picked = sb.multiselect(
-            "Teacher ensemble (1 to 5)",
+            CONTROL_LABELS["teachers"],
             TEACHER_CHOICES,
             key=_widget("teachers", list(cfg.teachers)),
             max_selections=limits.MAX_TEACHERS,
@@ -148,16 +183,17 @@ def controls(show=_FIELDS) -> experiments.RunConfig:
     if "student" in show:
         students = [m.name for m in models.available("student")]
         values["student"] = sb.selectbox(
-            "Student size",
+            CONTROL_LABELS["student"],
             students,
             key=_widget("student", cfg.student),
-            format_func=lambda n: f"{n} ({models.ZOO[n].description})",
             help=HELP["student"],
             disabled=view.locked,
         )
+        # The description under the box: inside it, a long one was cut off mid-word.
+        sb.caption(models.ZOO[values["student"]].description)
     if "temperature" in show:
         values["temperature"] = sb.slider(
-            "Temperature T",
+            CONTROL_LABELS["temperature"],
             *links.TEMPERATURE_RANGE,
             key=_widget("temperature", float(cfg.temperature)),
             step=0.5,
@@ -166,7 +202,7 @@ def controls(show=_FIELDS) -> experiments.RunConfig:
         )
     if "alpha" in show:
         values["alpha"] = sb.slider(
-            "Weight α of the teacher",
+            CONTROL_LABELS["alpha"],
             0.0,
             1.0,
             key=_widget("alpha", float(cfg.alpha)),
@@ -177,7 +213,7 @@ def controls(show=_FIELDS) -> experiments.RunConfig:
     if "epochs" in show:
         values["epochs"] = int(
             sb.number_input(
-                "Student epochs",
+                CONTROL_LABELS["epochs"],
                 *links.EPOCH_RANGE,
                 key=_widget("epochs", int(cfg.epochs)),
                 help=HELP["epochs"],
@@ -186,7 +222,7 @@ def controls(show=_FIELDS) -> experiments.RunConfig:
         )
     if "fraction" in show:
         values["fraction"] = sb.select_slider(
-            "Fraction of training data",
+            CONTROL_LABELS["fraction"],
             links.FRACTIONS,
             key=_widget("fraction", float(cfg.fraction)),
             format_func=lambda f: f"{f:.0%}",
@@ -196,7 +232,11 @@ def controls(show=_FIELDS) -> experiments.RunConfig:
     if "seed" in show:
         values["seed"] = int(
             sb.number_input(
-                "Seed", *links.SEED_RANGE, key=_widget("seed", int(cfg.seed)), help=HELP["seed"], disabled=view.locked
+                CONTROL_LABELS["seed"],
+                *links.SEED_RANGE,
+                key=_widget("seed", int(cfg.seed)),
+                help=HELP["seed"],
+                disabled=view.locked,
             )
         )
     try:
@@ -322,10 +362,384 @@ def readable(fig, height: int = 430):
         legend_font=dict(size=15),
         height=height,
         margin=dict(l=10, r=10, t=60, b=10),
+        # Upright at the right edge, the toolbar shown on hover covers neither the title nor the subtitle.
+        modebar=dict(orientation="v", bgcolor="rgba(255,255,255,0.85)"),
     )
     fig.update_xaxes(tickfont=dict(size=15), title_font=dict(size=17, color="#333"))
     fig.update_yaxes(tickfont=dict(size=15), title_font=dict(size=17, color="#333"))
     return fig
+
+
+def chart(fig, where=None, *, key: str | None = None, live: bool = False) -> None:
+    """A plotly figure at full width with the app's toolbar; a live chart, rebuilt every second, has none."""
+    config = {**CHART_CONFIG, "displayModeBar": False} if live else CHART_CONFIG
+    (where or st).plotly_chart(fig, width="stretch", config=config, key=key)
+
+
+def settings_hint(cfg: experiments.RunConfig, shown=("temperature", "alpha", "student")) -> None:
+    """Say where the settings are: on a phone the sidebar starts closed, behind the » at the top left."""
+    view = link_view()
+    values = {
+        "student": f"student {cfg.student}",
+        "temperature": f"T = {cfg.temperature:g}",
+        "alpha": f"α = {cfg.alpha:g}",
+        "epochs": describe.plural(cfg.epochs, "epoch"),
+        "dataset": cfg.dataset,
+        "teachers": " + ".join(cfg.teachers),
+    }
+    now = ", ".join(values[name] for name in shown if name in values and view.shows(name))
+    st.caption(
+        f":material/tune: **Settings** ({now}, …) are in the sidebar, opened on a phone with the **»** at the top left."
+    )
+
+
+def start_stop(job: jobs.Job | None, what: str, stop_help: str, key: str | None = None, why_not: str = "") -> bool:
+    """Start and Stop side by side for this page's job; True when Start was pressed while nothing runs.
+
+    `why_not` says why Start is disabled (e.g. an empty grid); `what` names the job in the help ("run", "study").
+    """
+    running = job is not None and job.state in ACTIVE
+    b1, b2, _ = st.columns([1, 1, 4])
+    clicked = b1.button(
+        "Start",
+        type="primary",
+        icon=":material/play_arrow:",
+        width="stretch",
+        disabled=running or bool(why_not),
+        key=None if key is None else f"start_{key}",
+        help=f"Stop the current {what} first." if running else why_not or f"Start this {what}.",
+    )
+    if b2.button(
+        "Stop",
+        icon=":material/stop:",
+        width="stretch",
+        key=None if key is None else f"stop_{key}",
+        disabled=not running or job.cancel_requested,
+        help=stop_help,
+    ):
+        job.cancel()
+    return clicked and not running
+
+
+@st.cache_resource(show_spinner=False)
+def _open_store(path: str) -> kstore.RunStore:
+    return kstore.open_store(path)
+
+
+def history_store() -> kstore.RunStore:
+    """The server's run history, one per data folder (so a changed KD_DATA_DIR, as in tests, opens its own)."""
+    return _open_store(str(kdata.data_dir() / kstore.DEFAULT_FILENAME))
+
+
+_num = st.column_config.NumberColumn
+# Short headers, so a table's columns fit at desktop width and the important ones show first on a phone; the
+# full meaning is in each header's tooltip, from the glossary where it has the term.
+MODEL_TABLE = {
+    report.MODEL: st.column_config.TextColumn(
+        "Model", width="medium", pinned=True, help="Teachers, their ensemble, and each run's two students."
+    ),
+    report.ROLE: st.column_config.TextColumn("Role"),
+    report.DATASET: st.column_config.TextColumn("Dataset"),
+    report.RUN: st.column_config.TextColumn("Run", help="The run's number on the History page."),
+    report.ACCURACY: _num("Accuracy %", format="%.1f", help="Share of the test images classified correctly."),
+    report.SPEEDUP: _num("× faster", format="%.1f", help="Speed-up: the ensemble's latency divided by this model's."),
+    report.COMPRESSION: _num(
+        "× smaller", format="%.1f", help="Compression: the ensemble's parameters divided by this model's."
+    ),
+    report.LATENCY: _num("ms / image", format="%.2f", help=glossary.tooltip("latency")),
+    report.PARAMS: _num("Params", format="localized", help=glossary.tooltip("parameters")),
+    report.SIZE: _num("MB", format="%.2f", help="Size of the weights file in megabytes."),
+    report.THROUGHPUT: _num("images / s", format="localized", help=glossary.tooltip("throughput")),
+    report.AGREEMENT: _num("Agrees %", format="%.1f", help=glossary.tooltip("agreement")),
+    report.ECE: _num("ECE", format="%.3f", help=glossary.tooltip("ECE")),
+    report.PARTIAL: st.column_config.CheckboxColumn("Partial", help="The run was stopped before its last epoch."),
+}
+# What matters most first: a phone shows the first two or three columns next to the model.
+MODEL_TABLE_ORDER = [
+    report.MODEL,
+    report.ACCURACY,
+    report.SPEEDUP,
+    report.COMPRESSION,
+    report.LATENCY,
+    report.PARAMS,
+    report.SIZE,
+    report.THROUGHPUT,
+    report.AGREEMENT,
+    report.ECE,
+    report.RUN,
+    report.ROLE,
+    report.DATASET,
+    report.PARTIAL,
+]
+
+
+# The columns of kdcore.describe's run tables (this session's runs on Distill, the saved runs on History).
+RUN_TABLE = {
+    "Run": _num(help="The run's number on the History page; it stays until the run is deleted.", format="%d"),
+    "T": _num(format="%g", help=glossary.tooltip("T")),
+    "α": _num(format="%g", help=glossary.tooltip("α")),
+    "Epochs": _num(),
+    "Scratch (%)": _num("Scratch %", format="%.2f", help=glossary.tooltip("scratch student")),
+    "Distilled (%)": _num("Distilled %", format="%.2f", help=glossary.tooltip("distilled student")),
+    "KD gain (points)": _num("KD gain", format="%+.2f", help=glossary.tooltip("KD gain")),
+    "Partial": st.column_config.CheckboxColumn(help="Stopped before all epochs finished"),
+}
+
+
+def open_history() -> kstore.RunStore | None:
+    """The run history, or None after saying why it cannot be opened."""
+    try:
+        return history_store()
+    except (kstore.StoreError, kdata.DatasetError) as exc:
+        st.error(f"**The run history cannot be opened.** {exc}")
+        return None
+
+
+DIFFERS = "background-color: #FFF1C2"
+
+
+def side_by_side(columns: dict[str, dict[str, str]]) -> None:
+    """Things described field by field, one column each; with more than one, the rows that differ are shaded."""
+    frame = pd.DataFrame(columns)
+    data = frame
+    if len(columns) > 1:
+        # Shading the rows that differ points straight at what was changed between them.
+        data = frame.style.apply(lambda row: [DIFFERS if row.nunique() > 1 else ""] * len(row), axis=1)
+    st.dataframe(
+        data,
+        width="stretch",
+        height=35 * (len(frame) + 1) + 3,
+        column_config={"_index": st.column_config.TextColumn(width="medium")},
+    )
+
+
+def student_downloads(records: list[kstore.RunRecord]) -> None:
+    """A download button for each saved run's distilled student (safetensors), or why its file is missing."""
+    with_student = [r for r in records if r.student_path is not None]
+    if not with_student:
+        return
+    st.markdown(
+        "**Distilled students** · weights in safetensors format, for the student architecture named in "
+        "the run's settings"
+    )
+    cols = st.columns(min(4, len(with_student)))
+    for n, rec in enumerate(with_student):
+        col = cols[n % len(cols)]
+        path = rec.student_path
+        if not path.is_file():
+            col.caption(f":material/warning: The student file of run {rec.id} is missing ({path}).")
+            continue
+        col.download_button(
+            f"Student of run {rec.id}",
+            data=path.read_bytes,
+            icon=":material/download:",
+            file_name=f"kd-run-{rec.id}-{rec.config.get('student', 'student')}.safetensors",
+            mime="application/octet-stream",
+            on_click="ignore",
+            key=f"hist_download_{rec.id}",
+            help=f"{rec.config.get('student')} on {rec.dataset}, {describe.file_size(path.stat().st_size)}",
+        )
+
+
+def model_table(df, hide=()) -> None:
+    """report.comparison_table's rows with short headers and the important columns first; `hide` leaves some out."""
+    shown = df.copy()
+    shown[report.THROUGHPUT] = shown[report.THROUGHPUT].round()
+    order = [c for c in MODEL_TABLE_ORDER if c in shown.columns and c not in hide]
+    st.dataframe(shown, hide_index=True, width="stretch", column_config=MODEL_TABLE, column_order=order)
+
+
+# ---- teachers a page needs ----------------------------------------------------------------------------------
+
+
+@st.fragment(run_every=1.0)
+def _teachers_progress(job: jobs.Job) -> None:
+    if job.state not in ACTIVE:
+        st.rerun()
+    show_progress(job)
+    if st.button("Stop training", icon=":material/stop:"):
+        job.cancel()
+
+
+def offer_teacher_training(cfg: experiments.RunConfig) -> None:
+    """The teachers a page needs are not on disk: train them in the background, never in the page's script."""
+    name = f"Teachers for {cfg.dataset}: {' + '.join(cfg.teachers)}"
+    mine = [j for j in my_jobs(jobs.JobKind.TEACHERS) if j.name == name]
+    st.info(
+        "**These teachers are not trained yet.** Train them once; they are then kept on disk and this page "
+        "shows their soft targets instantly. Training runs in the background, so you can visit other pages "
+        "meanwhile."
+    )
+    active = next((j for j in mine if j.state in ACTIVE), None)
+    if active is not None:
+        _teachers_progress(active)
+        return
+    show_estimate(jobs.JobKind.TEACHERS, cfg)
+    if mine:
+        job_status(mine[0])
+    if st.button("Train these teachers", type="primary", icon=":material/play_arrow:"):
+        submit(jobs.JobKind.TEACHERS, cfg, name)
+        st.rerun()
+
+
+# ---- an image to look at through the teacher's eyes (Dark knowledge) ----------------------------------------
+
+THUMBS, THUMB_PX = 12, 84
+UPLOAD = "Upload an image"
+
+
+@dataclass
+class Selected:
+    """The image being inspected and every model's logits for it."""
+
+    image: torch.Tensor  # uint8 [C, H, W]
+    teacher: torch.Tensor  # ensemble logits [K]
+    members: list[torch.Tensor]
+    label: int | None  # true class, unknown for drawn or uploaded images
+    student: torch.Tensor | None
+    source: str
+
+
+def _choose(index: int) -> None:
+    st.session_state.dark_index = index
+
+
+def _new_random() -> None:
+    st.session_state.dark_seed = st.session_state.get("dark_seed", 0) + 1
+
+
+def pick_from_test_set(data, ens, how: str, student_logits) -> Selected | None:
+    """A row of test images picked by kdcore.dark.pick_images (`how`), each with a Look button."""
+    cls = None
+    if how == "class":
+        cls = st.selectbox("Class", range(data.num_classes), format_func=lambda i: data.classes[i], key="dark_class")
+    elif how == "random":
+        st.button("New random images", icon=":material/casino:", on_click=_new_random)
+    seed = st.session_state.get("dark_seed", 0)
+    idx = dark.pick_images(ens.test_logits, data.test_y, how, cls=cls, k=THUMBS, seed=seed).tolist()
+    if not idx:
+        st.info("The teacher ensemble gets every test image right, so there are no mistakes to show.")
+        return None
+    current = st.session_state.get("dark_index")
+    if current not in idx:
+        current = idx[0]
+    preds = ens.test_logits[idx].argmax(1).tolist()
+    st.caption(
+        "Under each image: true class → the teacher's answer (✗ marks a mistake). "
+        "Click **Look** to inspect an image below."
+    )
+    for n, (col, i, pred) in enumerate(zip(st.columns(THUMBS), idx, preds)):
+        mark = "✓" if pred == int(data.test_y[i]) else "✗"
+        caption = f"{data.classes[int(data.test_y[i])]} → {data.classes[pred]} {mark}"
+        col.image(dark.enlarge(data.test_x[i], THUMB_PX), width="stretch", caption=caption)
+        kind = "primary" if i == current else "secondary"
+        col.button("Look", key=f"dark_pick_{n}", on_click=_choose, args=(i,), type=kind, width="stretch")
+    members = [m.test_logits[current] for m in ens.members]
+    student = None if student_logits is None else student_logits[current]
+    label = int(data.test_y[current])
+    return Selected(data.test_x[current], ens.test_logits[current], members, label, student, f"test image #{current}")
+
+
+def _run_models(image: torch.Tensor, data, ens, student, source: str) -> Selected:
+    members, combined = dark.predict_image(ens.models, image, data.mean, data.std, ens.combine)
+    student_out = None if student is None else predict_logits(student, image.unsqueeze(0), data.mean, data.std)[0]
+    return Selected(image, combined, members, None, student_out, source)
+
+
+def draw_image(data, ens, student) -> Selected | None:
+    """A black square to draw on, read as a test image of this dataset."""
+    try:
+        from streamlit_drawable_canvas import st_canvas
+    except Exception:
+        st.error(
+            "The drawing canvas could not be loaded in this installation. "
+            f"Draw a digit in any paint program and use **{UPLOAD}** instead."
+        )
+        return None
+    thing = "piece of clothing" if data.name.startswith("fashion") else "digit"
+    st.caption(
+        f"Draw one large {thing} with the mouse (or a finger); the buttons that appear above the square undo or clear."
+    )
+    st.space(36)  # room for that toolbar, which would otherwise cover the hint above
+    canvas = st_canvas(
+        stroke_width=18,
+        stroke_color="#FFFFFF",
+        background_color="#000000",
+        height=280,
+        width=280,
+        drawing_mode="freedraw",
+        return_image_data=True,
+        key="dark_canvas",
+    )
+    try:
+        image = None if canvas.image_data is None else dark.image_from_canvas(canvas.image_data, data.name)
+    except dark.ImageError:
+        image = None
+    if image is None:
+        st.info("Draw on the black square; the teacher's answer appears below.")
+        return None
+    return _run_models(image, data, ens, student, "your drawing, as the teacher sees it (28 × 28)")
+
+
+def upload_image(data, ens, student) -> Selected | None:
+    kind = "a digit" if data.image_shape[0] == 1 and not data.name.startswith("fashion") else "a picture"
+    file = st.file_uploader(
+        f"Upload {kind} ({dark.UPLOAD_FORMATS_TEXT}, up to {dark.MAX_UPLOAD_BYTES // 2**20} MB)",
+        type=list(dark.UPLOAD_EXTENSIONS),
+        key="dark_upload",
+    )
+    if file is None:
+        return None
+    try:
+        image = dark.image_from_upload(file.getvalue(), data)
+    except dark.ImageError as exc:
+        st.error(str(exc))
+        return None
+    except Exception as exc:
+        st.error(f"Could not use this image ({type(exc).__name__}): upload a {dark.UPLOAD_FORMATS_TEXT} image.")
+        return None
+    return _run_models(image, data, ens, student, f"uploaded file {file.name}")
+
+
+# ---- a lesson link for a class (Lessons) -------------------------------------------------------------------
+
+DEFAULT_BASE_URL = "http://localhost:8501/Lessons"  # when the browser has not told the server its address
+LIST = 0  # the link opens the list of lessons (lesson numbers start at 1)
+
+
+def instructor_panel(all_lessons: tuple[lessons.Lesson, ...], current: lessons.Lesson | None) -> None:
+    """Compose a link that opens a lesson (or the list) with controls hidden or locked, as text and QR code."""
+    with st.expander("For instructors", icon=":material/co_present:"):
+        st.markdown(
+            "Compose a link for your class: it opens a lesson with its settings in the sidebar, can hide "
+            "sidebar controls, and can lock the rest read-only. Put the QR code on the projector."
+        )
+        numbers = [LIST] + [lesson.number for lesson in all_lessons]
+        number = st.selectbox(
+            "The link opens",
+            numbers,
+            index=numbers.index(current.number if current else LIST),
+            format_func=lambda n: "the list of lessons" if n == LIST else f"lesson {n}",
+            key=f"instructor_lesson_{current.number if current else 'list'}",
+        )
+        st.markdown("Hide these sidebar controls:")
+        columns = st.columns(4)
+        hide = [
+            name
+            for i, name in enumerate(links.CONTROLS)
+            if columns[i % 4].checkbox(CONTROL_LABELS[name], key=f"instructor_hide_{name}")
+        ]
+        lock = st.checkbox("Lock the controls that stay visible (read-only)", key="instructor_lock")
+        chosen = lessons.find(all_lessons, number)
+        config = chosen.preset.config if chosen else None
+        link = links.instructor_link(st.context.url or DEFAULT_BASE_URL, number or None, hide, lock, config)
+        st.code(link, language=None, wrap_lines=True)
+        try:
+            svg = links.qr_svg(link)
+        except ValueError as exc:
+            st.warning(str(exc))
+            return
+        st.image(svg, width=280, caption="Scan to open the link")
 
 
 def _use_app_navigation() -> None:

@@ -7,24 +7,11 @@ import streamlit as st
 
 import charts
 import ui
-from kdcore import dark, jobs, lessons, links
+from kdcore import dark, jobs, lessons
 
 st.set_page_config(page_title="Lessons · KD Playground", page_icon=":material/school:", layout="wide")
 
-ACTIVE = (jobs.JobState.QUEUED, jobs.JobState.RUNNING)
-DEFAULT_BASE_URL = "http://localhost:8501/Lessons"  # when the browser has not told the server its address
 IMAGE_PX = 168
-LIST = 0  # in the instructor panel: the link opens the list (lesson numbers start at 1)
-CONTROL_LABELS = {
-    "dataset": "Dataset",
-    "teachers": "Teacher ensemble",
-    "student": "Student size",
-    "temperature": "Temperature T",
-    "alpha": "Weight α",
-    "epochs": "Student epochs",
-    "fraction": "Fraction of data",
-    "seed": "Seed",
-}
 
 
 def key(lesson: lessons.Lesson, what: str) -> str:
@@ -65,21 +52,20 @@ def live(job_id: str) -> None:
 
 def chart(reveal: lessons.Reveal, result, tag: str) -> None:
     fig = charts.lesson_chart(reveal.chart, result)
-    config = {"displaylogo": False}
     if isinstance(result, lessons.LookResult):
         left, right = st.columns([1, 4], vertical_alignment="center")
         left.image(
             dark.enlarge(result.image, IMAGE_PX),
             caption=f"test image #{result.index}: {dark.class_phrase(result.classes[result.label])}",
         )
-        right.plotly_chart(fig, width="stretch", config=config, key=f"chart_{tag}")
+        ui.chart(fig, right, key=f"chart_{tag}")
     else:
-        st.plotly_chart(fig, width="stretch", config=config, key=f"chart_{tag}")
+        ui.chart(fig, key=f"chart_{tag}")
 
 
 def show_run(variant: lessons.Lesson, choice: str, job: jobs.Job, tag: str) -> lessons.Reveal | None:
     """A running job's progress, or its reveal: the verdict, the chart, what was measured and why."""
-    if job.state in ACTIVE:
+    if job.state in ui.ACTIVE:
         live(job.id)
         return None
     if job.state is jobs.JobState.FAILED:
@@ -117,7 +103,7 @@ def show_lesson(lesson: lessons.Lesson) -> None:
     choice = st.session_state.get(key(lesson, "choice"))
     job = ui.job_by_id(st.session_state.get(key(lesson, "job")))
     next_job = ui.job_by_id(st.session_state.get(key(lesson, "next_job")))
-    busy = any(j is not None and j.state in ACTIVE for j in (job, next_job))
+    busy = any(j is not None and j.state in ui.ACTIVE for j in (job, next_job))
 
     card("1 · The goal").markdown(lesson.goal)
 
@@ -161,7 +147,7 @@ def show_lesson(lesson: lessons.Lesson) -> None:
             args=(lesson, key(lesson, "job")),
             key=key(lesson, "run"),
         )
-        running = next((j for j in (job, next_job) if j is not None and j.state in ACTIVE), None)
+        running = next((j for j in (job, next_job) if j is not None and j.state in ui.ACTIVE), None)
         if right.button(
             "Stop",
             icon=":material/stop:",
@@ -170,9 +156,9 @@ def show_lesson(lesson: lessons.Lesson) -> None:
             key=key(lesson, "stop"),
         ):
             running.cancel()
-        if job is not None and job.state in ACTIVE:
+        if job is not None and job.state in ui.ACTIVE:
             show_run(lesson, choice, job, "run")
-    if job is None or job.state in ACTIVE:
+    if job is None or job.state in ui.ACTIVE:
         return
 
     with card("4 · What happened"):
@@ -215,43 +201,6 @@ def show_list(all_lessons: tuple[lessons.Lesson, ...]) -> None:
             )
 
 
-# ---- instructor panel --------------------------------------------------------------------------------------
-
-
-def instructor_panel(all_lessons: tuple[lessons.Lesson, ...], current: lessons.Lesson | None) -> None:
-    with st.expander("For instructors", icon=":material/co_present:"):
-        st.markdown(
-            "Compose a link for your class: it opens a lesson with its settings in the sidebar, can hide "
-            "sidebar controls, and can lock the rest read-only. Put the QR code on the projector."
-        )
-        numbers = [LIST] + [lesson.number for lesson in all_lessons]
-        number = st.selectbox(
-            "The link opens",
-            numbers,
-            index=numbers.index(current.number if current else LIST),
-            format_func=lambda n: "the list of lessons" if n == LIST else f"lesson {n}",
-            key=f"instructor_lesson_{current.number if current else 'list'}",
-        )
-        st.markdown("Hide these sidebar controls:")
-        columns = st.columns(4)
-        hide = [
-            name
-            for i, name in enumerate(links.CONTROLS)
-            if columns[i % 4].checkbox(CONTROL_LABELS[name], key=f"instructor_hide_{name}")
-        ]
-        lock = st.checkbox("Lock the controls that stay visible (read-only)", key="instructor_lock")
-        chosen = lessons.find(all_lessons, number)
-        config = chosen.preset.config if chosen else None
-        link = links.instructor_link(st.context.url or DEFAULT_BASE_URL, number or None, hide, lock, config)
-        st.code(link, language=None, wrap_lines=True)
-        try:
-            svg = links.qr_svg(link)
-        except ValueError as exc:
-            st.warning(str(exc))
-            return
-        st.image(svg, width=280, caption="Scan to open the link")
-
-
 # ---- page --------------------------------------------------------------------------------------------------
 
 st.title("Lessons")
@@ -270,4 +219,4 @@ if current is None:
 else:
     st.query_params["lesson"] = str(current.number)  # so the address bar shares the open lesson
     show_lesson(current)
-instructor_panel(ALL, current)
+ui.instructor_panel(ALL, current)

@@ -2,17 +2,14 @@
 
 from __future__ import annotations
 
-import pandas as pd
-import plotly.graph_objects as go
 import streamlit as st
 
+import charts
 import ui
 from kdcore import data as kdata
-from kdcore import events, experiments, export, jobs, teachers
+from kdcore import describe, experiments, export, glossary, jobs, teachers
 
 st.set_page_config(page_title="Teachers · KD Playground", page_icon=":material/groups:", layout="wide")
-
-ACTIVE = (jobs.JobState.QUEUED, jobs.JobState.RUNNING)
 
 
 @st.fragment(run_every=1.0)
@@ -30,113 +27,25 @@ def live(job_id: str) -> None:
         st.rerun(scope="fragment")
 
 
-def table(result: experiments.TeachersResult) -> pd.DataFrame:
-    source = {
-        name: "loaded from cache" if cached else f"trained in {events.format_seconds(result.train_seconds[name])}"
-        for name, cached in result.cached.items()
-    }
-    members = len(result.cached)
-    return pd.DataFrame(
-        [
-            {
-                "Model": r.name if r.role == "teacher" or members == 1 else f"Ensemble of {members}",
-                "Role": ui.ROLE_LABELS[r.role],
-                "Test accuracy (%)": 100 * r.accuracy,
-                "Parameters": r.params,
-                "Size (MB)": r.size_bytes / 1e6,
-                "Latency (ms / image)": r.latency_ms_b1,
-                "Throughput (images / s)": None if r.throughput_b256 is None else round(r.throughput_b256),
-                "Source": source.get(r.name, "members combined"),
-            }
-            for r in result.rows
-        ]
-    )
-
-
-def fmt_params(n: int) -> str:
-    return f"{n / 1e6:.1f} M" if n >= 1e6 else f"{n / 1e3:.0f} k"
-
-
-def summary(rows) -> str:
-    ens = next(r for r in rows if r.role == "ensemble")
-    members = [r for r in rows if r.role == "teacher"]
-    cost = f"{fmt_params(ens.params)} parameters, {ens.latency_ms_b1:.1f} ms per image"
-    if not members:
-        return (
-            f"This single teacher reaches **{100 * ens.accuracy:.1f} %** with {cost}. "
-            "Add more members in the sidebar to build an ensemble."
-        )
-    best = max(members, key=lambda r: r.accuracy)
-    gap = 100 * (ens.accuracy - best.accuracy)
-    relation = (
-        f"{gap:.1f} points above its best member ({best.name})"
-        if gap > 0.05
-        else f"{-gap:.1f} points below its best member ({best.name})"
-        if gap < -0.05
-        else f"the same as its best member ({best.name})"
-    )
-    return f"The ensemble reaches **{100 * ens.accuracy:.1f} %**, {relation}, and costs the sum of its members: {cost}."
-
-
-def grey_shades(n: int) -> list[str]:
-    """n distinguishable greys from dark to light, so members stay visually secondary to the ensemble."""
-    levels = [0x4D + (0xBF - 0x4D) * i // max(1, n - 1) for i in range(n)]
-    return [f"#{v:02X}{v:02X}{v:02X}" for v in levels]
-
-
-def per_class_chart(rows, classes) -> go.Figure:
-    members = [r for r in rows if r.role == "teacher"]
-    greys = grey_shades(len(members))
-    fig = go.Figure()
-    values = []
-    for r, colour in zip(members + [r for r in rows if r.role == "ensemble"], greys + [ui.COLORS["ensemble"]]):
-        y = [None if a is None else 100 * a for a in r.per_class]
-        values += [v for v in y if v is not None]
-        name = "Ensemble" if r.role == "ensemble" and members else r.name
-        fig.add_bar(
-            x=list(classes),
-            y=y,
-            name=name,
-            marker_color=colour,
-            hovertemplate="%{x}: %{y:.1f} %<extra>" + name + "</extra>",
-        )
-    low = max(0.0, (min(values, default=0.0) // 5) * 5 - 5)
-    ui.readable(fig, 460)
-    fig.update_layout(
-        title=dict(
-            text="Test accuracy per class",
-            subtitle=dict(
-                text=f"the axis starts at {low:.0f} % to show the differences", font=dict(size=15, color="#555")
-            ),
-        ),
-        margin=dict(t=80),
-        barmode="group",
-        legend=dict(orientation="h", yanchor="top", y=-0.2, xanchor="left", x=0),
-    )
-    fig.update_yaxes(title_text="Test accuracy (%)", range=[low, 100.5])
-    fig.update_xaxes(title_text="Class", type="category")
-    return fig
-
-
 def results(job: jobs.Job) -> None:
     result = job.result()
-    rows, classes = result.rows, result.classes
-    st.success(summary(rows))
+    st.success(describe.teachers_summary(result.rows))
+    num = st.column_config.NumberColumn
     st.dataframe(
-        table(result),
+        describe.teachers_table(result),
         hide_index=True,
         width="stretch",
         column_config={
-            "Test accuracy (%)": st.column_config.NumberColumn(format="%.1f"),
-            "Parameters": st.column_config.NumberColumn(format="localized"),
-            "Size (MB)": st.column_config.NumberColumn(format="%.2f"),
-            "Latency (ms / image)": st.column_config.NumberColumn(
-                format="%.2f", help="One image at a time on this CPU."
+            "Test accuracy (%)": num(
+                "Accuracy %", format="%.1f", help="Share of the test images classified correctly."
             ),
-            "Throughput (images / s)": st.column_config.NumberColumn(format="localized", help="In batches of 256."),
+            "Parameters": num("Params", format="localized", help=glossary.tooltip("parameters")),
+            "Size (MB)": num("MB", format="%.2f", help="Size of the weights file in megabytes."),
+            "Latency (ms / image)": num("ms / image", format="%.2f", help=glossary.tooltip("latency")),
+            "Throughput (images / s)": num("images / s", format="localized", help=glossary.tooltip("throughput")),
         },
     )
-    st.plotly_chart(per_class_chart(rows, classes), width="stretch")
+    ui.chart(charts.teacher_accuracy_per_class(result.rows, result.classes))
 
 
 def selection(c: experiments.RunConfig) -> tuple:
@@ -163,12 +72,14 @@ st.title("Teachers")
 st.markdown(
     "The teacher is an **ensemble**: several big networks whose predicted probabilities are averaged. "
     "Ensembles are usually more accurate than any member — but slow and large, which is why we distil "
-    "them into one small student."
+    "them into one small student.",
+    help=glossary.tooltip("ensemble", "teacher", "student"),
 )
 cfg = ui.controls(show=("dataset", "teachers"))
+ui.settings_hint(cfg, ("dataset", "teachers"))
 
 job = ui.job_by_id(st.session_state.get("teachers_job"))
-running = job is not None and job.state in ACTIVE
+running = job is not None and job.state in ui.ACTIVE
 stale = job is None or (job.state is jobs.JobState.DONE and selection(job.config) != selection(cfg))
 missing = still_to_train(cfg) if stale else None
 if stale and missing == []:

@@ -8,20 +8,14 @@ from datetime import datetime
 import streamlit as st
 
 import charts
+import ui
 from kdcore import classboard
-from kdcore import data as kdata
 from kdcore import store as kstore
 
 st.set_page_config(page_title="Class board · KD Playground", page_icon=":material/scoreboard:", layout="wide")
 
 REFRESH_SECONDS = 5
 MINUTE_CHOICES = (10, 15, 30, 60, 120, 240, 480, classboard.MAX_MINUTES)
-
-
-@st.cache_resource(show_spinner=False)
-def history_store(path: str) -> kstore.RunStore:
-    # Keyed by the file, so a changed KD_DATA_DIR (as in tests) opens that folder's history.
-    return kstore.open_store(path)
 
 
 def minutes_label(m: int) -> str:
@@ -47,9 +41,7 @@ def live_board(store: kstore.RunStore, minutes: int) -> None:
     for i, axis in enumerate(classboard.AXES):
         if i % 2 == 0:
             columns = st.columns(2)
-        columns[i % 2].plotly_chart(
-            charts.board_chart(b.series[axis]), width="stretch", config={"displaylogo": False}, key=f"board_{axis}"
-        )
+        ui.chart(charts.board_chart(b.series[axis]), columns[i % 2], key=f"board_{axis}")
 
 
 def ask_to_clear() -> None:
@@ -82,10 +74,8 @@ st.markdown(
     "runs a different T, the board draws the class's T sweep. Anonymous: it shows numbers and settings, never "
     f"names. It refreshes every {REFRESH_SECONDS} seconds."
 )
-try:
-    history = history_store(str(kdata.data_dir() / kstore.DEFAULT_FILENAME))
-except (kstore.StoreError, kdata.DatasetError) as exc:
-    st.error(f"**The run history cannot be opened.** {exc}")
+history = ui.open_history()
+if history is None:
     st.stop()
 minutes = st.select_slider(
     "Show the runs of the last",

@@ -119,6 +119,16 @@ PAGES = {
 }
 
 
+def close_sidebar_if_over_page(page) -> None:
+    """On a phone the sidebar opens over the page and stays open after a link in it is followed: close it."""
+    if (
+        page.viewport_size["width"] < 640
+        and page.get_by_test_id("stSidebar").get_attribute("data-collapsed") == "false"
+    ):
+        page.get_by_role("button", name="Collapse sidebar").click(force=True)
+        page.wait_for_timeout(500)
+
+
 def open_page(page, title: str) -> None:
     """Follow the sidebar link, which keeps the session (a new URL would start a fresh one)."""
     nav = page.get_by_test_id("stSidebarNav")
@@ -126,35 +136,34 @@ def open_page(page, title: str) -> None:
         page.get_by_test_id("stExpandSidebarButton").click()
     nav.get_by_role("link", name=title, exact=True).click()
     wait_idle(page)
+    close_sidebar_if_over_page(page)
     page.wait_for_timeout(2000)  # a page that loads teachers shows its status widget only after a moment
     wait_idle(page)
     page.wait_for_timeout(1500)  # plotly draws after the script run ends
 
 
+NARROW_PAGES = ("home", "distill", "lessons")
+
+
 def capture_all(out_dir: Path) -> list[Path]:
-    """A screenshot of every page after the default demo (desktop), and of Home and Distill when narrow."""
+    """A screenshot of every page after the default demo (desktop), and of Home, Distill and Lessons when narrow."""
     out_dir.mkdir(parents=True, exist_ok=True)
     shots = []
     with serve() as url, browser() as b:
-        page = b.new_page(viewport=DESKTOP)
-        run_default_demo(page, url)
-        for name, title in PAGES.items():
-            if page.get_by_test_id("stSidebarNav").get_by_role("link", name=title, exact=True).count():
-                open_page(page, title)
-                shots.append(out_dir / f"{name}.png")
-                page.screenshot(path=str(shots[-1]), full_page=True)
-        page.close()
-        page = b.new_page(viewport=NARROW)
-        page.goto(url)
-        # Before the first script run the status widget is absent too, so wait for the page's own content.
-        page.get_by_role("button", name="Run the default demo").wait_for(timeout=60_000)
-        wait_idle(page)
-        shots.append(out_dir / "home-narrow.png")
-        page.screenshot(path=str(shots[-1]))
-        run_default_demo(page, url)
-        shots.append(out_dir / "distill-narrow.png")
-        page.screenshot(path=str(shots[-1]))
-        page.close()
+        for viewport, suffix, names in ((DESKTOP, "", tuple(PAGES)), (NARROW, "-narrow", NARROW_PAGES)):
+            page = b.new_page(viewport=viewport)
+            run_default_demo(page, url)
+            for name in names:
+                if page.get_by_test_id("stSidebarNav").get_by_role("link", name=PAGES[name], exact=True).count():
+                    open_page(page, PAGES[name])
+                    if name == "distill" and suffix:  # on a phone, the result rather than the controls
+                        page.get_by_text("KD gain", exact=True).first.evaluate(
+                            "e => e.scrollIntoView({block: 'center'})"
+                        )
+                        page.wait_for_timeout(500)
+                    shots.append(out_dir / f"{name}{suffix}.png")
+                    page.screenshot(path=str(shots[-1]))
+            page.close()
     return shots
 
 

@@ -14,7 +14,7 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from kdcore import data as kdata
-from kdcore import jobs, teachers
+from kdcore import glossary, jobs, models, report, teachers
 from kdcore.experiments import default_config
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -42,6 +42,24 @@ def _metric(at: AppTest, label: str) -> str:
     return next(m.value for m in at.metric if m.label == label)
 
 
+def _distilled(epochs: int = 1, dataset: str = "mnist-sample") -> AppTest:
+    """The Distill page after pressing Start and waiting for the run (or its failure)."""
+    at = _app("pages/2_Distill.py")
+    at.session_state["config"] = default_config(dataset, epochs=epochs)
+    at.run()
+    next(b for b in at.button if b.label == "Start").click().run()
+    _wait_for_jobs()
+    at.run()
+    return at
+
+
+def _compare_of(distill_page: AppTest) -> AppTest:
+    """The Compare page in the same browser session as this Distill page."""
+    compare = _app("pages/4_Compare.py")
+    compare.session_state["session_id"] = distill_page.session_state["session_id"]
+    return compare.run()
+
+
 @pytest.mark.parametrize("path", ["app.py", *PAGES])
 def test_every_page_renders_in_a_fresh_session(path, fast_run):
     at = _app(path).run()
@@ -50,12 +68,7 @@ def test_every_page_renders_in_a_fresh_session(path, fast_run):
 
 
 def test_the_default_demo_through_the_ui_gives_the_model_table(fast_run):
-    at = _app("pages/2_Distill.py")
-    at.session_state["config"] = default_config("mnist-sample", epochs=2)
-    at.run()
-    next(b for b in at.button if b.label == "Start").click().run()
-    _wait_for_jobs()
-    at.run()
+    at = _distilled(epochs=2)
     assert not at.exception, [e.value for e in at.exception]
     gain = _metric(at, "KD gain")
     assert gain.endswith("points")
@@ -135,12 +148,7 @@ def offline(monkeypatch):
 
 
 def test_an_unavailable_dataset_gives_the_explained_error(offline, fast_run):
-    at = _app("pages/2_Distill.py")
-    at.session_state["config"] = default_config("mnist", epochs=1)
-    at.run()
-    next(b for b in at.button if b.label == "Start").click().run()
-    _wait_for_jobs()
-    at.run()
+    at = _distilled(dataset="mnist")
     assert not at.exception, [e.value for e in at.exception]
     text = "\n".join(e.value for e in at.error)
     assert "mnist" in text and "train-images-idx3-ubyte.gz" in text and "KD_DATA_DIR" in text, text
@@ -169,14 +177,7 @@ def test_a_bad_link_is_clamped_with_a_visible_warning(fast_run):
 
 
 def test_compare_offers_the_table_weights_and_onnx_of_this_sessions_run(fast_run):
-    distill_page = _app("pages/2_Distill.py")
-    distill_page.session_state["config"] = default_config("mnist-sample", epochs=1)
-    distill_page.run()
-    next(b for b in distill_page.button if b.label == "Start").click().run()
-    _wait_for_jobs()
-    compare = _app("pages/4_Compare.py")
-    compare.session_state["session_id"] = distill_page.session_state["session_id"]  # the same browser session
-    compare.run()
+    compare = _compare_of(_distilled())
     assert not compare.exception, [e.value for e in compare.exception]
     labels = [b.label for b in compare.get("download_button")]
     assert "Download table (CSV)" in labels and "Download as ONNX + model card (.zip)" in labels
@@ -240,28 +241,16 @@ def test_dark_knowledge_opens_on_an_image_with_a_clear_runner_up(fast_run, fast_
 
 
 def test_distill_and_compare_call_a_run_by_its_history_number(fast_run):
-    distill_page = _app("pages/2_Distill.py")
-    distill_page.session_state["config"] = default_config("mnist-sample", epochs=1)
-    distill_page.run()
-    next(b for b in distill_page.button if b.label == "Start").click().run()
-    _wait_for_jobs()
-    distill_page.run()
+    distill_page = _distilled()
     saved = next(c.value for c in distill_page.caption if "Saved as run" in c.value)
     number = int(saved.split("Saved as run ")[1].split()[0])
-    compare = _app("pages/4_Compare.py")
-    compare.session_state["session_id"] = distill_page.session_state["session_id"]
-    compare.run()
+    compare = _compare_of(distill_page)
     models = compare.dataframe[0].value["Model"].tolist()
     assert any(m.startswith(f"run {number}: distilled") for m in models), models
 
 
 def test_distill_headlines_the_gain_with_its_range_and_can_repeat_it_over_seeds(fast_run):
-    at = _app("pages/2_Distill.py")
-    at.session_state["config"] = default_config("mnist-sample", epochs=1)
-    at.run()
-    next(b for b in at.button if b.label == "Start").click().run()
-    _wait_for_jobs()
-    at.run()
+    at = _distilled()
     text = _texts(at)
     assert "95 % range" in text and "1,000 test images" in text
     assert "test-set noise" in text  # within it, or beyond it: said in words either way
@@ -270,3 +259,87 @@ def test_distill_headlines_the_gain_with_its_range_and_can_repeat_it_over_seeds(
     at.run()
     assert not at.exception
     assert any("over 3 seeds" in i.value for i in at.info), [i.value for i in at.info]
+
+
+def _help(element) -> str:
+    return element.proto.help
+
+
+def test_home_has_the_glossary_and_the_formula_explains_its_terms(fast_run):
+    at = _app("app.py").run()
+    assert not at.exception
+    words = next(e for e in at.expander if e.label == "Words used here")
+    assert glossary.as_markdown() in [m.value for m in words.markdown]
+    (formula,) = at.latex
+    for term in ("CE", "KL", "logits"):
+        assert glossary.define(term) in _help(formula), term
+
+
+def test_the_student_box_shows_the_name_and_its_description_below(fast_run):
+    at = _app("pages/2_Distill.py").run()
+    box = at.sidebar.selectbox(key="w_student")
+    # A description inside the box was cut off mid-word ("mlp-medium (Medium MLP (two").
+    assert box.options == [m.name for m in models.available("student")]
+    assert models.ZOO[box.value].description in [c.value for c in at.sidebar.caption]
+
+
+@pytest.mark.parametrize(
+    "path", ["pages/1_Teachers.py", "pages/2_Distill.py", "pages/3_Dark_knowledge.py", "pages/5_Experiments.py"]
+)
+def test_pages_with_settings_say_where_the_sidebar_is(path, fast_run, fast_config):
+    at = _app(path)
+    at.session_state["config"] = fast_config
+    at.run()
+    hint = [c.value for c in at.main.caption if "are in the sidebar" in c.value]
+    assert hint and "»" in hint[0], "a phone shows the sidebar closed: the page must say where the settings are"
+
+
+def test_jargon_on_the_pages_is_explained_from_the_glossary(fast_run, fast_config):
+    dark_page = _app("pages/3_Dark_knowledge.py")
+    dark_page.session_state["config"] = fast_config
+    dark_page.run()
+    helps = " ".join(_help(h) for h in dark_page.subheader)
+    for term in ("logits", "entropy", "soft targets"):
+        assert glossary.define(term) in helps, term
+    teachers_page = _app("pages/1_Teachers.py")
+    teachers_page.session_state["config"] = fast_config
+    teachers_page.run()
+    _wait_for_jobs()
+    teachers_page.run()
+    assert glossary.define("ensemble") in " ".join(_help(m) for m in teachers_page.markdown)
+    experiments_page = _app("pages/5_Experiments.py").run()
+    helps = " ".join(_help(m) for m in experiments_page.markdown)
+    for term in ("MLP", "temperature", "alpha", "data fraction"):
+        assert glossary.define(term) in helps, term
+
+
+def _columns(frame) -> dict[str, dict]:
+    """A dataframe's column settings as the browser gets them: label, help, width."""
+    return json.loads(frame.proto.columns)
+
+
+def _shown_order(frame) -> list[str]:
+    """The columns on screen, in their order (all of the data's when the page sets no order)."""
+    return list(frame.proto.column_order) or list(frame.value.columns)
+
+
+def test_model_tables_have_short_headers_explained_on_hover_and_compare_titles_its_table_first(fast_run):
+    distill_page = _distilled()
+    compare = _compare_of(distill_page)
+    assert not compare.exception
+    for at in (distill_page, compare):
+        table = next(df for df in at.dataframe if report.ACCURACY in df.value.columns)
+        columns, shown = _columns(table), _shown_order(table)
+        # Long headers ("Speed-up vs ensemble (×)") were cut to "Speed…"; short ones fit, the meaning is on hover.
+        labels = {c: columns.get(c, {}).get("label", c) for c in shown}
+        assert all(len(label) <= 12 for label in labels.values()), labels
+        assert all(columns.get(c, {}).get("help") for c in shown if c != report.ROLE)
+        assert glossary.define("agreement") in columns[report.AGREEMENT]["help"]
+        assert glossary.define("ECE") in columns[report.ECE]["help"]
+        # What a phone shows next to the model name: its accuracy and how much faster it is.
+        assert shown[:3] == [report.MODEL, report.ACCURACY, report.SPEEDUP]
+    kinds = [(type(e).__name__, getattr(e, "value", None)) for e in compare.main]
+    heading = kinds.index(("Subheader", "The table"))
+    assert heading < next(i for i, (kind, _) in enumerate(kinds) if kind == "Dataframe")
+    runs = next(df for df in distill_page.dataframe if "KD gain (points)" in df.value.columns)
+    assert _columns(runs)["KD gain (points)"]["label"] == "KD gain"
