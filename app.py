@@ -44,8 +44,8 @@ def home() -> None:
     right.markdown(
         "Distils three teachers into a small MLP on a 5 000-image MNIST sample that ships with the app, next to "
         "the same student trained **from scratch**, so you see what the teacher adds. Offline, on the CPU: the "
-        "very first run also trains the teachers (about a minute and a half on two cores); after that a run "
-        "takes well under a minute."
+        "very first run also trains the teachers; after that only the two students train. The Distill page "
+        "says how long a run should take on this machine before you start it."
     )
     st.html(DIAGRAM_CSS)
     caption = "The teacher ensemble is trained once and frozen; only the student learns."

@@ -107,11 +107,6 @@ def changed_settings(run: RunConfig, now: RunConfig) -> list[str]:
     return [word for field, word in FIELD_WORDS.items() if getattr(run, field) != getattr(now, field)]
 
 
-def sweep_students(temperatures: Sequence[float], alphas: Sequence[float]) -> int:
-    """Students a T × α sweep trains: one per cell with α > 0 (α = 0 is the scratch student) and the scratch one."""
-    return len(temperatures) * sum(a > 0 for a in alphas) + 1
-
-
 def bias_fix_sentence(snap: dict) -> str:
     """What the missing-class study's bias fix did, from its result's `to_json()`."""
     if not snap.get("bias_fix"):

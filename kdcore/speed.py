@@ -83,6 +83,8 @@ class Estimate:
             return f"No estimate yet: {self.basis}."
         from .events import format_seconds
 
+        if self.seconds < 1:
+            return f"Under a second {self.basis}."
         return f"About {format_seconds(self.seconds)} {self.basis}."
 
 
@@ -145,8 +147,8 @@ def job_work(spec, data: kdata.Dataset, missing_teachers: list[str], threads: in
     if kind is JobKind.DISTILL:
         work.append((c.dataset, c.student, *pair, size() * c.epochs))
     elif kind is JobKind.SWEEP:
-        cells = len(options["temperatures"]) * sum(a > 0 for a in options["alphas"])
-        work += [(c.dataset, c.student, *single, size() * c.epochs)] * (cells + 1)
+        students = studies.sweep_students(options["temperatures"], options["alphas"])
+        work += [(c.dataset, c.student, *single, size() * c.epochs)] * students
     elif kind is JobKind.FRACTION:
         for f in options["fractions"]:
             n = size(fraction=f) * studies.fraction_epochs(c.epochs, f)

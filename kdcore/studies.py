@@ -351,8 +351,7 @@ def sweep(
     als = check_values("alphas", alphas, check_alpha, limit=MAX_GRID, example="0.25,0.5,0.75")
     s = _Session("sweep", config, on_event, cancel)
     result = SweepResult(config, ts, als, [[None] * len(als) for _ in ts], teacher_acc=s.teacher_acc)
-    trained_cells = sum(a > 0 for a in als) * len(ts)
-    s.start(trained_cells + 1)
+    s.start(sweep_students(ts, als))
     idx = s.indices(exclude_class=config.exclude_class)
     scratch = s.correct(s.fit("scratch", idx, alpha=0.0))
     if scratch is not None:
@@ -370,6 +369,11 @@ def sweep(
     result.partial = result.scratch_acc is None or result.done < len(ts) * len(als)
     s.finish(result)
     return result
+
+
+def sweep_students(temperatures: Sequence[float], alphas: Sequence[float]) -> int:
+    """Students a T × α sweep trains: one per cell with α > 0 (α = 0 is the scratch student) and the scratch one."""
+    return len(temperatures) * sum(a > 0 for a in alphas) + 1
 
 
 # --------------------------------------------------------------------------- less data

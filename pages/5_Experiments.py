@@ -137,7 +137,7 @@ def sweep_tab(cfg: experiments.RunConfig) -> None:
         help=ui.HELP["alpha"],
     )
     ts, als = sorted(ts), sorted(als)
-    plan = f"{len(ts)} × {len(als)} grid: {describe.sweep_students(ts, als)} students, the scratch one included"
+    plan = f"{len(ts)} × {len(als)} grid: {studies.sweep_students(ts, als)} students, the scratch one included"
     why_not = "" if ts and als else "Pick at least one temperature and one α."
     name = f"T × α sweep {len(ts)}×{len(als)} ({cfg.dataset})"
     study(jobs.JobKind.SWEEP, cfg, plan, why_not, name, "the grid", temperatures=ts, alphas=als)

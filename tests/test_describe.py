@@ -6,7 +6,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from kdcore import describe, jobs
+from kdcore import describe, jobs, studies
 from kdcore.experiments import ModelRow, TeachersResult, default_config
 
 
@@ -35,8 +35,8 @@ def test_changed_settings_name_what_differs_since_the_run_started():
 
 
 def test_a_sweep_trains_one_student_per_cell_with_a_teacher_and_the_scratch_one():
-    assert describe.sweep_students([1.0, 2.0, 4.0], [0.0, 0.5, 0.9]) == 3 * 2 + 1
-    assert describe.sweep_students([2.0], [0.0]) == 1  # α = 0 is the scratch student itself
+    assert studies.sweep_students([1.0, 2.0, 4.0], [0.0, 0.5, 0.9]) == 3 * 2 + 1
+    assert studies.sweep_students([2.0], [0.0]) == 1  # α = 0 is the scratch student itself
 
 
 def test_counts_and_shares_read_as_words():
