@@ -76,7 +76,7 @@ async def _session(browser, url: str, index: int, epochs: int, out: dict) -> Non
     await context.close()
 
 
-async def _classroom(url: str, sessions: int, epochs: int) -> dict:
+async def _classroom(url: str, sessions: int, epochs: int, screenshot: Path | None) -> dict:
     from playwright.async_api import async_playwright
 
     out: dict = {}
@@ -84,6 +84,13 @@ async def _classroom(url: str, sessions: int, epochs: int) -> dict:
         browser = await p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         try:
             await asyncio.gather(*(_session(browser, url, i, epochs, out) for i in range(sessions)))
+            if screenshot is not None:  # the class's runs on the board, as an instructor's projector shows them
+                page = await browser.new_page(viewport=DESKTOP)
+                await page.goto(f"{url}/Class_board")
+                await page.get_by_text("KD gain against temperature T").first.wait_for(timeout=120_000)
+                await _idle(page)
+                await page.wait_for_timeout(2000)
+                await page.screenshot(path=str(screenshot), full_page=True)
         finally:
             await browser.close()
     return out
@@ -116,7 +123,7 @@ def _dask_cluster(env: dict):
                 proc.wait(15)
 
 
-def run(sessions: int = 8, epochs: int = 20, scheduler: str = "local") -> dict:
+def run(sessions: int = 8, epochs: int = 20, scheduler: str = "local", screenshot: Path | None = None) -> dict:
     """The classroom measured once; returns the per-session results and the summary."""
     env = {"KD_DATA_DIR": os.environ.setdefault("KD_DATA_DIR", tempfile.mkdtemp(prefix="kd-classroom-"))}
     subprocess.run(
@@ -131,7 +138,7 @@ def run(sessions: int = 8, epochs: int = 20, scheduler: str = "local") -> dict:
             env["KD_SCHEDULER"] = stack.enter_context(_dask_cluster({**os.environ, **env}))
         url = stack.enter_context(serve(env=env))
         started = time.perf_counter()
-        out = asyncio.run(_classroom(url, sessions, epochs))
+        out = asyncio.run(_classroom(url, sessions, epochs, screenshot))
         wall = time.perf_counter() - started
     done = [o for o in out.values() if "done_s" in o]
     moves = sorted(m for o in out.values() for m in o["moves"])
@@ -157,10 +164,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--epochs", type=int, default=20, help="student epochs of each session's distillation")
     parser.add_argument("--scheduler", choices=("local", "dask"), default="local")
     parser.add_argument("--json", type=Path, default=None)
+    parser.add_argument("--screenshot", type=Path, default=None, help="save the Class board afterwards as this PNG")
     args = parser.parse_args(argv)
     if not Path(CHROMIUM).exists():
         parser.error(f"needs Chromium at {CHROMIUM}: apt-get install -y chromium")
-    s = run(args.sessions, args.epochs, args.scheduler)["summary"]
+    s = run(args.sessions, args.epochs, args.scheduler, args.screenshot)["summary"]
     print(
         "| jobs on | sessions | got a result | jobs / min | slider moves | p50 s | p95 s |\n"
         "|---|---:|---:|---:|---:|---:|---:|\n"
