@@ -22,7 +22,7 @@ import numbers
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 
 import torch
 from torch import nn
@@ -188,6 +188,16 @@ class _Session:
         speed.note(c.dataset, student or c.student, "single", 1, len(idx) * trainer.settings.epochs, result.seconds)
         self.done += 1
         return result.model
+
+    def pair(self, result, point, label: str, idx: torch.Tensor, **fit) -> None:
+        """Train `point`'s scratch student, then its distilled one (config alpha), reporting a cell after each;
+        stops early when cancelled, leaving the untrained ones None."""
+        for role, alpha in (("scratch", 0.0), ("distilled", self.config.alpha)):
+            acc = self.accuracy(self.fit(f"{role} {label}", idx, alpha=alpha, **fit))
+            if acc is None:
+                return
+            setattr(point, f"{role}_acc", acc)
+            self.cell(result)
 
     def test_logits(self, model: nn.Module) -> torch.Tensor:
         return predict_logits(model, self.data.test_x, self.data.mean, self.data.std, device=self.device)
@@ -389,12 +399,10 @@ def fraction_epochs(epochs: int, fraction: float) -> int:
     return min(EPOCHS[1], max(int(epochs), round(int(epochs) * min(FRACTION_EPOCH_BOOST, 1.0 / fraction))))
 
 
-@dataclass
-class FractionPoint:
-    fraction: float
-    train_size: int
-    epochs: int
-    steps: int  # optimisation steps per student
+@dataclass(kw_only=True)
+class _Pair:
+    """A scratch and a distilled student of one study point, and the gain between them."""
+
     scratch_acc: float | None = None
     distilled_acc: float | None = None
 
@@ -403,15 +411,15 @@ class FractionPoint:
         return _gain(self.distilled_acc, self.scratch_acc)
 
     def to_json(self) -> dict:
-        return {
-            "fraction": self.fraction,
-            "train_size": self.train_size,
-            "epochs": self.epochs,
-            "steps": self.steps,
-            "scratch_acc": self.scratch_acc,
-            "distilled_acc": self.distilled_acc,
-            "gain": self.gain,
-        }
+        return {**asdict(self), "gain": self.gain}
+
+
+@dataclass
+class FractionPoint(_Pair):
+    fraction: float
+    train_size: int
+    epochs: int
+    steps: int  # optimisation steps per student
 
 
 @dataclass
@@ -497,12 +505,7 @@ def fraction_study(
     # A student's cost is about its epochs times its images.
     s.start(2 * len(fs), [p.epochs * p.train_size for p in points for _ in range(2)])
     for p, idx in zip(points, subsets):
-        for role, alpha in (("scratch", 0.0), ("distilled", config.alpha)):
-            acc = s.accuracy(s.fit(f"{role} {_share(p.fraction)}", idx, alpha=alpha, epochs=p.epochs))
-            if acc is None:
-                break
-            setattr(p, f"{role}_acc", acc)
-            s.cell(result)
+        s.pair(result, p, _share(p.fraction), idx, epochs=p.epochs)
     result.partial = any(p.gain is None for p in points)
     s.finish(result)
     return result
@@ -715,33 +718,18 @@ def study_assistant(student: str) -> str | None:
 
 
 @dataclass
-class CapacityPoint:
+class CapacityPoint(_Pair):
     student: str
     params: int
-    scratch_acc: float | None = None
-    distilled_acc: float | None = None
     assistant: str | None = None  # the teacher assistant of the "with assistant" line; None if not smaller
     assisted_acc: float | None = None  # distilled from the ensemble through the assistant
-
-    @property
-    def gain(self) -> float | None:
-        return _gain(self.distilled_acc, self.scratch_acc)
 
     @property
     def assisted_gain(self) -> float | None:
         return _gain(self.assisted_acc, self.scratch_acc)
 
     def to_json(self) -> dict:
-        return {
-            "student": self.student,
-            "params": self.params,
-            "scratch_acc": self.scratch_acc,
-            "distilled_acc": self.distilled_acc,
-            "gain": self.gain,
-            "assistant": self.assistant,
-            "assisted_acc": self.assisted_acc,
-            "assisted_gain": self.assisted_gain,
-        }
+        return {**super().to_json(), "assisted_gain": self.assisted_gain}
 
 
 @dataclass
@@ -853,12 +841,7 @@ def capacity_study(
     idx = s.indices(exclude_class=config.exclude_class)
     helper = None
     for p in points:
-        for role, alpha in (("scratch", 0.0), ("distilled", config.alpha)):
-            acc = s.accuracy(s.fit(f"{role} {p.student}", idx, alpha=alpha, student=p.student))
-            if acc is None:
-                break
-            setattr(p, f"{role}_acc", acc)
-            s.cell(result)
+        s.pair(result, p, p.student, idx, student=p.student)
         if p.assistant is None or p.distilled_acc is None or s.cancel.is_set():
             continue
         if helper is None:
@@ -897,22 +880,8 @@ DEFAULT_SEEDS = (0, 1, 2)
 
 
 @dataclass
-class SeedPoint:
+class SeedPoint(_Pair):
     seed: int
-    scratch_acc: float | None = None
-    distilled_acc: float | None = None
-
-    @property
-    def gain(self) -> float | None:
-        return _gain(self.distilled_acc, self.scratch_acc)
-
-    def to_json(self) -> dict:
-        return {
-            "seed": self.seed,
-            "scratch_acc": self.scratch_acc,
-            "distilled_acc": self.distilled_acc,
-            "gain": self.gain,
-        }
 
 
 @dataclass
@@ -971,13 +940,7 @@ def seeds_study(
     result = SeedsResult(config, [SeedPoint(seed) for seed in seeds], s.teacher_acc)
     s.start(2 * len(seeds))
     for p in result.points:
-        idx = s.indices(exclude_class=config.exclude_class, seed=p.seed)
-        for role, alpha in (("scratch", 0.0), ("distilled", config.alpha)):
-            acc = s.accuracy(s.fit(f"{role} seed {p.seed}", idx, alpha=alpha, seed=p.seed))
-            if acc is None:
-                break
-            setattr(p, f"{role}_acc", acc)
-            s.cell(result)
+        s.pair(result, p, f"seed {p.seed}", s.indices(exclude_class=config.exclude_class, seed=p.seed), seed=p.seed)
     result.partial = any(p.gain is None for p in result.points)
     s.finish(result)
     return result

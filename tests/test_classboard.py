@@ -53,12 +53,12 @@ def a_sweep(temperatures, alphas, accuracy, scratch=0.90):
 
 
 def a_fraction_study(gains):
-    points = [studies.FractionPoint(f, 100, 10, 10, 0.80, 0.80 + g) for f, g in gains]
+    points = [studies.FractionPoint(f, 100, 10, 10, scratch_acc=0.80, distilled_acc=0.80 + g) for f, g in gains]
     return studies.FractionResult(default_config("mnist-sample"), points, 0.98)
 
 
 def a_capacity_study(gains):
-    points = [studies.CapacityPoint(s, 1000, 0.85, 0.85 + g) for s, g in gains]
+    points = [studies.CapacityPoint(s, 1000, scratch_acc=0.85, distilled_acc=0.85 + g) for s, g in gains]
     return studies.CapacityResult(default_config("mnist-sample"), points, 10**6, 0.98)
 
 

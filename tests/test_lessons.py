@@ -49,14 +49,17 @@ def sweep(temperatures, alphas, accuracy, scratch=0.90, partial=False, **config)
 def capacity(small, large):
     """small and large are (scratch, distilled) accuracies of mlp-tiny and mlp-medium."""
     points = [
-        studies.CapacityPoint("mlp-tiny", 12_730, *small),
-        studies.CapacityPoint("mlp-medium", 269_322, *large),
+        studies.CapacityPoint("mlp-tiny", 12_730, scratch_acc=small[0], distilled_acc=small[1]),
+        studies.CapacityPoint("mlp-medium", 269_322, scratch_acc=large[0], distilled_acc=large[1]),
     ]
     return studies.CapacityResult(default_config("mnist-sample"), points, 2_000_000, 0.98)
 
 
 def fraction(small, large):
-    points = [studies.FractionPoint(0.05, 200, 200, 400, *small), studies.FractionPoint(1.0, 4000, 20, 640, *large)]
+    points = [
+        studies.FractionPoint(0.05, 200, 200, 400, scratch_acc=small[0], distilled_acc=small[1]),
+        studies.FractionPoint(1.0, 4000, 20, 640, scratch_acc=large[0], distilled_acc=large[1]),
+    ]
     return studies.FractionResult(default_config("mnist-sample"), points, 0.98)
 
 
