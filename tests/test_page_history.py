@@ -8,58 +8,15 @@ import pytest
 import streamlit as st
 from streamlit.testing.v1 import AppTest
 
-from kdcore import models
-from kdcore.experiments import ModelRow, RunResult, default_config
+from kdcore.experiments import default_config
 from kdcore.store import open_store
+from tests.synthetic import run_result
 
 PAGE = str(Path(__file__).resolve().parents[1] / "pages" / "6_History.py")
 
 
-def make_result(dataset="mnist-sample", temperature=4.0, alpha=0.5, scratch=0.80, distilled=0.85) -> RunResult:
-    """A hand-built distillation result with a real (untrained) student, shaped like distill()'s."""
-    config = default_config(dataset, student="mlp-tiny", temperature=temperature, alpha=alpha, epochs=3)
-
-    def row(role, acc):
-        return ModelRow(
-            name=role,
-            role=role,
-            accuracy=acc,
-            params=1000,
-            size_bytes=4000,
-            latency_ms_b1=0.1,
-            throughput_b256=1e4,
-            agreement=None if role == "ensemble" else 0.9,
-            kl_to_teacher=None if role == "ensemble" else 0.1,
-            ece=0.05,
-            per_class=[acc] * 10,
-        )
-
-    curves = {
-        role: [
-            {
-                "kind": "epoch",
-                "model": role,
-                "epoch": e,
-                "epochs": 3,
-                "loss": 1 / e,
-                "hard": 0.5 / e,
-                "soft": 0.2 / e,
-                "test_acc": acc - 0.1 / e,
-                "elapsed": float(e),
-            }
-            for e in (1, 2, 3)
-        ]
-        for role, acc in (("scratch", scratch), ("distilled", distilled))
-    }
-    return RunResult(
-        config,
-        [row("ensemble", 0.95), row("scratch", scratch), row("distilled", distilled)],
-        curves,
-        False,
-        2.0,
-        tuple(str(i) for i in range(10)),
-        {"distilled": models.build("mlp-tiny", dataset)},
-    )
+def make_result(dataset="mnist-sample", temperature=4.0, alpha=0.5, scratch=0.80, distilled=0.85):
+    return run_result(dataset, temperature=temperature, alpha=alpha, scratch=scratch, distilled=distilled, epochs=3)
 
 
 @pytest.fixture

@@ -1,5 +1,6 @@
 """Run history: saved runs come back whole, filter and sort, survive restarts, concurrent writers and damage."""
 
+import dataclasses
 import multiprocessing
 import os
 import sqlite3
@@ -12,56 +13,9 @@ import torch
 from kdcore import events as ev
 from kdcore import jobs, models
 from kdcore import store as store_module
-from kdcore.experiments import ModelRow, RunResult, default_config
+from kdcore.experiments import default_config
 from kdcore.store import SORT_KEYS, RunStore, StoreError, load_student, open_store
-
-
-def make_result(
-    dataset="mnist-sample", student="mlp-tiny", temperature=4.0, alpha=0.5, scratch=0.80, distilled=0.85, partial=False
-) -> RunResult:
-    """A hand-built result shaped like distill()'s, with a real student so it can be rebuilt."""
-    config = default_config(dataset, student=student, temperature=temperature, alpha=alpha, epochs=2)
-
-    def row(name, role, acc):
-        return ModelRow(
-            name=name,
-            role=role,
-            accuracy=acc,
-            params=100,
-            size_bytes=400,
-            latency_ms_b1=0.1,
-            throughput_b256=1e4,
-            agreement=None if role == "ensemble" else 0.9,
-            kl_to_teacher=None if role == "ensemble" else 0.1,
-            ece=0.05,
-            per_class=[acc] * 10,
-        )
-
-    rows = [
-        row("cnn-wide", "teacher", 0.95),
-        row("ensemble", "ensemble", 0.96),
-        row(f"scratch ({student})", "scratch", scratch),
-        row(f"distilled ({student})", "distilled", distilled),
-    ]
-    curves = {
-        role: [
-            {
-                "kind": "epoch",
-                "model": role,
-                "epoch": e,
-                "epochs": 2,
-                "loss": 1.0 / e,
-                "hard": 0.5 / e,
-                "soft": None if role == "scratch" else 0.2 / e,
-                "test_acc": acc - 0.1 / e,
-                "elapsed": float(e),
-            }
-            for e in (1, 2)
-        ]
-        for role, acc in (("scratch", scratch), ("distilled", distilled))
-    }
-    students = {"scratch": models.build(student, dataset, seed=0), "distilled": models.build(student, dataset, seed=1)}
-    return RunResult(config, rows, curves, partial, 3.5, tuple(str(i) for i in range(10)), students)
+from tests.synthetic import run_result
 
 
 @pytest.fixture
@@ -79,7 +33,7 @@ def test_default_history_is_one_wal_file_in_the_data_dir(store, tmp_path):
 
 
 def test_a_saved_run_comes_back_whole_and_its_student_predicts_the_same(store, tmp_path):
-    result = make_result(partial=True)
+    result = run_result(partial=True)
     run_id = store.save_run(result)
     record = store.get_run(run_id)
     assert record.kind == "distill" and record.dataset == "mnist-sample" and record.partial
@@ -87,7 +41,7 @@ def test_a_saved_run_comes_back_whole_and_its_student_predicts_the_same(store, t
     assert record.metrics["rows"] == [r.to_json() for r in result.rows]
     assert record.metrics["kd_gain"] == pytest.approx(result.kd_gain)
     assert record.row("distilled")["accuracy"] == 0.85
-    assert record.curves == result.curves
+    assert record.curves == {role: [dataclasses.asdict(e) for e in epochs] for role, epochs in result.curves.items()}
     assert record.student_path == tmp_path / "students" / f"run-{run_id}.safetensors"
     assert [p.name for p in record.student_path.parent.iterdir()] == [record.student_path.name]  # no temp files
 
@@ -99,8 +53,8 @@ def test_a_saved_run_comes_back_whole_and_its_student_predicts_the_same(store, t
 
 
 def test_runs_filter_by_dataset_and_kind_and_sort_by_kd_gain(store):
-    ids = {gain: store.save_run(make_result(scratch=0.8, distilled=0.8 + gain)) for gain in (0.02, -0.01, 0.05)}
-    cifar = store.save_run(make_result(dataset="cifar10", student="cnn-tiny", scratch=0.5, distilled=0.6))
+    ids = {gain: store.save_run(run_result(scratch=0.8, distilled=0.8 + gain)) for gain in (0.02, -0.01, 0.05)}
+    cifar = store.save_run(run_result(dataset="cifar10", student="cnn-tiny", scratch=0.5, distilled=0.6))
     sweep = store.save_record(
         "sweep", "mnist-sample", {"temperatures": [1, 4]}, {"points": [0.1, 0.2]}, None, partial=False
     )
@@ -120,7 +74,7 @@ def test_runs_filter_by_dataset_and_kind_and_sort_by_kd_gain(store):
 
 
 def test_every_sort_key_works_and_a_bad_one_names_the_allowed_ones(store):
-    store.save_run(make_result())
+    store.save_run(run_result())
     store.save_record("fraction", "mnist-sample", {"fractions": [0.1]}, {"kd_gain": 0.01})
     for key in SORT_KEYS:
         assert len(store.list_runs(sort_by=key)) == 2
@@ -146,7 +100,7 @@ def test_a_missing_run_is_a_clear_key_error(store):
 def test_history_survives_a_restart(tmp_path):
     path = tmp_path / "h.sqlite3"
     first = RunStore(path)
-    run_id = first.save_run(make_result())
+    run_id = first.save_run(run_result())
     del first
     again = RunStore(path)
     assert [s.id for s in again.list_runs()] == [run_id]
@@ -154,7 +108,7 @@ def test_history_survives_a_restart(tmp_path):
 
 
 def test_delete_removes_the_rows_and_their_student_files(store):
-    keep, gone = store.save_run(make_result()), store.save_run(make_result())
+    keep, gone = store.save_run(run_result()), store.save_run(run_result())
     record = store.save_record("capacity", "mnist-sample", {}, {})
     gone_file = store.get_run(gone).student_path
     deletion = store.delete_runs([np.int64(gone), record, 999])  # ids from a table selection are numpy ints
@@ -171,7 +125,7 @@ def test_a_record_without_a_student_or_with_a_lost_file_says_so(store):
     record = store.get_run(store.save_record("sweep", "mnist-sample", {}, {}))
     with pytest.raises(StoreError, match="no saved student"):
         load_student(record)
-    run = store.get_run(store.save_run(make_result()))
+    run = store.get_run(store.save_run(run_result()))
     run.student_path.unlink()
     with pytest.raises(StoreError, match="missing"):
         load_student(run)
@@ -190,7 +144,7 @@ def test_concurrent_writers_lose_nothing(tmp_path):
     procs = [ctx.Process(target=_write_records, args=(path, 25)) for _ in range(2)]
     for p in procs:
         p.start()
-    result, errors = make_result(), []
+    result, errors = run_result(), []
 
     def thread_writes():
         try:
@@ -249,12 +203,12 @@ def test_a_damaged_history_is_kept_aside_and_a_fresh_one_started(tmp_path, damag
 def test_damage_found_while_the_app_runs_still_saves_the_run(tmp_path):
     path = tmp_path / "history.sqlite3"
     store = RunStore(path)
-    old_id = store.save_run(make_result())
+    old_id = store.save_run(run_result())
     old_file = store.get_run(old_id).student_path
     old_weights = old_file.read_bytes()
     path.write_bytes(os.urandom(4096))
 
-    new_id = store.save_run(make_result())
+    new_id = store.save_run(run_result())
     assert store.recovered_message is not None
     assert [s.id for s in store.list_runs()] == [new_id]
     # The damaged history's student file is not overwritten by the fresh history's first run.
@@ -271,7 +225,7 @@ def test_a_history_from_a_newer_app_is_refused_not_wiped(tmp_path):
 
 
 def fake_distill(config, *, on_event, cancel):
-    return make_result(partial=True)
+    return run_result(partial=True)
 
 
 def recorded_spec(owner=None):
@@ -300,9 +254,9 @@ def test_a_history_that_cannot_be_written_does_not_lose_the_result(store, monkey
 
 
 def test_each_session_sees_and_deletes_only_its_own_runs(store):
-    mine = store.save_run(make_result(), owner="me")
-    theirs = store.save_run(make_result(), owner="them")
-    cli = store.save_run(make_result())
+    mine = store.save_run(run_result(), owner="me")
+    theirs = store.save_run(run_result(), owner="them")
+    cli = store.save_run(run_result())
     assert [r.id for r in store.list_runs(owner="me")] == [mine]
     assert {r.id for r in store.list_runs()} == {mine, theirs, cli}  # the all-runs view
     assert store.delete_runs([mine, theirs, cli], owner="me").count == 1
@@ -366,7 +320,7 @@ OUTSIDE = (
 
 @pytest.mark.parametrize("case", OUTSIDE)
 def test_deleting_a_run_never_deletes_a_file_outside_the_students_folder(store, tmp_path_factory, case):
-    run_id, keep = store.save_run(make_result()), store.save_run(make_result())
+    run_id, keep = store.save_run(run_result()), store.save_run(run_result())
     own_file = store.get_run(run_id).student_path
     victim = tmp_path_factory.mktemp("elsewhere") / "precious.txt"
     victim.write_text("not the app's")
@@ -384,7 +338,7 @@ def test_deleting_a_run_never_deletes_a_file_outside_the_students_folder(store, 
 
 
 def test_a_symlink_that_stays_inside_the_students_folder_is_followed(store):
-    run_id = store.save_run(make_result())
+    run_id = store.save_run(run_result())
     real = store.get_run(run_id).student_path
     (store.students_dir / "alias.safetensors").symlink_to(real.name)
     _point_student_at(store, run_id, "students/./alias.safetensors")
@@ -395,7 +349,7 @@ def test_a_symlink_that_stays_inside_the_students_folder_is_followed(store):
 
 @pytest.mark.parametrize("case", OUTSIDE)
 def test_a_stored_path_outside_the_students_folder_is_never_read(store, tmp_path_factory, case):
-    run_id = store.save_run(make_result())
+    run_id = store.save_run(run_result())
     victim = tmp_path_factory.mktemp("elsewhere") / "run-1.safetensors"
     victim.write_bytes(store.get_run(run_id).student_path.read_bytes())  # a loadable student, but not ours
     stored = _outside_paths(store.path.parent, victim)[case]
@@ -409,7 +363,7 @@ def test_a_stored_path_outside_the_students_folder_is_never_read(store, tmp_path
 
 
 def test_a_student_file_swapped_for_an_outside_link_after_get_run_is_not_read(store, tmp_path):
-    record = store.get_run(store.save_run(make_result()))
+    record = store.get_run(store.save_run(run_result()))
     victim = tmp_path / "victim.safetensors"
     record.student_path.rename(victim)
     record.student_path.symlink_to(victim)
@@ -419,7 +373,7 @@ def test_a_student_file_swapped_for_an_outside_link_after_get_run_is_not_read(st
 
 @pytest.mark.parametrize("stored", [7, "students/run-1.safetensors\x00.txt", "students", "students/.."])
 def test_stored_paths_that_are_not_student_files_are_refused_not_crashed_on(store, stored):
-    run_id = store.save_run(make_result())
+    run_id = store.save_run(run_result())
     _point_student_at(store, run_id, stored)
     assert store.get_run(run_id).student_path is None
     deletion = store.delete_runs([run_id])
