@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 browser_mod = pytest.importorskip("tests.browser", reason="tests/browser.py not importable")
-pytest.importorskip("playwright.sync_api", reason="playwright is not installed")
+expect = pytest.importorskip("playwright.sync_api", reason="playwright is not installed").expect
 if not os.path.exists(browser_mod.CHROMIUM):
     pytest.skip(f"{browser_mod.CHROMIUM} is missing: apt-get install -y chromium", allow_module_level=True)
 
@@ -50,8 +50,9 @@ def test_a_lesson_link_opens_the_lesson_with_the_named_controls_hidden(fast_run)
         )
         sidebar = page.get_by_test_id("stSidebar")
         # The controls the link does not name are there; the three it names are not.
+        # The page may rerun once more as it writes the lesson's settings into the link: wait for its sidebar.
         for shown in ("Temperature T", "Student size", "Seed"):
-            assert sidebar.get_by_text(shown, exact=True).count() == 1, shown
+            expect(sidebar.get_by_text(shown, exact=True)).to_have_count(1, timeout=30_000)
         for hidden in ("Weight α of the teacher", "Teacher ensemble (1 to 5)", "Dataset"):
             assert sidebar.get_by_text(hidden, exact=True).count() == 0, hidden
         assert page.get_by_role("button", name="Lock in my prediction").count() == 1
