@@ -621,7 +621,9 @@ def pick_from_test_set(data, ens, how: str, student_logits) -> Selected | None:
         st.info("The teacher ensemble gets every test image right, so there are no mistakes to show.")
         return None
     current = st.session_state.get("dark_index")
-    if current not in idx:
+    # A probe image picked in "Watching the students learn" stays shown though it is not among these.
+    pinned = current is not None and current == st.session_state.get("dark_probe_index")
+    if current not in idx and not pinned:
         current = idx[0]
     preds = ens.test_logits[idx].argmax(1).tolist()
     st.caption(
@@ -634,6 +636,8 @@ def pick_from_test_set(data, ens, how: str, student_logits) -> Selected | None:
         col.image(dark.enlarge(data.test_x[i], THUMB_PX), width="stretch", caption=caption)
         kind = "primary" if i == current else "secondary"
         col.button("Look", key=f"dark_pick_{n}", on_click=_choose, args=(i,), type=kind, width="stretch")
+    if current not in idx:
+        st.caption(f"Showing test image #{current}, picked among the probe images further down this page.")
     members = [m.test_logits[current] for m in ens.members]
     student = None if student_logits is None else student_logits[current]
     label = int(data.test_y[current])
