@@ -796,9 +796,10 @@ def watch_curve(curves: dict, key: str, epoch: int) -> go.Figure:
 KL_FLOOR = 1e-4  # a student that matches the teacher exactly sits at the left edge of the log axis
 
 
-def watch_points(points, classes, epoch: int, selected: int | None) -> go.Figure:
+def watch_points(points, phrases, epoch: int, selected: int | None) -> go.Figure:
     """Every probe image for each student after `epoch`: KL to the teacher against the student's probability of
-    the teacher's answer (circles agree, crosses do not); customdata carries the probe position for selection."""
+    the teacher's answer (circles agree, crosses do not); customdata carries the probe position for selection.
+    `phrases` names each class as read aloud ("an 8"), for the hover text."""
     fig = go.Figure()
     for role in dict.fromkeys(p.role for p in points):
         mine = [p for p in points if p.role == role]
@@ -807,7 +808,7 @@ def watch_points(points, classes, epoch: int, selected: int | None) -> go.Figure
             y=[p.teacher_class_prob * 100 for p in mine],
             mode="markers",
             name=ui.ROLE_LABELS[role],
-            customdata=[[p.position, p.test_index, classes[p.label]] for p in mine],
+            customdata=[[p.position, p.test_index, phrases[p.label]] for p in mine],
             marker=dict(
                 color=ui.COLORS[role],
                 size=[16 if p.position == selected else 9 for p in mine],
@@ -815,7 +816,7 @@ def watch_points(points, classes, epoch: int, selected: int | None) -> go.Figure
                 line=dict(color="#000000", width=[2.5 if p.position == selected else 0 for p in mine]),
                 opacity=0.85,
             ),
-            hovertemplate="test image #%{customdata[1]} (a %{customdata[2]})<br>KL %{x:.3f}, "
+            hovertemplate="test image #%{customdata[1]} (%{customdata[2]})<br>KL %{x:.3f}, "
             "teacher's answer %{y:.1f} %<extra>" + ui.ROLE_LABELS[role] + "</extra>",
         )
     ui.readable(fig, 420)

@@ -606,13 +606,25 @@ def _choose(index: int) -> None:
 
 def _new_random() -> None:
     st.session_state.dark_seed = st.session_state.get("dark_seed", 0) + 1
+    unpin_probe_image()
+
+
+def unpin_probe_image() -> None:
+    """Let the test-set picker show its own images again instead of a probe image picked further down."""
+    st.session_state.pop("dark_probe_index", None)
 
 
 def pick_from_test_set(data, ens, how: str, student_logits) -> Selected | None:
     """A row of test images picked by kdcore.dark.pick_images (`how`), each with a Look button."""
     cls = None
     if how == "class":
-        cls = st.selectbox("Class", range(data.num_classes), format_func=lambda i: data.classes[i], key="dark_class")
+        cls = st.selectbox(
+            "Class",
+            range(data.num_classes),
+            format_func=lambda i: data.classes[i],
+            key="dark_class",
+            on_change=unpin_probe_image,
+        )
     elif how == "random":
         st.button("New random images", icon=":material/casino:", on_click=_new_random)
     seed = st.session_state.get("dark_seed", 0)

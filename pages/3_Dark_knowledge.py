@@ -160,6 +160,7 @@ def show_watch(result, data) -> None:
         f"answered the same {len(p.indices)} test images (the probe images, {len(p.indices) // data.num_classes} per "
         "class); every probability here is at T = 1, as the students answer."
     )
+    phrases = [dark.class_phrase(c) for c in data.classes]
     playing = st.session_state.get("watch_playing", False)
     c1, c2, c3 = st.columns([1, 4, 3])
     if playing:
@@ -186,7 +187,7 @@ def show_watch(result, data) -> None:
         key="watch_image",
         on_change=_on_pick,
         args=(p,),
-        format_func=lambda i: f"test image #{int(p.indices[i])}: a {data.classes[int(p.labels[i])]}",
+        format_func=lambda i: f"test image #{int(p.indices[i])}: {phrases[int(p.labels[i])]}",
     )
     position = st.session_state.watch_image
     label = int(p.labels[position])
@@ -195,7 +196,7 @@ def show_watch(result, data) -> None:
     snap = kprobes.snapshot(p, position, epoch)
     ui.chart(charts.watch_probabilities(snap, data.classes, label, epoch, log), left)
     right.plotly_chart(
-        charts.watch_points(kprobes.image_points(p, epoch), data.classes, epoch, position),
+        charts.watch_points(kprobes.image_points(p, epoch), phrases, epoch, position),
         width="stretch",
         config=ui.CHART_CONFIG,
         key="watch_points",
@@ -307,7 +308,14 @@ draw_label = "Draw a digit" if not data.name.startswith("fashion") else "Draw an
 sources = list(PICKS) + ([draw_label] if drawable else []) + [ui.UPLOAD]
 if st.session_state.get("dark_source") not in sources:
     st.session_state.pop("dark_source", None)
-source = st.radio("Choose an image", sources, horizontal=True, key="dark_source", label_visibility="collapsed")
+source = st.radio(
+    "Choose an image",
+    sources,
+    horizontal=True,
+    key="dark_source",
+    label_visibility="collapsed",
+    on_change=ui.unpin_probe_image,
+)
 if source in PICKS:
     selected = ui.pick_from_test_set(data, ens, PICKS[source], student_test_logits)
 elif source == ui.UPLOAD:

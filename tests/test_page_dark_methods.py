@@ -150,6 +150,9 @@ def test_picking_a_probe_image_selects_it_at_the_top_of_the_page_too(distilled_s
     position = 37
     at.selectbox(key="watch_image").set_value(position).run()
     assert not at.exception, [e.value for e in at.exception]
+    options = at.selectbox(key="watch_image").options
+    assert options[position] == f"test image #{int(p.indices[position])}: a 3"  # 10 probe images per class
+    assert options[80].endswith(": an 8")
     figs = _figures(at)
     teacher = (p.teacher[position] * 100).tolist()
     # The scrub panel and the image at the top of the page both show that probe image.
@@ -159,6 +162,12 @@ def test_picking_a_probe_image_selects_it_at_the_top_of_the_page_too(distilled_s
     points = figs[f"Probe images after epoch {EPOCHS}"]
     sizes = _values(points["data"][1]["marker"]["size"])
     assert sizes.index(max(sizes)) == position  # the picked image's dot stands out
+    assert at.selectbox(key="watch_image").value == position
+    # Choosing another way to pick images at the top lets the top show that way's images again.
+    at.radio(key="dark_source").set_value("Most ambiguous to the teacher").run()
+    assert not any(c.value.startswith("Showing test image #") for c in at.caption)
+    top = next(fig for title, fig in _figures(at).items() if title.startswith("Teacher at T = 1"))
+    assert _values(top["data"][0]["y"]) != pytest.approx(teacher, rel=1e-4)
 
 
 def _chromium() -> bool:
