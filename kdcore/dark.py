@@ -1,7 +1,9 @@
 """Dark knowledge: what a teacher's softened probabilities say about the wrong classes.
 
-Pure functions on cached logits (fast enough to run on every temperature change), the choice of
-images to inspect, and the turning of an uploaded or hand-drawn picture into a dataset-style image.
+Pure functions on cached logits (fast enough to run on every temperature change): soft targets, their
+entropy and class similarity, and classical KD's soft term split into decoupled KD's two parts (TCKD and
+NCKD, from kdcore.losses); the choice of images to inspect; and the turning of an uploaded or hand-drawn
+picture into a dataset-style image.
 """
 
 from __future__ import annotations

@@ -5,6 +5,10 @@ run of a dataset watches the same images). During a distillation each student's 
 those images is kept after every epoch, with the teacher ensemble's beside it, so a page can scrub
 through training image by image. The students' test logits are computed after every epoch anyway,
 so recording costs a slice and a softmax of 100 rows (benchmarks/probe_overhead.py).
+
+The functions after `Probes` shape what the Dark knowledge page scrubs through: which epochs both
+students finished, one image's probabilities at an epoch, the agreement and KL curves, and one point
+per student and image for a clickable scatter.
 """
 
 from __future__ import annotations
