@@ -649,6 +649,190 @@ def class_similarity(sim: torch.Tensor, classes, temperature: float) -> go.Figur
     return fig
 
 
+SPLIT_COLORS = {"tckd": "#56B4E9", "nckd": ui.COLORS["ensemble"], "lost": "#E8D3E0"}  # Okabe-Ito sky blue
+
+
+def dkd_split_image(tckd: float, nckd: float, weight: float, temperature: float) -> go.Figure:
+    """Classical KD's soft term for one image as a stacked bar (TCKD + (1 - p_t) NCKD) beside decoupled KD's
+    whole NCKD, so the part of the dark knowledge classical KD turns down shows as a pale block. Measured
+    against a blank student (every class equally likely), as kdcore.dark.dkd_parts does by default."""
+    rows = ["classical KD", "decoupled KD (β = 1)"]
+    fig = go.Figure()
+    fig.add_bar(
+        x=rows,
+        y=[tckd, tckd],
+        name="TCKD: how sure of the true class",
+        marker_color=SPLIT_COLORS["tckd"],
+        hovertemplate="TCKD × T²: %{y:.3f}<extra></extra>",
+    )
+    fig.add_bar(
+        x=rows,
+        y=[weight * nckd, nckd],
+        name="NCKD: how the rest is spread (dark knowledge)",
+        marker_color=SPLIT_COLORS["nckd"],
+        text=[f"× {weight:.2f}", ""],
+        textposition="inside",
+        textfont=dict(size=15, color="#000"),
+        hovertemplate="NCKD × T² as used: %{y:.3f}<extra></extra>",
+    )
+    fig.add_bar(
+        x=rows,
+        y=[(1 - weight) * nckd, 0.0],
+        name="NCKD that classical KD turns down",
+        marker=dict(color=SPLIT_COLORS["lost"], line=dict(color=SPLIT_COLORS["nckd"], width=2)),
+        hovertemplate="turned down: %{y:.3f}<extra></extra>",
+    )
+    ui.readable(fig, 420)
+    fig.update_layout(
+        barmode="stack",
+        title=dict(text=f"The soft target's two parts at T = {temperature:g}"),
+        legend=dict(orientation="h", yanchor="top", y=-0.12, x=0, xanchor="left", traceorder="normal"),
+        margin=dict(l=10, r=10, t=60, b=10),
+    )
+    fig.update_yaxes(title_text="KL to a blank student, × T²", rangemode="tozero")
+    return fig
+
+
+def dkd_split_vs_temperature(grid: Sequence[float], curve: dict, temperature: float, at_t: dict) -> go.Figure:
+    """Mean TCKD and mean (1 - p_t) NCKD over the test images against T (log axis), the current T marked."""
+    fig = go.Figure()
+    lines = (
+        ("tckd", "TCKD (how sure of the true class)", SPLIT_COLORS["tckd"], "solid"),
+        ("weighted_nckd", "(1 − p_t) × NCKD: dark knowledge in classical KD", SPLIT_COLORS["nckd"], "solid"),
+        ("nckd", "NCKD kept whole (DKD)", SPLIT_COLORS["nckd"], "dot"),
+    )
+    for key, name, color, dash in lines:
+        fig.add_scatter(
+            x=list(grid),
+            y=curve[key],
+            mode="lines",
+            name=name,
+            line=dict(color=color, width=4 if dash == "solid" else 3, dash=dash),
+            hovertemplate=f"T = %{{x:g}}: %{{y:.3f}}<extra>{name}</extra>",
+        )
+    fig.add_scatter(
+        x=[temperature] * 3,
+        y=[at_t[key] for key, *_ in lines],
+        mode="markers",
+        name=f"T = {temperature:g}",
+        marker=dict(color="#000000", size=13),
+        hoverinfo="skip",
+    )
+    fig.add_vline(x=temperature, line=dict(color="#000000", width=1, dash="dot"))
+    ui.readable(fig, 420)
+    fig.update_layout(
+        title=dict(text="The two parts over the test images vs T"),
+        legend=dict(orientation="h", yanchor="top", y=-0.27, x=0, xanchor="left"),
+    )
+    fig.update_xaxes(
+        title_text="temperature T (log scale)", type="log", range=[-0.02, math.log10(21)], tickvals=[1, 2, 3, 5, 10, 20]
+    )
+    fig.update_yaxes(title_text="mean KL × T²", rangemode="tozero")
+    return fig
+
+
+def watch_probabilities(snap: dict, classes, label: int, epoch: int, log: bool = False) -> go.Figure:
+    """The teacher's and each student's probabilities for one probe image after `epoch`, as grouped bars;
+    `log` shows the tiny ones, as on the page's other probability charts."""
+    names = {**ui.ROLE_LABELS, "teacher": "Teacher ensemble"}
+    colors = {**ui.COLORS, "teacher": ui.COLORS["ensemble"]}
+    fig = go.Figure()
+    for role, probs in snap.items():
+        pct = (probs * 100).tolist()
+        fig.add_bar(
+            x=list(classes),
+            y=[max(v, LOG_FLOOR) for v in pct] if log else pct,
+            customdata=pct,
+            name=names[role],
+            marker_color=colors[role],
+            marker_line=dict(color="#000000", width=[3 if i == label else 0 for i in range(len(pct))]),
+            hovertemplate=f"{names[role]}<br>%{{x}}: %{{customdata:.3f}} %<extra></extra>",
+        )
+    ui.readable(fig, 460)
+    fig.update_layout(title=dict(text=f"This image after epoch {epoch}"), barmode="group", bargap=0.2)
+    _bottom_legend(fig, -0.25)
+    fig.update_xaxes(title_text="class (outlined: true class)", type="category")
+    if log:
+        fig.update_yaxes(
+            title_text="probability at T = 1 (%, log)", type="log", range=[math.log10(LOG_FLOOR), math.log10(150)]
+        )
+    else:
+        fig.update_yaxes(title_text="probability at T = 1 (%)", range=[0, 105])
+    return fig
+
+
+def watch_curve(curves: dict, key: str, epoch: int) -> go.Figure:
+    """Agreement with the teacher ("agreement") or mean KL to it ("kl") on the probe images per epoch, per
+    student, with the shown epoch marked."""
+    agreement = key == "agreement"
+    fig = go.Figure()
+    for role, series in curves.items():
+        values = [v * 100 for v in series[key]] if agreement else series[key]
+        fig.add_scatter(
+            x=list(range(1, len(values) + 1)),
+            y=values,
+            mode="lines+markers",
+            name=ui.ROLE_LABELS[role],
+            line=dict(color=ui.COLORS[role], width=3),
+            hovertemplate=f"epoch %{{x}}: %{{y:.{1 if agreement else 3}f}}<extra>{ui.ROLE_LABELS[role]}</extra>",
+        )
+    fig.add_vline(
+        x=epoch,
+        line=dict(color="#000000", width=2, dash="dot"),
+        annotation_text=f"epoch {epoch}",
+        annotation_position="bottom right" if epoch == 1 else "bottom left",
+    )
+    ui.readable(fig, 360)
+    title = "Agrees with the teacher (probe images)" if agreement else "Mean KL to the teacher (probe images)"
+    fig.update_layout(title=dict(text=title), legend=dict(orientation="h", yanchor="top", y=-0.25, x=0))
+    fig.update_xaxes(title_text="epoch", dtick=max(1, len(next(iter(curves.values()))[key]) // 10))
+    if agreement:
+        fig.update_yaxes(title_text="same top class (%)", range=[0, 105])
+    else:
+        fig.update_yaxes(title_text="KL(teacher ‖ student)", rangemode="tozero")
+    return fig
+
+
+KL_FLOOR = 1e-4  # a student that matches the teacher exactly sits at the left edge of the log axis
+
+
+def watch_points(points, phrases, epoch: int, selected: int | None) -> go.Figure:
+    """Every probe image for each student after `epoch`: KL to the teacher against the student's probability of
+    the teacher's answer (circles agree, crosses do not); customdata carries the probe position for selection.
+    `phrases` names each class as read aloud ("an 8"), for the hover text."""
+    fig = go.Figure()
+    for role in dict.fromkeys(p.role for p in points):
+        mine = [p for p in points if p.role == role]
+        fig.add_scatter(
+            x=[max(p.kl, KL_FLOOR) for p in mine],
+            y=[p.teacher_class_prob * 100 for p in mine],
+            mode="markers",
+            name=ui.ROLE_LABELS[role],
+            customdata=[[p.position, p.test_index, phrases[p.label]] for p in mine],
+            marker=dict(
+                color=ui.COLORS[role],
+                size=[16 if p.position == selected else 9 for p in mine],
+                symbol=["circle" if p.agrees else "x" for p in mine],
+                line=dict(color="#000000", width=[2.5 if p.position == selected else 0 for p in mine]),
+                opacity=0.85,
+            ),
+            hovertemplate="test image #%{customdata[1]} (%{customdata[2]})<br>KL %{x:.3f}, "
+            "teacher's answer %{y:.1f} %<extra>" + ui.ROLE_LABELS[role] + "</extra>",
+        )
+    ui.readable(fig, 420)
+    fig.update_layout(
+        title=dict(text=f"Probe images after epoch {epoch}"),
+        legend=dict(orientation="h", yanchor="top", y=-0.2, x=0),
+        clickmode="event+select",
+    )
+    ticks = [1e-4, 1e-3, 1e-2, 0.1, 1, 10]
+    fig.update_xaxes(
+        title_text="KL(teacher ‖ student), log scale", type="log", tickvals=ticks, ticktext=[f"{t:g}" for t in ticks]
+    )
+    fig.update_yaxes(title_text="on the teacher's answer (%)", range=[-3, 103])
+    return fig
+
+
 # --------------------------------------------------------------------------- Teachers
 
 

@@ -606,13 +606,25 @@ def _choose(index: int) -> None:
 
 def _new_random() -> None:
     st.session_state.dark_seed = st.session_state.get("dark_seed", 0) + 1
+    unpin_probe_image()
+
+
+def unpin_probe_image() -> None:
+    """Let the test-set picker show its own images again instead of a probe image picked further down."""
+    st.session_state.pop("dark_probe_index", None)
 
 
 def pick_from_test_set(data, ens, how: str, student_logits) -> Selected | None:
     """A row of test images picked by kdcore.dark.pick_images (`how`), each with a Look button."""
     cls = None
     if how == "class":
-        cls = st.selectbox("Class", range(data.num_classes), format_func=lambda i: data.classes[i], key="dark_class")
+        cls = st.selectbox(
+            "Class",
+            range(data.num_classes),
+            format_func=lambda i: data.classes[i],
+            key="dark_class",
+            on_change=unpin_probe_image,
+        )
     elif how == "random":
         st.button("New random images", icon=":material/casino:", on_click=_new_random)
     seed = st.session_state.get("dark_seed", 0)
@@ -621,7 +633,9 @@ def pick_from_test_set(data, ens, how: str, student_logits) -> Selected | None:
         st.info("The teacher ensemble gets every test image right, so there are no mistakes to show.")
         return None
     current = st.session_state.get("dark_index")
-    if current not in idx:
+    # A probe image picked in "Watching the students learn" stays shown though it is not among these.
+    pinned = current is not None and current == st.session_state.get("dark_probe_index")
+    if current not in idx and not pinned:
         current = idx[0]
     preds = ens.test_logits[idx].argmax(1).tolist()
     st.caption(
@@ -634,6 +648,8 @@ def pick_from_test_set(data, ens, how: str, student_logits) -> Selected | None:
         col.image(dark.enlarge(data.test_x[i], THUMB_PX), width="stretch", caption=caption)
         kind = "primary" if i == current else "secondary"
         col.button("Look", key=f"dark_pick_{n}", on_click=_choose, args=(i,), type=kind, width="stretch")
+    if current not in idx:
+        st.caption(f"Showing test image #{current}, picked among the probe images further down this page.")
     members = [m.test_logits[current] for m in ens.members]
     student = None if student_logits is None else student_logits[current]
     label = int(data.test_y[current])

@@ -1,7 +1,9 @@
 """Dark knowledge: what a teacher's softened probabilities say about the wrong classes.
 
-Pure functions on cached logits (fast enough to run on every temperature change), the choice of
-images to inspect, and the turning of an uploaded or hand-drawn picture into a dataset-style image.
+Pure functions on cached logits (fast enough to run on every temperature change): soft targets, their
+entropy and class similarity, and classical KD's soft term split into decoupled KD's two parts (TCKD and
+NCKD, from kdcore.losses); the choice of images to inspect; and the turning of an uploaded or hand-drawn
+picture into a dataset-style image.
 """
 
 from __future__ import annotations
@@ -11,13 +13,14 @@ import math
 import re
 import warnings
 from collections.abc import Sequence
+from typing import NamedTuple
 
 import numpy as np
 import torch
 from PIL import Image, ImageOps
 
 from . import teachers
-from .losses import soft_targets
+from .losses import kd_split, soft_targets
 from .train import predict_logits
 
 PICK_MODES = ("telling", "class", "random", "ambiguous", "mistakes")
@@ -141,6 +144,78 @@ def member_predictions(
         p = soft_targets(z.float().reshape(-1), 1.0)
         out.append((name, classes[int(p.argmax())], float(p.max())))
     return out
+
+
+# --- classical KD's soft term split in two (decoupled KD) ----------------------------------------
+
+
+class DKDParts(NamedTuple):
+    """Classical KD's soft term split as in decoupled KD (kdcore.losses), each part multiplied by T^2 as the
+    loss weighs it: soft = tckd + weight * nckd.
+
+    tckd: how sure the teacher is of the target class (a binary target / rest KL); nckd: how it spreads the
+    rest over the other classes (the dark knowledge); weight: 1 - p_t, the teacher's probability of NOT the
+    target class, by which classical KD scales nckd down. Scalars for one image, tensors [N] for a batch.
+    """
+
+    tckd: torch.Tensor
+    nckd: torch.Tensor
+    weight: torch.Tensor
+    target_prob: torch.Tensor
+
+    @property
+    def weighted_nckd(self) -> torch.Tensor:
+        return self.weight * self.nckd
+
+    @property
+    def soft(self) -> torch.Tensor:
+        return self.tckd + self.weighted_nckd
+
+
+def dkd_parts(
+    teacher_logits: torch.Tensor, targets, temperature: float, student_logits: torch.Tensor | None = None
+) -> DKDParts:
+    """TCKD, NCKD and classical KD's weight on NCKD for one image ([K] logits, an int target) or a batch
+    ([N, K], [N]) at T.
+
+    Without `student_logits` the student is one that has learned nothing yet (every class equally likely), so
+    the parts measure what the teacher has to teach: KL(teacher || uniform) = tckd + weight * nckd.
+    """
+    z = teacher_logits.float()
+    single = z.ndim == 1
+    z = z.reshape(-1, z.shape[-1])
+    y = torch.as_tensor(targets, dtype=torch.long).reshape(-1)
+    if len(y) != len(z) or not bool(((y >= 0) & (y < z.shape[1])).all()):
+        raise ValueError(
+            f"targets must hold one class index from 0 to {z.shape[1] - 1} per image ({len(z)}), got {targets!r}"
+        )
+    s = torch.zeros_like(z) if student_logits is None else student_logits.float().reshape(z.shape)
+    split = kd_split(s, z, y, temperature)
+    t2 = float(temperature) ** 2
+    parts = DKDParts(split.tckd * t2, split.nckd * t2, 1.0 - split.teacher_target, split.teacher_target)
+    return DKDParts(*(p[0] for p in parts)) if single else parts
+
+
+def dkd_curve(teacher_logits: torch.Tensor, targets: torch.Tensor, temperatures: Sequence[float]) -> dict:
+    """Means over the images of tckd, weighted nckd, nckd and weight (see `dkd_parts`) at each temperature,
+    as lists keyed by those names."""
+    curve = {"tckd": [], "weighted_nckd": [], "nckd": [], "weight": []}
+    for t in temperatures:
+        parts = dkd_parts(teacher_logits, targets, t)
+        curve["tckd"].append(parts.tckd.mean().item())
+        curve["weighted_nckd"].append(parts.weighted_nckd.mean().item())
+        curve["nckd"].append(parts.nckd.mean().item())
+        curve["weight"].append(parts.weight.mean().item())
+    return curve
+
+
+def sample_indices(n: int, size: int, seed: int = 0) -> torch.Tensor:
+    """A fixed random sample of `size` of range(n) (all of it when n <= size), sorted, the same on every call."""
+    if int(size) < 1:
+        raise ValueError(f"size must be a whole number >= 1, got {size!r}")
+    if n <= size:
+        return torch.arange(n)
+    return torch.randperm(n, generator=torch.Generator().manual_seed(int(seed)))[: int(size)].sort().values
 
 
 # --- which images to look at -----------------------------------------------------------------

@@ -5,6 +5,10 @@ run of a dataset watches the same images). During a distillation each student's 
 those images is kept after every epoch, with the teacher ensemble's beside it, so a page can scrub
 through training image by image. The students' test logits are computed after every epoch anyway,
 so recording costs a slice and a softmax of 100 rows (benchmarks/probe_overhead.py).
+
+The functions after `Probes` shape what the Dark knowledge page scrubs through: which epochs both
+students finished, one image's probabilities at an epoch, the agreement and KL curves, and one point
+per student and image for a clickable scatter.
 """
 
 from __future__ import annotations
@@ -88,3 +92,100 @@ def agreement(probes: Probes, role: str) -> list[float]:
 def kl_to_teacher(probes: Probes, role: str) -> list[float]:
     """Per epoch, the mean over the probe images of KL(teacher || student), at T = 1."""
     return [kl.double().mean().item() for kl in probes.kl.get(role, ())]
+
+
+# --- what the Dark knowledge page scrubs through ------------------------------------------------
+
+STUDENTS = ("scratch", "distilled")
+
+
+def roles(probes: Probes) -> list[str]:
+    """The students the probes watched, scratch first (STUDENTS order)."""
+    return [r for r in STUDENTS if probes.epochs(r)]
+
+
+def common_epochs(probes: Probes) -> int:
+    """Epochs every watched student finished (0 if none): the range an epoch slider can scrub."""
+    counts = [probes.epochs(r) for r in roles(probes)]
+    return min(counts) if counts else 0
+
+
+def check_epoch(probes: Probes, epoch) -> int:
+    """epoch as an int from 1 to common_epochs(probes), or a ValueError naming the range."""
+    n = common_epochs(probes)
+    if isinstance(epoch, bool) or not isinstance(epoch, int) or not 1 <= epoch <= n:
+        raise ValueError(f"epoch must be a whole number from 1 to {n}, got {epoch!r}")
+    return epoch
+
+
+def check_position(probes: Probes, position) -> int:
+    n = len(probes.indices)
+    if isinstance(position, bool) or not isinstance(position, int) or not 0 <= position < n:
+        raise ValueError(f"position must be a probe image's position from 0 to {n - 1}, got {position!r}")
+    return position
+
+
+def position_of(probes: Probes, test_index) -> int | None:
+    """The probe position of a test image, or None if it is not a probe image."""
+    if test_index is None:
+        return None
+    hits = (probes.indices == int(test_index)).nonzero().flatten()
+    return int(hits[0]) if len(hits) else None
+
+
+def snapshot(probes: Probes, position: int, epoch: int) -> dict[str, torch.Tensor]:
+    """One probe image's probabilities [K] at T = 1: the teacher's, and each student's after `epoch`."""
+    i, e = check_position(probes, position), check_epoch(probes, epoch)
+    out = {"teacher": probes.teacher[i].float()}
+    for role in roles(probes):
+        out[role] = probes.students[role][e - 1][i].float()
+    return out
+
+
+def learning_curves(probes: Probes) -> dict[str, dict[str, list[float]]]:
+    """Per student, its agreement with the teacher and mean KL to it after each of the common epochs."""
+    n = common_epochs(probes)
+    return {r: {"agreement": agreement(probes, r)[:n], "kl": kl_to_teacher(probes, r)[:n]} for r in roles(probes)}
+
+
+@dataclass(frozen=True)
+class ImagePoint:
+    """One student on one probe image after one epoch: how far it is from the teacher and how it answers."""
+
+    role: str
+    position: int
+    test_index: int
+    label: int
+    kl: float  # KL(teacher || student) at T = 1
+    teacher_class_prob: float  # the student's probability of the teacher's top class
+    agrees: bool  # the student's top class is the teacher's
+
+
+def image_points(probes: Probes, epoch: int) -> list[ImagePoint]:
+    """Every student's point for every probe image after `epoch`, students in STUDENTS order."""
+    e = check_epoch(probes, epoch)
+    teacher_top = probes.teacher.argmax(-1)
+    points = []
+    for role in roles(probes):
+        probs = probes.students[role][e - 1].float()
+        kl, top = probes.kl[role][e - 1], probes.top[role][e - 1].long()
+        on_teacher = probs.gather(1, teacher_top.unsqueeze(1)).squeeze(1)
+        for i in range(len(probes.indices)):
+            points.append(
+                ImagePoint(
+                    role,
+                    i,
+                    int(probes.indices[i]),
+                    int(probes.labels[i]),
+                    float(kl[i]),
+                    float(on_teacher[i]),
+                    bool(top[i] == teacher_top[i]),
+                )
+            )
+    return points
+
+
+def next_epoch(probes: Probes, epoch: int) -> int | None:
+    """The epoch a Play button shows after `epoch`, or None at the last one (playing stops)."""
+    e = check_epoch(probes, epoch)
+    return e + 1 if e < common_epochs(probes) else None

@@ -1,6 +1,9 @@
-"""Dark knowledge page: the teacher ensemble's soft targets for one image and over the test set, as T moves."""
+"""Dark knowledge page: the teacher ensemble's soft targets for one image and over the test set, as T moves; the
+soft target's two decoupled-KD parts; and the session's last run's students watched epoch by epoch."""
 
 from __future__ import annotations
+
+import time
 
 import streamlit as st
 import torch
@@ -9,6 +12,7 @@ import charts
 import ui
 from kdcore import dark, experiments, glossary, teachers
 from kdcore import data as kdata
+from kdcore import probes as kprobes
 
 st.set_page_config(page_title="Dark knowledge · KD Playground", page_icon="🔦", layout="wide")
 
@@ -21,6 +25,8 @@ PICKS = {
     "Teacher's mistakes": "mistakes",
 }
 BIG_PX = 224
+SPLIT_SAMPLE = 2000  # test images behind the DKD split's curve: enough for a smooth mean, cheap at every T
+PLAY_SECONDS = 0.6  # how long Play shows each epoch
 
 
 @st.cache_resource(show_spinner="Loading the dataset…", max_entries=4)
@@ -44,6 +50,11 @@ def similarity(key: str, temperature: float, _logits: torch.Tensor, _y: torch.Te
     return dark.class_similarity(_logits, _y, temperature)
 
 
+@st.cache_data(show_spinner=False, max_entries=16)
+def split_curve(key: str, _logits: torch.Tensor, _y: torch.Tensor) -> dict:
+    return dark.dkd_curve(_logits, _y, T_GRID)
+
+
 def distilled_result(dataset: str):
     """This session's newest finished distillation on this dataset that produced a distilled student."""
     return next(
@@ -54,6 +65,160 @@ def distilled_result(dataset: str):
         ),
         None,
     )
+
+
+def watched_result(dataset: str):
+    """This session's newest finished distillation on this dataset that watched its students on the probe images."""
+    return next(
+        (
+            r
+            for r in reversed(ui.finished_distill_results())
+            if r.config.dataset == dataset and r.probes is not None and kprobes.common_epochs(r.probes)
+        ),
+        None,
+    )
+
+
+def show_split(sel: ui.Selected | None, data, ens, temperature: float, cache_key: str) -> None:
+    """The chosen image's soft term split into TCKD and NCKD at T, and the test set's means over the T range."""
+    left, right = st.columns([1, 1])
+    if sel is not None:
+        target = sel.label if sel.label is not None else int(sel.teacher.argmax())
+        parts = dark.dkd_parts(sel.teacher, target, temperature)
+        tckd, nckd, weight = float(parts.tckd), float(parts.nckd), float(parts.weight)
+        ui.chart(charts.dkd_split_image(tckd, nckd, weight, temperature), left)
+        whose = "true class" if sel.label is not None else "top class (the true class is unknown)"
+        left.caption(
+            f"At T = {temperature:g} the teacher gives this image's {whose}, **{data.classes[target]}**, "
+            f"p_t = {1 - weight:.1%}. TCKD ({tckd:.2f}) is how sure it is of that, NCKD ({nckd:.2f}) how it "
+            f"spreads the rest over the other classes, the dark knowledge. Classical KD multiplies NCKD by "
+            f"1 − p_t = **{weight:.2f}**, so the surer the teacher, the less of its dark knowledge reaches the "
+            "student; decoupled KD (DKD) weights the two parts apart."
+        )
+    else:
+        left.info("Choose, draw or upload an image above to see its two parts.")
+    sample = dark.sample_indices(len(data.test_y), SPLIT_SAMPLE)
+    logits, y = ens.test_logits[sample], data.test_y[sample]
+    curve = split_curve(f"{cache_key}|{SPLIT_SAMPLE}", logits, y)
+    at_t = {k: v[0] for k, v in dark.dkd_curve(logits, y, [temperature]).items()}
+    ui.chart(charts.dkd_split_vs_temperature(T_GRID, curve, temperature, at_t), right)
+    right.caption(
+        f"Means over {len(sample):,} test images. A hotter T makes the teacher less sure of the true class, so "
+        "1 − p_t grows and classical KD's share of the dark knowledge (solid pink) climbs towards the whole of it "
+        "(dotted). Both parts are measured against a student that knows nothing yet: they are what there is to "
+        "learn."
+    )
+
+
+def _select_probe(p: kprobes.Probes, position: int) -> None:
+    """Make one probe image the selected image of the whole page: the scrub panel and the image at the top."""
+    test_index = int(p.indices[position])
+    st.session_state.watch_image = position
+    st.session_state.dark_index = st.session_state.dark_probe_index = test_index
+    if PICKS.get(st.session_state.get("dark_source")) is None:  # a drawing or upload is showing: show this instead
+        st.session_state.dark_source = next(iter(PICKS))
+
+
+def _on_point(p: kprobes.Probes) -> None:
+    points = st.session_state.watch_points.selection.points
+    if points and points[0].get("customdata"):
+        _select_probe(p, int(points[0]["customdata"][0]))
+
+
+def _on_pick(p: kprobes.Probes) -> None:
+    _select_probe(p, st.session_state.watch_image)
+
+
+def _play(last: int) -> None:
+    st.session_state.watch_playing = True
+    if st.session_state.get("watch_epoch") == last:  # start again from the first epoch
+        st.session_state.watch_epoch = 1
+
+
+def _pause() -> None:
+    st.session_state.watch_playing = False
+
+
+def show_watch(result, data) -> None:
+    """Scrub the last run's two students through their epochs on the probe images, one of them picked."""
+    p = result.probes
+    n = kprobes.common_epochs(p)
+    if "watch_next" in st.session_state:  # Play's next epoch, set before the slider exists
+        st.session_state.watch_epoch = st.session_state.pop("watch_next")
+    if not 1 <= st.session_state.get("watch_epoch", 0) <= n:
+        st.session_state.watch_epoch = n
+    position = kprobes.position_of(p, st.session_state.get("dark_index"))
+    if position is not None:  # the image chosen at the top of the page is a probe image: show it here too
+        st.session_state.watch_image = position
+    if not 0 <= st.session_state.get("watch_image", -1) < len(p.indices):
+        st.session_state.watch_image = int(dark.telling_images(torch.log(p.teacher.clamp_min(1e-12)), p.labels, 1)[0])
+    cfg = result.config
+    partial = " (stopped early)" if result.partial else ""
+    st.caption(
+        f"Your last run{partial}: {cfg.student} students trained for {kprobes.common_epochs(p)} epochs with T = "
+        f"{cfg.temperature:g} and α = {cfg.alpha:g} from {', '.join(cfg.teachers)}. After every epoch both students "
+        f"answered the same {len(p.indices)} test images (the probe images, {len(p.indices) // data.num_classes} per "
+        "class); every probability here is at T = 1, as the students answer."
+    )
+    phrases = [dark.class_phrase(c) for c in data.classes]
+    playing = st.session_state.get("watch_playing", False)
+    c1, c2, c3 = st.columns([1, 4, 3])
+    if playing:
+        c1.button("Pause", icon=":material/pause:", on_click=_pause, key="watch_pause", width="stretch")
+    else:
+        c1.button(
+            "Play",
+            icon=":material/play_arrow:",
+            on_click=_play,
+            args=(n,),
+            key="watch_play",
+            width="stretch",
+            disabled=n < 2,
+            help="Steps through the epochs, one every half second or so.",
+        )
+    if n >= 2:
+        epoch = c2.slider("Epoch", 1, n, key="watch_epoch", disabled=playing)
+    else:
+        epoch = 1
+        c2.caption("The run finished one epoch only, so there is nothing to scrub.")
+    c3.selectbox(
+        "Probe image",
+        range(len(p.indices)),
+        key="watch_image",
+        on_change=_on_pick,
+        args=(p,),
+        format_func=lambda i: f"test image #{int(p.indices[i])}: {phrases[int(p.labels[i])]}",
+    )
+    position = st.session_state.watch_image
+    label = int(p.labels[position])
+    left, right = st.columns(2)
+    log = st.session_state.get("dark_log", False)  # the page's log-scale toggle, when an image is shown above
+    snap = kprobes.snapshot(p, position, epoch)
+    ui.chart(charts.watch_probabilities(snap, data.classes, label, epoch, log), left)
+    right.plotly_chart(
+        charts.watch_points(kprobes.image_points(p, epoch), phrases, epoch, position),
+        width="stretch",
+        config=ui.CHART_CONFIG,
+        key="watch_points",
+        on_select=lambda: _on_point(p),
+        selection_mode="points",
+    )
+    right.caption(
+        "Each dot is one probe image for one student: far left and high up means it answers like the teacher; "
+        "a cross means it picks another class. **Click a dot** to show that image everywhere on this page."
+    )
+    curves = kprobes.learning_curves(p)
+    a, b = st.columns(2)
+    ui.chart(charts.watch_curve(curves, "agreement", epoch), a)
+    ui.chart(charts.watch_curve(curves, "kl", epoch), b)
+    if playing:
+        nxt = kprobes.next_epoch(p, epoch)
+        if nxt is None:
+            st.session_state.watch_playing = False
+        else:
+            time.sleep(PLAY_SECONDS)
+            st.session_state.watch_next = nxt
+        st.rerun()
 
 
 def show_selected(sel: ui.Selected, data, ens, temperature: float, result) -> None:
@@ -143,7 +308,14 @@ draw_label = "Draw a digit" if not data.name.startswith("fashion") else "Draw an
 sources = list(PICKS) + ([draw_label] if drawable else []) + [ui.UPLOAD]
 if st.session_state.get("dark_source") not in sources:
     st.session_state.pop("dark_source", None)
-source = st.radio("Choose an image", sources, horizontal=True, key="dark_source", label_visibility="collapsed")
+source = st.radio(
+    "Choose an image",
+    sources,
+    horizontal=True,
+    key="dark_source",
+    label_visibility="collapsed",
+    on_change=ui.unpin_probe_image,
+)
 if source in PICKS:
     selected = ui.pick_from_test_set(data, ens, PICKS[source], student_test_logits)
 elif source == ui.UPLOAD:
@@ -172,3 +344,22 @@ left.markdown(
     "**Most confusable pairs**  \n" + "  \n".join(f"{n}. {s}" for n, s in enumerate(pairs, 1)),
     help=glossary.tooltip("soft targets", "dark knowledge"),
 )
+
+st.subheader("The soft target's two parts", help=glossary.tooltip("KL divergence", "soft targets", "dark knowledge"))
+st.markdown(
+    "Decoupled KD (Zhao et al., 2022) splits classical KD's soft term into **TCKD**, how sure the teacher is of "
+    "the true class, and **NCKD**, how it spreads the rest over the other classes: the dark knowledge. Classical "
+    "KD adds them as TCKD + (1 − p_t) × NCKD, where p_t is the teacher's probability of the true class."
+)
+show_split(selected, data, ens, T, cache_key)
+
+st.subheader("Watching the students learn", help=glossary.tooltip("agreement", "KL divergence", "epoch"))
+watched = watched_result(cfg.dataset)
+if watched is None:
+    st.caption(
+        f"Run a distillation on {cfg.dataset} on the **Distill** page first: this part then scrubs through its "
+        "training, epoch by epoch, and shows how the distilled and the scratch student come to answer like the "
+        "teacher."
+    )
+else:
+    show_watch(watched, data)

@@ -461,3 +461,132 @@ def test_drawn_stroke_becomes_a_centred_digit():
     assert out.max() > 200
     cy, cx = _centre_of_mass(out)
     assert abs(cy - 13.5) <= 1 and abs(cx - 13.5) <= 1
+
+
+# --- classical KD's soft term in its two decoupled parts ------------------------------------------------
+
+
+def _teacher_batch(n=64, k=10, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return torch.randn(n, k, generator=g) * 4, torch.randint(0, k, (n,), generator=g)
+
+
+@pytest.mark.parametrize("temperature", [1.0, 4.0, 20.0])
+def test_dkd_parts_add_up_to_classical_kds_soft_term(temperature):
+    from kdcore.losses import distillation_loss, kd_split
+
+    logits, y = _teacher_batch()
+    parts = dark.dkd_parts(logits, y, temperature)
+    # Against a student that has learned nothing (equal logits): the loss's soft term at alpha = 1.
+    soft = distillation_loss(torch.zeros_like(logits), logits, y, temperature, 1.0).soft
+    assert parts.soft.mean().item() == pytest.approx(soft.item(), rel=1e-5)
+    split = kd_split(torch.zeros_like(logits), logits, y, temperature)
+    assert torch.allclose(parts.tckd, split.tckd * temperature**2)
+    assert torch.allclose(parts.weight, 1 - torch.softmax(logits / temperature, 1)[torch.arange(len(y)), y])
+    # With a real student the same identity holds against it.
+    student = torch.randn(64, 10, generator=torch.Generator().manual_seed(5))
+    with_student = dark.dkd_parts(logits, y, temperature, student)
+    assert with_student.soft.mean().item() == pytest.approx(
+        distillation_loss(student, logits, y, temperature, 1.0).soft.item(), rel=1e-5
+    )
+
+
+def test_dkd_parts_say_how_sure_the_teacher_is_and_how_it_spreads_the_rest():
+    sure = torch.tensor([12.0, 0, 0, 0, 0, 0, 0, 0, 0, 0])
+    spread = torch.tensor([12.0, 8.0, 0, 0, 0, 0, 0, 0, 0, 0])  # the same certainty, one clear runner-up
+    a, b = dark.dkd_parts(sure, 0, 4.0), dark.dkd_parts(spread, 0, 4.0)
+    assert a.tckd.ndim == 0 and float(a.target_prob) > float(b.target_prob)
+    assert float(a.nckd) == pytest.approx(0.0, abs=1e-5)  # the rest is uniform: no dark knowledge
+    assert float(b.nckd) > 0.5
+    assert float(b.weight) == pytest.approx(1 - float(b.target_prob))
+    # A hotter T lowers the teacher's certainty, so classical KD weights the dark knowledge up.
+    assert float(dark.dkd_parts(spread, 0, 8.0).weight) > float(b.weight)
+
+
+def test_dkd_curve_is_the_mean_of_the_parts_at_each_temperature():
+    logits, _ = _teacher_batch()
+    y = logits.argmax(1)  # a teacher that is right
+    curve = dark.dkd_curve(logits, y, [1.0, 4.0])
+    parts = dark.dkd_parts(logits, y, 4.0)
+    assert curve["tckd"][1] == pytest.approx(parts.tckd.mean().item())
+    assert curve["weighted_nckd"][1] == pytest.approx(parts.weighted_nckd.mean().item())
+    assert curve["weight"][0] < curve["weight"][1]  # hotter: less sure of the target
+
+
+def test_dkd_parts_refuse_targets_that_are_not_classes():
+    logits, _ = _teacher_batch(n=3)
+    with pytest.raises(ValueError, match="targets must hold one class index from 0 to 9"):
+        dark.dkd_parts(logits, torch.tensor([0, 1, 10]), 4.0)
+    with pytest.raises(ValueError, match="targets must hold"):
+        dark.dkd_parts(logits, torch.tensor([0, 1]), 4.0)
+
+
+def test_sample_indices_are_fixed_and_sorted():
+    a = dark.sample_indices(10_000, 2000)
+    assert len(a) == 2000 and torch.equal(a, a.sort().values) and torch.equal(a, dark.sample_indices(10_000, 2000))
+    assert torch.equal(dark.sample_indices(50, 2000), torch.arange(50))
+    with pytest.raises(ValueError, match="size must be"):
+        dark.sample_indices(50, 0)
+
+
+# --- watching the students learn on the probe images ----------------------------------------------------
+
+
+def _probes(epochs=3, n_per_class=2, k=10):
+    from kdcore import probes as kprobes
+
+    g = torch.Generator().manual_seed(1)
+    test_y = torch.arange(k).repeat(5)
+    teacher = torch.randn(len(test_y), k, generator=g) * 3
+    p = kprobes.Probes.start(kprobes.probe_indices(test_y, n_per_class), test_y, teacher)
+    for e in range(epochs):
+        # The distilled student moves towards the teacher each epoch, the scratch one stays noisy.
+        p.record("distilled", teacher * (e + 1) / epochs + torch.randn(len(test_y), k, generator=g) * (epochs - e))
+        p.record("scratch", torch.randn(len(test_y), k, generator=g) * 3)
+    return p
+
+
+def test_watch_scrubs_one_probe_image_through_the_epochs():
+    from kdcore import probes as kprobes
+
+    p = _probes()
+    assert kprobes.roles(p) == ["scratch", "distilled"] and kprobes.common_epochs(p) == 3
+    snap = kprobes.snapshot(p, 4, 2)
+    assert set(snap) == {"teacher", "scratch", "distilled"}
+    assert torch.allclose(snap["teacher"], p.teacher[4])
+    assert torch.allclose(snap["distilled"], p.students["distilled"][1][4].float())
+    for probs in snap.values():
+        assert float(probs.sum()) == pytest.approx(1.0, abs=1e-2)
+    assert kprobes.position_of(p, int(p.indices[4])) == 4
+    assert kprobes.position_of(p, 10_000) is None and kprobes.position_of(p, None) is None
+
+
+def test_watch_curves_and_points_agree_with_the_recorded_epochs():
+    from kdcore import probes as kprobes
+
+    p = _probes()
+    curves = kprobes.learning_curves(p)
+    assert curves["distilled"]["kl"][-1] < curves["distilled"]["kl"][0]  # it learns the teacher
+    points = kprobes.image_points(p, 3)
+    assert len(points) == 2 * len(p.indices)
+    distilled = [q for q in points if q.role == "distilled"]
+    assert [q.position for q in distilled] == list(range(len(p.indices)))
+    assert sum(q.kl for q in distilled) / len(distilled) == pytest.approx(curves["distilled"]["kl"][-1], rel=1e-5)
+    assert sum(q.agrees for q in distilled) / len(distilled) == pytest.approx(curves["distilled"]["agreement"][-1])
+    q = distilled[7]
+    assert q.test_index == int(p.indices[7]) and q.label == int(p.labels[7])
+    teacher_top = int(p.teacher[7].argmax())
+    assert q.teacher_class_prob == pytest.approx(float(p.students["distilled"][2][7][teacher_top]))
+
+
+def test_watch_plays_to_the_last_common_epoch_and_refuses_others():
+    from kdcore import probes as kprobes
+
+    p = _probes()
+    p.students["scratch"].pop()  # a stopped run: scratch finished one epoch fewer
+    assert kprobes.common_epochs(p) == 2
+    assert kprobes.next_epoch(p, 1) == 2 and kprobes.next_epoch(p, 2) is None
+    with pytest.raises(ValueError, match="epoch must be a whole number from 1 to 2, got 3"):
+        kprobes.snapshot(p, 0, 3)
+    with pytest.raises(ValueError, match="position must be a probe image's position from 0 to 19"):
+        kprobes.snapshot(p, 20, 1)
