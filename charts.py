@@ -12,12 +12,13 @@ import plotly.graph_objects as go
 import torch
 
 import ui
-from kdcore import classboard, describe, events, lessons, report, studies
+from kdcore import classboard, describe, events, lessons, methods, report, studies
 from kdcore.experiments import ROLES, RunResult
 
 CHART_HEIGHT = 430
 UP, DOWN = "#009E73", "#D55E00"  # Okabe-Ito green and vermillion: better / worse than scratch, on every page
 NEUTRAL, PENDING = "#F4F4F4", "#E2E2E2"
+ASSISTANT_COLOR = "#56B4E9"  # Okabe-Ito sky blue: the teacher assistant's line, apart from the four roles
 SUBTITLE_FONT = dict(size=15, color="#555")
 # The title of each chart a lesson can name (lessons.CHARTS), so a page and its tests agree on what is drawn.
 TITLES = {
@@ -958,6 +959,24 @@ def capacity_accuracy(snap: dict) -> go.Figure:
         "Test accuracy against student size",
         f"teacher ensemble: {describe.params(teacher)} parameters" if teacher else "",
     )
+    assisted = [p for p in points if p.get("assistant")]
+    if assisted:
+        # Mirzadeh et al.'s chain, for the sizes smaller than the assistant: ensemble → assistant → student.
+        helper = assisted[0]["assistant"]
+        y = [None if p.get("assisted_acc") is None else 100 * p["assisted_acc"] for p in assisted]
+        fig.add_scatter(
+            x=[p["params"] for p in assisted],
+            y=y,
+            name=f"Distilled through the assistant {helper}",
+            mode="lines+markers",
+            customdata=[p["student"] for p in assisted],
+            line=dict(color=ASSISTANT_COLOR, width=4, dash="dash"),
+            marker=dict(size=11, symbol="diamond"),
+            hovertemplate="%{customdata} via " + helper + ": %{y:.1f} %<extra>with assistant</extra>",
+        )
+        shown = [v for v in y if v is not None]
+        if shown:
+            fig.update_yaxes(range=[min(fig.layout.yaxis.range[0], _accuracy_floor(shown)), 100.5])
     _bottom_legend(fig, y=-0.36)  # below the two-line tick labels and the axis title
     fig.update_xaxes(**_capacity_ticks(snap))
     return fig
@@ -1051,4 +1070,69 @@ def saved_runs_accuracy(records) -> go.Figure:
             y=50,
             font=dict(size=18, color="#777"),
         )
+    return fig
+
+
+# --------------------------------------------------------------------------- methods (Distill)
+
+PART_DASH = {"tckd": "solid", "nckd": "dash"}
+
+
+def dkd_parts(curves: Curves, epochs: int) -> go.Figure:
+    """DKD's two soft-loss parts of the distilled student per epoch (kdcore.methods.loss_parts), T²-scaled and
+    unweighted: what α_tc and β_nc multiply."""
+    rows = methods.loss_parts(curves, "distilled")
+    traces, values = [], []
+    for part, points in rows.items():
+        values += [v for _, v in points]
+        traces.append(
+            dict(
+                type="scatter",
+                x=[e for e, _ in points],
+                y=[v for _, v in points],
+                name=methods.PARTS[part],
+                mode="lines+markers",
+                line=dict(color=ui.COLORS["distilled"], dash=PART_DASH[part], width=4),
+                marker=dict(size=9),
+                hovertemplate="epoch %{x}: %{y:.4f}<extra>" + methods.PARTS[part] + "</extra>",
+            )
+        )
+    top = max(values, default=1.0) * 1.15 or 1.0
+    return _live_figure(
+        traces,
+        "DKD's two parts (distilled student)",
+        "T² × KL per part, before the weights α_tc and β_nc",
+        epochs,
+        dict(title=dict(text="Loss part"), range=[0, top], rangemode="tozero"),
+        empty_text=None if values else "appears after the first epoch",
+        empty_y=top / 2,
+    )
+
+
+def generation_accuracy(rows: Sequence[methods.GenerationRow], teacher_acc: float | None) -> go.Figure:
+    """Test accuracy per born-again generation (0 = the scratch student), with the teacher ensemble's line."""
+    fig = go.Figure()
+    y = [100 * r.accuracy for r in rows]
+    fig.add_bar(
+        x=[
+            f"{r.generation}: {'scratch' if r.generation == 0 else 'distilled' if r.distilled else 'born-again'}"
+            for r in rows
+        ],
+        y=y,
+        marker=dict(
+            color=[ui.COLORS["scratch"] if r.generation == 0 else ui.COLORS["distilled"] for r in rows],
+            opacity=[1.0 if r.generation == 0 or r.distilled else 0.6 for r in rows],
+        ),
+        text=[f"{v:.1f} %" for v in y],
+        textposition="outside",
+        textfont=dict(size=17, color="#333"),
+        cliponaxis=False,
+        showlegend=False,
+        hovertemplate="generation %{x}: %{y:.2f} %<extra></extra>",
+    )
+    _teacher_line(fig, teacher_acc)
+    _titled(fig, "Test accuracy per generation", "each generation learns from the one before · 0 = scratch student")
+    fig.update_xaxes(title_text="Generation", type="category")
+    low = _accuracy_floor(y + ([100 * teacher_acc] if teacher_acc is not None else []), margin=3.0)
+    fig.update_yaxes(title_text="Test accuracy (%)", range=[low, 101])
     return fig
