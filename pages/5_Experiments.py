@@ -228,11 +228,12 @@ def capacity_tab(cfg: experiments.RunConfig) -> None:
         help=ui.HELP["student"],
     )
     through = studies.assisted_sizes(cfg.student, picked, cfg.dataset)
-    plan = f"{2 * len(picked) + len(through)} students of {describe.plural(cfg.epochs, 'epoch')}"
+    # As the study counts them: the assistant is one more student, trained once and then cached.
+    plan = f"{2 * len(picked) + len(through) + bool(through)} students of {describe.plural(cfg.epochs, 'epoch')}"
     if through:
         plan += (
-            f" (with {', '.join(through)} also distilled through the teacher assistant "
-            f"{studies.study_assistant(cfg.student)}, trained once)"
+            f" (the teacher assistant {studies.study_assistant(cfg.student)}, and {', '.join(through)} also "
+            "distilled through it)"
         )
     why_not = "" if picked else "Pick at least one student size."
     name = f"Student capacity ({cfg.dataset})"

@@ -159,6 +159,14 @@ def test_the_experiments_page_offers_no_method_its_studies_do_not_use():
     assert "Method" not in _labels(at) and "Consistent augmentation" in _labels(at)
 
 
+def test_the_capacity_studys_plan_counts_the_students_it_distils_through_the_assistant():
+    at = AppTest.from_file(str(ROOT / "pages/5_Experiments.py"), default_timeout=TIMEOUT)
+    at.session_state["config"] = default_config("mnist-sample", student="mlp-small", epochs=2)
+    at.run()
+    plan = next(c.value for c in at.caption if c.value.startswith("9 students of 2 epochs"))
+    assert "the teacher assistant mlp-medium, and mlp-tiny, mlp-small also distilled through it" in plan
+
+
 def test_every_method_name_the_app_shows_is_in_the_glossary():
     for name in methods.LABELS.values():
         assert glossary.define(name)
