@@ -481,7 +481,7 @@ def chart(fig, where=None, *, key: str | None = None, live: bool = False) -> Non
     (where or st).plotly_chart(fig, width="stretch", config=config, key=key)
 
 
-def settings_hint(cfg: experiments.RunConfig, shown=("temperature", "alpha", "student")) -> None:
+def settings_hint(cfg: experiments.RunConfig, shown=("method", "temperature", "alpha", "student")) -> None:
     """Say where the settings are: on a phone the sidebar starts closed, behind the » at the top left."""
     view = link_view()
     values = {
@@ -492,7 +492,10 @@ def settings_hint(cfg: experiments.RunConfig, shown=("temperature", "alpha", "st
         "dataset": cfg.dataset,
         "teachers": " + ".join(cfg.teachers),
     }
-    now = ", ".join(values[name] for name in shown if name in values and view.shows(name))
+    if cfg.method == "dkd":  # DKD weights its parts with α_tc and β_nc, not α
+        values["alpha"] = f"α_tc = {cfg.alpha_tc:g}, β_nc = {cfg.nckd_weight:g}"
+    values["method"] = "" if cfg.method == "kd" else methods.label(cfg.method)
+    now = ", ".join(values[name] for name in shown if values.get(name) and view.shows(name))
     st.caption(
         f":material/tune: **Settings** ({now}, …) are in the sidebar, opened on a phone with the **»** at the top left."
     )

@@ -172,6 +172,7 @@ def session_runs(runs: Sequence[jobs.Job]) -> pd.DataFrame:
                 "Run": None if result is None else result.run_id,
                 "Started": datetime.fromtimestamp(job.created).strftime("%H:%M:%S"),
                 "Student": cfg.student if cfg else "?",
+                "Method": methods.label(cfg.method) if cfg else "?",
                 "T": cfg.temperature if cfg else None,
                 "α": cfg.alpha if cfg else None,
                 "Epochs": cfg.epochs if cfg else None,

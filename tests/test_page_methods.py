@@ -74,6 +74,8 @@ def test_the_method_box_names_the_four_methods_in_words_and_shows_only_the_chose
     assert {"Weight α_tc of the target class (TCKD)", "Weight β_nc of the other classes (NCKD)"} <= _labels(at)
     assert "Weight α of the teacher" not in _labels(at)  # DKD does not use α
     assert at.sidebar.slider(key="w_beta_nc").value == 0.5  # mnist-sample's measured default
+    hint = next(c.value for c in at.main.caption if "are in the sidebar" in c.value)
+    assert "Decoupled KD (DKD), T = 4, α_tc = 1, β_nc = 0.5" in hint
     assert "Teacher assistant" not in _labels(at) and "Born-again generations" not in _labels(at)
 
     at.sidebar.selectbox(key="w_method").set_value("self").run()
@@ -290,3 +292,11 @@ def test_a_teacher_assistant_run_lists_the_assistant_and_explains_the_chain(fast
     (label,) = table[table[report.ROLE] == "assistant"][report.MODEL]
     assert label.startswith("teacher assistant mlp-small")
     assert any("Chain: teacher ensemble → assistant mlp-small → student mlp-tiny" in c.value for c in at.caption)
+    runs = next(df.value for df in at.dataframe if "KD gain (points)" in df.value.columns)
+    assert runs["Method"].tolist()[0] == "Teacher assistant"
+    compare = AppTest.from_file(str(ROOT / "pages/4_Compare.py"), default_timeout=TIMEOUT)
+    compare.session_state["session_id"] = at.session_state["session_id"]
+    compare.run()
+    assert not compare.exception, [e.value for e in compare.exception]
+    table = next(df.value for df in compare.dataframe if report.MODEL in df.value.columns)
+    assert any("teacher assistant mlp-small" in m for m in table[report.MODEL])
