@@ -381,7 +381,7 @@ def _live_figure(
         layout=dict(
             # Short titles with a subtitle fit a phone.
             title=dict(text=title, subtitle=dict(text=subtitle, font=SUBTITLE_FONT)),
-            legend=dict(orientation="h", yanchor="top", y=-0.22, xanchor="left", x=0, **(legend or {})),
+            legend={**dict(orientation="h", yanchor="top", y=-0.22, xanchor="left", x=0), **(legend or {})},
             xaxis=dict(title=dict(text="Epoch"), range=[0, epochs], dtick=max(1, math.ceil(epochs / 10))),
             yaxis=yaxis,
             shapes=list(shapes),
@@ -396,20 +396,26 @@ def _live_figure(
 def training_accuracy(curves: Curves, epochs: int, teacher_acc: float | None = None) -> go.Figure:
     """Both students' test accuracy per epoch, live or finished, with the teacher ensemble's as a dotted line."""
     traces, values = [], []
-    for m in STUDENTS:
+    # A born-again run's middle generations ("generation 1", …) train between the scratch and the distilled
+    # student: drawn thinner in the distilled colour, so the live chart moves while they train.
+    middle = [m for m in curves if m not in STUDENTS]
+    for m in (STUDENTS[0], *middle, STUDENTS[1]):
         pts = [e for e in curves.get(m, []) if isinstance(e, events.Epoch)]
         y = [100 * e.test_acc for e in pts]
         values += y
+        role = m if m in STUDENTS else "distilled"
         traces.append(
             dict(
                 type="scatter",
                 x=[e.epoch for e in pts],
                 y=y,
-                name=ui.ROLE_LABELS[m],
+                name=ui.ROLE_LABELS[m] if m in STUDENTS else f"Born-again {m}",
                 mode="lines+markers",
-                line=dict(color=ui.COLORS[m], width=4),
-                marker=dict(size=9),
-                hovertemplate="epoch %{x}: %{y:.2f} %<extra>" + SHORT[m] + "</extra>",
+                line=dict(
+                    color=ui.COLORS[role], width=4 if m in STUDENTS else 2, dash="solid" if m in STUDENTS else "dot"
+                ),
+                marker=dict(size=9 if m in STUDENTS else 6),
+                hovertemplate="epoch %{x}: %{y:.2f} %<extra>" + SHORT.get(m, m) + "</extra>",
             )
         )
     shapes, notes = [], []
@@ -440,6 +446,9 @@ def training_accuracy(curves: Curves, epochs: int, teacher_acc: float | None = N
         empty_y=50,
         shapes=shapes,
         annotations=notes,
+        # With born-again generations the legend wraps to a column (no two long names fit a row): lower, so
+        # it clears the axis title.
+        legend=dict(y=-0.3) if middle else None,
     )
 
 

@@ -153,8 +153,8 @@ def born_again(result: experiments.RunResult) -> None:
     left, right = st.columns(2)
     ui.chart(charts.generation_accuracy(methods.generation_rows(result), result.row("ensemble").accuracy), left)
     right.markdown(
-        f"**Born-again generations.** {methods.generations_reading(result)} The training curves above show "
-        "generation 0 (scratch) and the last generation (distilled).",
+        f"**Born-again generations.** {methods.generations_reading(result)} The test accuracy curves above "
+        "show every generation, epoch by epoch.",
         help=glossary.tooltip("Self-distillation (born-again)"),
     )
 

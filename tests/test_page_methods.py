@@ -282,6 +282,12 @@ def test_a_born_again_run_shows_accuracy_per_generation_against_the_ensemble(fas
     assert list(bars["x"]) == ["0: scratch", "1: born-again", "2: distilled"]
     assert any("teacher ensemble" in a["text"] for a in fig["layout"]["annotations"])
     assert any("Born-again generations" in m.value for m in at.markdown)
+    curves = _figures(at)["Test accuracy"]
+    assert [t["name"] for t in curves["data"]] == [
+        "Scratch student (no teacher)",
+        "Born-again generation 1",
+        "Distilled student",
+    ]
     table = next(df.value for df in at.dataframe if report.ACCURACY in df.value.columns)
     assert "generation" in set(table[report.ROLE])
 
