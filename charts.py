@@ -12,12 +12,13 @@ import plotly.graph_objects as go
 import torch
 
 import ui
-from kdcore import classboard, describe, events, lessons, report, studies
+from kdcore import classboard, describe, events, lessons, methods, report, studies
 from kdcore.experiments import ROLES, RunResult
 
 CHART_HEIGHT = 430
 UP, DOWN = "#009E73", "#D55E00"  # Okabe-Ito green and vermillion: better / worse than scratch, on every page
 NEUTRAL, PENDING = "#F4F4F4", "#E2E2E2"
+ASSISTANT_COLOR = "#56B4E9"  # Okabe-Ito sky blue: the teacher assistant's line, apart from the four roles
 SUBTITLE_FONT = dict(size=15, color="#555")
 # The title of each chart a lesson can name (lessons.CHARTS), so a page and its tests agree on what is drawn.
 TITLES = {
@@ -380,7 +381,7 @@ def _live_figure(
         layout=dict(
             # Short titles with a subtitle fit a phone.
             title=dict(text=title, subtitle=dict(text=subtitle, font=SUBTITLE_FONT)),
-            legend=dict(orientation="h", yanchor="top", y=-0.22, xanchor="left", x=0, **(legend or {})),
+            legend={**dict(orientation="h", yanchor="top", y=-0.22, xanchor="left", x=0), **(legend or {})},
             xaxis=dict(title=dict(text="Epoch"), range=[0, epochs], dtick=max(1, math.ceil(epochs / 10))),
             yaxis=yaxis,
             shapes=list(shapes),
@@ -395,20 +396,26 @@ def _live_figure(
 def training_accuracy(curves: Curves, epochs: int, teacher_acc: float | None = None) -> go.Figure:
     """Both students' test accuracy per epoch, live or finished, with the teacher ensemble's as a dotted line."""
     traces, values = [], []
-    for m in STUDENTS:
+    # A born-again run's middle generations ("generation 1", …) train between the scratch and the distilled
+    # student: drawn thinner in the distilled colour, so the live chart moves while they train.
+    middle = [m for m in curves if m not in STUDENTS]
+    for m in (STUDENTS[0], *middle, STUDENTS[1]):
         pts = [e for e in curves.get(m, []) if isinstance(e, events.Epoch)]
         y = [100 * e.test_acc for e in pts]
         values += y
+        role = m if m in STUDENTS else "distilled"
         traces.append(
             dict(
                 type="scatter",
                 x=[e.epoch for e in pts],
                 y=y,
-                name=ui.ROLE_LABELS[m],
+                name=ui.ROLE_LABELS[m] if m in STUDENTS else f"Born-again {m}",
                 mode="lines+markers",
-                line=dict(color=ui.COLORS[m], width=4),
-                marker=dict(size=9),
-                hovertemplate="epoch %{x}: %{y:.2f} %<extra>" + SHORT[m] + "</extra>",
+                line=dict(
+                    color=ui.COLORS[role], width=4 if m in STUDENTS else 2, dash="solid" if m in STUDENTS else "dot"
+                ),
+                marker=dict(size=9 if m in STUDENTS else 6),
+                hovertemplate="epoch %{x}: %{y:.2f} %<extra>" + SHORT.get(m, m) + "</extra>",
             )
         )
     shapes, notes = [], []
@@ -439,6 +446,9 @@ def training_accuracy(curves: Curves, epochs: int, teacher_acc: float | None = N
         empty_y=50,
         shapes=shapes,
         annotations=notes,
+        # With born-again generations the legend wraps to a column (no two long names fit a row): lower, so
+        # it clears the axis title.
+        legend=dict(y=-0.3) if middle else None,
     )
 
 
@@ -1142,6 +1152,24 @@ def capacity_accuracy(snap: dict) -> go.Figure:
         "Test accuracy against student size",
         f"teacher ensemble: {describe.params(teacher)} parameters" if teacher else "",
     )
+    assisted = [p for p in points if p.get("assistant")]
+    if assisted:
+        # Mirzadeh et al.'s chain, for the sizes smaller than the assistant: ensemble → assistant → student.
+        helper = assisted[0]["assistant"]
+        y = [None if p.get("assisted_acc") is None else 100 * p["assisted_acc"] for p in assisted]
+        fig.add_scatter(
+            x=[p["params"] for p in assisted],
+            y=y,
+            name=f"Distilled through the assistant {helper}",
+            mode="lines+markers",
+            customdata=[p["student"] for p in assisted],
+            line=dict(color=ASSISTANT_COLOR, width=4, dash="dash"),
+            marker=dict(size=11, symbol="diamond"),
+            hovertemplate="%{customdata} via " + helper + ": %{y:.1f} %<extra>with assistant</extra>",
+        )
+        shown = [v for v in y if v is not None]
+        if shown:
+            fig.update_yaxes(range=[min(fig.layout.yaxis.range[0], _accuracy_floor(shown)), 100.5])
     _bottom_legend(fig, y=-0.36)  # below the two-line tick labels and the axis title
     fig.update_xaxes(**_capacity_ticks(snap))
     return fig
@@ -1235,4 +1263,69 @@ def saved_runs_accuracy(records) -> go.Figure:
             y=50,
             font=dict(size=18, color="#777"),
         )
+    return fig
+
+
+# --------------------------------------------------------------------------- methods (Distill)
+
+PART_DASH = {"tckd": "solid", "nckd": "dash"}
+
+
+def dkd_parts(curves: Curves, epochs: int) -> go.Figure:
+    """DKD's two soft-loss parts of the distilled student per epoch (kdcore.methods.loss_parts), T²-scaled and
+    unweighted: what α_tc and β_nc multiply."""
+    rows = methods.loss_parts(curves, "distilled")
+    traces, values = [], []
+    for part, points in rows.items():
+        values += [v for _, v in points]
+        traces.append(
+            dict(
+                type="scatter",
+                x=[e for e, _ in points],
+                y=[v for _, v in points],
+                name=methods.PARTS[part],
+                mode="lines+markers",
+                line=dict(color=ui.COLORS["distilled"], dash=PART_DASH[part], width=4),
+                marker=dict(size=9),
+                hovertemplate="epoch %{x}: %{y:.4f}<extra>" + methods.PARTS[part] + "</extra>",
+            )
+        )
+    top = max(values, default=1.0) * 1.15 or 1.0
+    return _live_figure(
+        traces,
+        "DKD's two parts (distilled student)",
+        "T² × KL per part, before the weights α_tc and β_nc",
+        epochs,
+        dict(title=dict(text="Loss part"), range=[0, top], rangemode="tozero"),
+        empty_text=None if values else "appears after the first epoch",
+        empty_y=top / 2,
+    )
+
+
+def generation_accuracy(rows: Sequence[methods.GenerationRow], teacher_acc: float | None) -> go.Figure:
+    """Test accuracy per born-again generation (0 = the scratch student), with the teacher ensemble's line."""
+    fig = go.Figure()
+    y = [100 * r.accuracy for r in rows]
+    fig.add_bar(
+        x=[
+            f"{r.generation}: {'scratch' if r.generation == 0 else 'distilled' if r.distilled else 'born-again'}"
+            for r in rows
+        ],
+        y=y,
+        marker=dict(
+            color=[ui.COLORS["scratch"] if r.generation == 0 else ui.COLORS["distilled"] for r in rows],
+            opacity=[1.0 if r.generation == 0 or r.distilled else 0.6 for r in rows],
+        ),
+        text=[f"{v:.1f} %" for v in y],
+        textposition="outside",
+        textfont=dict(size=17, color="#333"),
+        cliponaxis=False,
+        showlegend=False,
+        hovertemplate="generation %{x}: %{y:.2f} %<extra></extra>",
+    )
+    _teacher_line(fig, teacher_acc)
+    _titled(fig, "Test accuracy per generation", "each generation learns from the one before · 0 = scratch student")
+    fig.update_xaxes(title_text="Generation", type="category")
+    low = _accuracy_floor(y + ([100 * teacher_acc] if teacher_acc is not None else []), margin=3.0)
+    fig.update_yaxes(title_text="Test accuracy (%)", range=[low, 101])
     return fig

@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import time
 import uuid
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 
 import pandas as pd
 import streamlit as st
 import torch
 
 from kdcore import (
+    assistant,
     budget,
     dark,
     describe,
@@ -27,6 +28,7 @@ from kdcore import (
     lessons,
     limits,
     links,
+    methods,
     models,
     report,
     speed,
@@ -57,6 +59,12 @@ CONTROL_LABELS = {
     "epochs": "Student epochs",
     "fraction": "Fraction of training data",
     "seed": "Seed",
+    "method": "Method",
+    "alpha_tc": "Weight α_tc of the target class (TCKD)",
+    "beta_nc": "Weight β_nc of the other classes (NCKD)",
+    "assistant": "Teacher assistant",
+    "generations": "Born-again generations",
+    "augment": methods.AUGMENT_LABEL,
 }
 
 # Widget help comes from kdcore's one glossary, so a term means the same in every tooltip.
@@ -70,6 +78,15 @@ HELP = {
     "epochs": glossary.tooltip("epoch"),
     "fraction": glossary.tooltip("data fraction"),
     "seed": glossary.tooltip("seed"),
+    "method": glossary.tooltip(*methods.LABELS.values()),
+    "alpha_tc": glossary.tooltip("TCKD and NCKD", "Decoupled KD (DKD)"),
+    "beta_nc": glossary.tooltip("TCKD and NCKD", "Decoupled KD (DKD)"),
+    "assistant": glossary.tooltip("Teacher assistant")
+    + "\n\nOnly models larger than the student are offered; the default is the next size up in its family.",
+    "generations": glossary.tooltip("Self-distillation (born-again)")
+    + "\n\nHow many students train after the scratch one (generation 0), each taught by the one before.",
+    "augment": glossary.tooltip("Consistent augmentation")
+    + "\n\nBoth students see the same altered copies, so the gain still measures what the teacher adds.",
 }
 
 _FIELDS = links.CONTROLS
@@ -151,7 +168,7 @@ def controls(show=_FIELDS) -> experiments.RunConfig:
             st.session_state[f"w_{name}"] = st.session_state[f"w_{name}"]
     sb = st.sidebar
     sb.header("Setup")
-    values = cfg.to_dict()
+    values = asdict(cfg)  # every field, a method's own ones included, so hidden controls keep theirs
     if "dataset" in show:
         ds = sb.selectbox(
             CONTROL_LABELS["dataset"],
@@ -191,6 +208,7 @@ def controls(show=_FIELDS) -> experiments.RunConfig:
         )
         # The description under the box: inside it, a long one was cut off mid-word.
         sb.caption(models.ZOO[values["student"]].description)
+    runnable = _method_controls(sb, cfg, values, show, view.locked)
     if "temperature" in show:
         values["temperature"] = sb.slider(
             CONTROL_LABELS["temperature"],
@@ -200,7 +218,7 @@ def controls(show=_FIELDS) -> experiments.RunConfig:
             help=HELP["temperature"],
             disabled=view.locked,
         )
-    if "alpha" in show:
+    if "alpha" in show and values["method"] != "dkd":  # DKD weights its two parts with α_tc and β_nc instead
         values["alpha"] = sb.slider(
             CONTROL_LABELS["alpha"],
             0.0,
@@ -239,6 +257,8 @@ def controls(show=_FIELDS) -> experiments.RunConfig:
                 disabled=view.locked,
             )
         )
+    if not runnable:
+        return cfg
     try:
         new = experiments.RunConfig(**{**values, "teachers": tuple(values["teachers"])})
     except ValueError as exc:
@@ -257,6 +277,91 @@ def controls(show=_FIELDS) -> experiments.RunConfig:
         st.rerun()
     sb.caption(f":material/memory: Jobs run on {runner().backend.describe()}.")
     return new
+
+
+def _method_controls(sb, cfg: experiments.RunConfig, values: dict, show, locked: bool) -> bool:
+    """The Method box and only the chosen method's own controls, into `values`; a combination the method cannot
+    run is said in a warning and left out (consistent augmentation), or False is returned (no assistant)."""
+    if "method" in show:
+        values["method"] = sb.selectbox(
+            CONTROL_LABELS["method"],
+            limits.METHODS,
+            key=_widget("method", cfg.method),
+            format_func=methods.label,
+            help=HELP["method"],
+            disabled=locked,
+        )
+        sb.caption(methods.SUMMARIES[values["method"]])
+    method, dataset, student = values["method"], values["dataset"], values["student"]
+    if method == "dkd":
+        low, high = limits.UI_DKD_WEIGHTS
+        if "alpha_tc" in show:
+            values["alpha_tc"] = sb.slider(
+                CONTROL_LABELS["alpha_tc"],
+                low,
+                high,
+                key=_widget("alpha_tc", float(cfg.alpha_tc)),
+                step=limits.UI_DKD_STEP,
+                help=HELP["alpha_tc"],
+                disabled=locked,
+            )
+        if "beta_nc" in show:
+            measured = experiments.default_config(dataset).nckd_weight
+            beta = sb.slider(
+                CONTROL_LABELS["beta_nc"],
+                low,
+                high,
+                key=_widget("beta_nc", float(cfg.nckd_weight)),
+                step=limits.UI_DKD_STEP,
+                help=f"{HELP['beta_nc']}\n\nDefault on {dataset}: {measured:g} (see the README's measurements).",
+                disabled=locked,
+            )
+            # The dataset's default stays "default" (None), so the run is the one the CLI's default makes.
+            values["beta_nc"] = None if beta == measured else beta
+    if method == "ta" and "assistant" in show:
+        options = assistant.choices(student, dataset)
+        if not options:
+            sb.warning(
+                f"No model is larger than the student {student}, so it cannot have a teacher assistant: pick a "
+                "smaller student or another method."
+            )
+            return False
+        else:
+            default = assistant.default_assistant(student, dataset) or options[0]
+            # A new student gets its own default, unless the chosen assistant is one it can have too.
+            if st.session_state.get("assistant_student") != student and cfg.assistant not in options:
+                st.session_state.pop("w_assistant", None)
+            st.session_state.assistant_student = student
+            chosen = sb.selectbox(
+                CONTROL_LABELS["assistant"],
+                options,
+                key=_widget("assistant", cfg.assistant if cfg.assistant in options else default),
+                format_func=lambda a: (
+                    f"{a} ({describe.params(assistant.params(a, dataset))} parameters)"
+                    + (" · next size up" if a == default else "")
+                ),
+                help=HELP["assistant"],
+                disabled=locked,
+            )
+            values["assistant"] = None if chosen == default else chosen
+    if method == "self" and "generations" in show:
+        values["generations"] = sb.slider(
+            CONTROL_LABELS["generations"],
+            *limits.GENERATIONS,
+            key=_widget("generations", int(cfg.generations)),
+            help=HELP["generations"],
+            disabled=locked,
+        )
+    if not methods.augment_offered(dataset):
+        values["augment"] = False
+    elif "augment" in show:
+        values["augment"] = sb.toggle(
+            CONTROL_LABELS["augment"], key=_widget("augment", bool(cfg.augment)), help=HELP["augment"], disabled=locked
+        )
+    if values["augment"] and methods.augment_conflict(method):
+        sb.warning(methods.augment_conflict(method))
+        values["augment"] = False
+    return True
 
 
 def my_jobs(kind: jobs.JobKind | None = None) -> list[jobs.Job]:
@@ -376,7 +481,7 @@ def chart(fig, where=None, *, key: str | None = None, live: bool = False) -> Non
     (where or st).plotly_chart(fig, width="stretch", config=config, key=key)
 
 
-def settings_hint(cfg: experiments.RunConfig, shown=("temperature", "alpha", "student")) -> None:
+def settings_hint(cfg: experiments.RunConfig, shown=("method", "temperature", "alpha", "student")) -> None:
     """Say where the settings are: on a phone the sidebar starts closed, behind the » at the top left."""
     view = link_view()
     values = {
@@ -387,7 +492,10 @@ def settings_hint(cfg: experiments.RunConfig, shown=("temperature", "alpha", "st
         "dataset": cfg.dataset,
         "teachers": " + ".join(cfg.teachers),
     }
-    now = ", ".join(values[name] for name in shown if name in values and view.shows(name))
+    if cfg.method == "dkd":  # DKD weights its parts with α_tc and β_nc, not α
+        values["alpha"] = f"α_tc = {cfg.alpha_tc:g}, β_nc = {cfg.nckd_weight:g}"
+    values["method"] = "" if cfg.method == "kd" else methods.label(cfg.method)
+    now = ", ".join(values[name] for name in shown if values.get(name) and view.shows(name))
     st.caption(
         f":material/tune: **Settings** ({now}, …) are in the sidebar, opened on a phone with the **»** at the top left."
     )

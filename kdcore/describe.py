@@ -12,9 +12,9 @@ from datetime import datetime
 import pandas as pd
 
 from . import data as kdata
-from . import jobs
+from . import jobs, methods
 from .events import format_seconds
-from .experiments import RunConfig, TeachersResult
+from .experiments import METHOD_FIELDS, RunConfig, TeachersResult
 from .models import NUM_CLASSES
 
 # The settings a run is made of, as a sentence names them ("T", "α"); the order is the sidebar's.
@@ -27,6 +27,12 @@ FIELD_WORDS = {
     "epochs": "epochs",
     "fraction": "data fraction",
     "seed": "seed",
+    "method": "method",
+    "alpha_tc": "α_tc",
+    "beta_nc": "β_nc",
+    "assistant": "assistant",
+    "generations": "generations",
+    "augment": "consistent augmentation",
 }
 KIND_LABELS = {
     "distill": "Distillation",
@@ -90,21 +96,31 @@ def config_summary(cfg: RunConfig, skip: Sequence[str] = ()) -> str:
     parts = {
         "student": f"student {cfg.student}",
         "temperature": f"T = {cfg.temperature:g}",
-        "alpha": f"α = {cfg.alpha:g}",
+        "alpha": "" if cfg.method == "dkd" else f"α = {cfg.alpha:g}",  # DKD weights its parts with α_tc, β_nc
         "epochs": plural(cfg.epochs, "epoch"),
         "fraction": f"{cfg.fraction:.0%} of the training images",
         "teachers": f"teachers {' + '.join(cfg.teachers)}",
         "seed": f"seed {cfg.seed}",
+        "method": methods.method_text(cfg),
+        "augment": methods.AUGMENT_LABEL.lower() if cfg.augment else "",
     }
     unknown = set(skip) - set(parts)
     if unknown:
         raise ValueError(f"skip must name settings among {', '.join(parts)}; got {', '.join(sorted(unknown))}")
-    return f"{cfg.dataset}, " + ", ".join(text for field, text in parts.items() if field not in skip)
+    return f"{cfg.dataset}, " + ", ".join(text for field, text in parts.items() if text and field not in skip)
 
 
 def changed_settings(run: RunConfig, now: RunConfig) -> list[str]:
-    """The settings (as FIELD_WORDS names them) that differ between a run's configuration and the current one."""
-    return [word for field, word in FIELD_WORDS.items() if getattr(run, field) != getattr(now, field)]
+    """The settings (as FIELD_WORDS names them) that differ between a run's configuration and the current one.
+
+    A method's own settings count only where one of the two uses them (a "kd" run has no β_nc to change)."""
+    used = set(METHOD_FIELDS[run.method]) | set(METHOD_FIELDS[now.method])
+    own = {f for fields in METHOD_FIELDS.values() for f in fields}
+    return [
+        word
+        for field, word in FIELD_WORDS.items()
+        if (field not in own or field in used) and getattr(run, field) != getattr(now, field)
+    ]
 
 
 def bias_fix_sentence(snap: dict) -> str:
@@ -156,6 +172,7 @@ def session_runs(runs: Sequence[jobs.Job]) -> pd.DataFrame:
                 "Run": None if result is None else result.run_id,
                 "Started": datetime.fromtimestamp(job.created).strftime("%H:%M:%S"),
                 "Student": cfg.student if cfg else "?",
+                "Method": methods.label(cfg.method) if cfg else "?",
                 "T": cfg.temperature if cfg else None,
                 "α": cfg.alpha if cfg else None,
                 "Epochs": cfg.epochs if cfg else None,

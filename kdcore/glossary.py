@@ -116,6 +116,43 @@ ENTRIES: tuple[Entry, ...] = (
         "learning from the teacher helped.",
         ("gain", "knowledge-distillation gain", "distillation gain"),
     ),
+    # The distillation methods, named as the sidebar's Method box names them (kdcore.methods.LABELS).
+    Entry(
+        "Hinton KD (2015)",
+        "Knowledge distillation as Hinton et al., 2015 define it: the student learns from the labels and from the "
+        "teacher's soft targets at temperature T, weighted by α.",
+        ("kd", "Hinton KD", "knowledge distillation", "classical KD"),
+    ),
+    Entry(
+        "Decoupled KD (DKD)",
+        "Zhao et al., 2022 split the soft loss into a target-class part (TCKD, weight α_tc) and a non-target part "
+        "(NCKD, weight β_nc), so the dark knowledge is not turned down when the teacher is sure.",
+        ("dkd", "decoupled KD", "decoupled knowledge distillation"),
+    ),
+    Entry(
+        "TCKD and NCKD",
+        "DKD's two parts of the soft loss: TCKD compares how sure teacher and student are of the true class, NCKD "
+        "how each spreads the rest over the wrong classes.",
+        ("TCKD", "NCKD", "α_tc", "β_nc", "alpha_tc", "beta_nc"),
+    ),
+    Entry(
+        "Teacher assistant",
+        "A model between the teacher and the student in size (Mirzadeh et al., 2020): the ensemble teaches it, "
+        "then it teaches the student, bridging a large gap in capacity.",
+        ("ta", "assistant", "teacher assistant (TA)"),
+    ),
+    Entry(
+        "Self-distillation (born-again)",
+        "The student's teacher is an earlier copy of itself (Furlanello et al., 2018): each generation learns from "
+        "the one before, and generation 0 from the labels alone.",
+        ("self", "self-distillation", "born-again", "born-again networks", "generation"),
+    ),
+    Entry(
+        "Consistent augmentation",
+        "Students train on fixed altered copies of each image (shifted, flipped), each with the teacher's answer "
+        "for that exact copy (Beyer et al., 2022), so student and teacher always see the same picture.",
+        ("consistent teaching", "augmentation", "augmented views"),
+    ),
     Entry(
         "Percentage points",
         "The difference between two percentages: going from 95.0 % to 96.6 % is a gain of 1.6 points.",

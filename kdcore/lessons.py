@@ -815,7 +815,7 @@ def _config(where: _Where, name: str, overrides) -> RunConfig:
             else:
                 problem = f"RunConfig has no such field; a lesson can set: {', '.join(CONFIG_FIELDS)}"
             raise where.error(f"{name}.{key}", problem)
-        annotation = _FIELD_TYPES[key]
+        annotation = _FIELD_TYPES[key].removesuffix(" | None")  # beta_nc, assistant: a lesson gives a value
         if key == "teachers":
             ok = isinstance(value, str) or (isinstance(value, list) and all(isinstance(v, str) for v in value))
             want = "a list of teacher names such as [cnn-wide, cnn-deep]"
@@ -823,6 +823,8 @@ def _config(where: _Where, name: str, overrides) -> RunConfig:
             ok, want = isinstance(value, int) and not isinstance(value, bool), "a whole number"
         elif annotation == "float":
             ok, want = isinstance(value, numbers.Real) and not isinstance(value, bool), "a number"
+        elif annotation == "bool":
+            ok, want = isinstance(value, bool), "true or false"
         else:
             ok, want = isinstance(value, str), "a text"
         if not ok:

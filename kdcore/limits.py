@@ -33,6 +33,9 @@ UI_TEMPERATURES = (1.0, 20.0)
 UI_EPOCHS = (1, 100)
 UI_SEEDS = (0, 10_000)
 UI_FRACTIONS = (0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0)
+# DKD's alpha_tc and beta_nc sliders: the paper's values (0.5 to 8) and mnist-sample's measured 0.5, in steps.
+UI_DKD_WEIGHTS = (0.0, 10.0)
+UI_DKD_STEP = 0.25
 
 
 def _whole(value, name: str, low: int, high: int, hint: str = "") -> int:

@@ -15,24 +15,29 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import segno
 
+from . import assistant as kassistant
 from . import data as kdata
 from . import limits, models, teachers
-from .experiments import RunConfig, default_config
+from .experiments import AUGMENT_METHODS, RunConfig, default_config
 from .limits import UI_EPOCHS as EPOCH_RANGE
 from .limits import UI_FRACTIONS as FRACTIONS
 from .limits import UI_SEEDS as SEED_RANGE
 from .limits import UI_TEMPERATURES as TEMPERATURE_RANGE
 
-PARAMS = ("dataset", "teachers", "student", "T", "alpha", "epochs", "fraction", "seed")
+# A method's own parameters appear in a link only with that method (and augment only where it differs from the
+# dataset's preset), so a Hinton KD link reads as it did before methods existed.
+METHOD_PARAMS = ("method", "alpha_tc", "beta_nc", "assistant", "generations", "augment")
+PARAMS = ("dataset", "teachers", "student", "T", "alpha", "epochs", "fraction", "seed", *METHOD_PARAMS)
 # The sidebar's controls, by the RunConfig field each sets; `hide` names them (T also names temperature).
-CONTROLS = ("dataset", "teachers", "student", "temperature", "alpha", "epochs", "fraction", "seed")
+RUN_CONTROLS = ("dataset", "teachers", "student", "temperature", "alpha", "epochs", "fraction", "seed")
+CONTROLS = (*RUN_CONTROLS, *METHOD_PARAMS)
 CONTROL_ALIASES = {"T": "temperature"}
 VIEW_PARAMS = ("lesson", "hide", "lock")
 LOCK_VALUES = {"1": True, "true": True, "yes": True, "on": True, "0": False, "false": False, "no": False, "off": False}
 
 
 def config_to_params(cfg: RunConfig) -> dict[str, str]:
-    return {
+    params = {
         "dataset": cfg.dataset,
         "teachers": ",".join(cfg.teachers),
         "student": cfg.student,
@@ -42,6 +47,77 @@ def config_to_params(cfg: RunConfig) -> dict[str, str]:
         "fraction": f"{cfg.fraction:g}",
         "seed": str(cfg.seed),
     }
+    if cfg.method != "kd":
+        params["method"] = cfg.method
+    if cfg.method == "dkd":
+        params["alpha_tc"] = f"{cfg.alpha_tc:g}"
+        if cfg.beta_nc is not None:  # None: the dataset's measured default, whatever it becomes
+            params["beta_nc"] = f"{cfg.beta_nc:g}"
+    if cfg.method == "ta" and cfg.assistant is not None:
+        params["assistant"] = cfg.assistant
+    if cfg.method == "self":
+        params["generations"] = str(cfg.generations)
+    if cfg.augment != default_config(cfg.dataset).augment:
+        params["augment"] = "1" if cfg.augment else "0"
+    return params
+
+
+def _method_values(params: Mapping[str, str], values: dict, base: RunConfig, warnings: list[str]) -> None:
+    """The method and its own settings from a link into `values`, each bad one dropped with a warning."""
+    method = params.get("method", "kd")
+    if method not in limits.METHODS:
+        warnings.append(
+            f"The link's method={_quoted(method)} is unknown (choose from {', '.join(limits.METHODS)}); "
+            "kd (Hinton KD) is used instead."
+        )
+        method = "kd"
+    values["method"] = method
+    for key in ("alpha_tc", "beta_nc"):
+        if key in params:
+            value = _number(params[key], key, warnings)
+            if value is not None:
+                values[key] = _clamp(value, *limits.UI_DKD_WEIGHTS, key, params[key], warnings)
+    if "generations" in params:
+        text = params["generations"]
+        value = _number(text, "generations", warnings)
+        if value is not None and value != int(value):
+            warnings.append(f"The link's generations={_quoted(text)} is not a whole number; it was ignored.")
+        elif value is not None:
+            values["generations"] = int(_clamp(value, *limits.GENERATIONS, "generations", text, warnings))
+    student = values.get("student", base.student)
+    if "assistant" in params:
+        allowed = kassistant.choices(student, base.dataset)
+        if params["assistant"] in allowed:
+            values["assistant"] = params["assistant"]
+        else:
+            warnings.append(
+                f"The link's assistant={_quoted(params['assistant'])} is not a model larger than the student "
+                f"{student} (choose from {', '.join(allowed) or 'none'}); the next size up is used instead."
+            )
+    if method == "ta" and kassistant.default_assistant(student, base.dataset) is None and "assistant" not in values:
+        warnings.append(
+            f"The link asks for a teacher assistant, but no model is larger than the student {student}; "
+            "kd (Hinton KD) is used instead."
+        )
+        values["method"] = "kd"
+    if "augment" in params:
+        augment = LOCK_VALUES.get(params["augment"].strip().lower())
+        if augment is None:
+            warnings.append(f"The link's augment={_quoted(params['augment'])} is neither 1 nor 0; it was ignored.")
+        elif augment and base.dataset not in kdata.VIEWS:
+            warnings.append(
+                f"The link asks for consistent augmentation, which only {', '.join(kdata.VIEWS)} offers; "
+                f"it is off for {base.dataset}."
+            )
+        else:
+            values["augment"] = augment
+    if values.get("augment", base.augment) and values["method"] not in AUGMENT_METHODS:
+        if params.get("augment"):  # the link asked for it; a preset that has it just drops it quietly
+            warnings.append(
+                f"The link asks for consistent augmentation, which works with {', '.join(AUGMENT_METHODS)} only; "
+                f"it is off for method {values['method']}."
+            )
+        values["augment"] = False
 
 
 def _number(text: str, name: str, warnings: list[str]) -> float | None:
@@ -113,6 +189,7 @@ def config_from_params(params: Mapping[str, str]) -> tuple[RunConfig, list[str]]
                     f"{nearest:g} is used instead."
                 )
             values["fraction"] = nearest
+    _method_values(params, values, base, warnings)
     unknown = sorted(set(params) - set(PARAMS) - set(VIEW_PARAMS) - {"page"})
     if unknown:
         warnings.append(f"The link's unknown parameters {', '.join(map(_quoted, unknown))} were ignored.")

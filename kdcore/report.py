@@ -14,6 +14,7 @@ import pandas as pd
 from safetensors.torch import save
 from torch import nn
 
+from . import methods
 from .experiments import RunConfig, RunResult
 
 MODEL, ROLE, DATASET, RUN = "Model", "Role", "Dataset", "Run"
@@ -38,6 +39,9 @@ COLUMNS = [
     PARTIAL,
 ]
 STUDENT_ROLES = ("scratch", "distilled")
+# Rows a run's method adds between the ensemble and its students: the teacher assistant ("ta") and the
+# born-again generations before the last ("self"), each labelled as such.
+METHOD_ROLES = ("assistant", "generation")
 SINGLE_TEACHER_PREFIX = "teacher "
 
 
@@ -55,11 +59,23 @@ def _ensemble_key(cfg: RunConfig) -> tuple:
 
 
 def run_label(index: int, result: RunResult, role: str) -> str:
-    """ "run 2: distilled mlp-small (T=4, α=0.9)" — the scratch student has no T or α to show."""
+    """ "run 2: distilled mlp-small (T=4, α=0.9)" — the scratch student has no T or α to show; another method
+    names itself ("run 3: distilled mlp-small (DKD, T=4, α_tc=1, β_nc=0.5)")."""
     cfg = result.config
     if role == "distilled":
-        return f"run {index}: distilled {cfg.student} (T={cfg.temperature:g}, α={cfg.alpha:g})"
+        return f"run {index}: distilled {cfg.student} ({methods.settings_text(cfg)})"
     return f"run {index}: scratch {cfg.student} (no teacher)"
+
+
+def _method_label(index: int, result: RunResult, name: str, role: str) -> str:
+    """ "run 2: teacher assistant mlp-wide (from the ensemble, T=4, α=0.5)", "run 3: generation 1 mlp-small …"."""
+    cfg = result.config
+    if role == "assistant":
+        return (
+            f"run {index}: teacher assistant {cfg.assistant_arch} "
+            f"(from the ensemble, T={cfg.temperature:g}, α={cfg.alpha:g})"
+        )
+    return f"run {index}: born-again {name.removesuffix(f' ({cfg.student})')} {cfg.student} (T={cfg.temperature:g})"
 
 
 def _ensemble_label(cfg: RunConfig) -> str:
@@ -126,6 +142,11 @@ def comparison_table(results: Sequence[RunResult]) -> pd.DataFrame:
                     lambda row=row, cfg=cfg: _record(_ensemble_label(cfg), "ensemble", cfg.dataset, "", row, False),
                 )
                 ensemble_of.setdefault(group, index_of[identity])
+        for row in result.rows:
+            if row.role in METHOD_ROLES:
+                label = _method_label(run, result, row.name, row.role)
+                records.append(_record(label, row.role, cfg.dataset, str(run), row, result.partial))
+                group_of.append(group)
         for role in STUDENT_ROLES:
             row = result.row(role)
             if row is not None:

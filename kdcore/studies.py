@@ -717,6 +717,15 @@ def study_assistant(student: str) -> str | None:
     return name if name in models.ZOO else None
 
 
+def assisted_sizes(student: str, students: Sequence[str], dataset: str) -> list[str]:
+    """The sizes the capacity study also distils through its teacher assistant: those smaller than it."""
+    helper = study_assistant(student)
+    if helper is None:
+        return []
+    limit = kassistant.params(helper, dataset)
+    return [s for s in students if kassistant.params(s, dataset) < limit]
+
+
 @dataclass
 class CapacityPoint(_Pair):
     student: str
@@ -830,10 +839,9 @@ def capacity_study(
     params = {n: metrics.param_count(models.build(n, config.dataset)) for n in names}
     points = [CapacityPoint(n, params[n]) for n in sorted(names, key=lambda n: params[n])]
     helper_arch = study_assistant(config.student) if assisted else None
-    if helper_arch is not None:
-        helper_params = kassistant.params(helper_arch, config.dataset)
-        for p in points:
-            p.assistant = helper_arch if p.params < helper_params else None
+    through = set(assisted_sizes(config.student, names, config.dataset)) if assisted else set()
+    for p in points:
+        p.assistant = helper_arch if p.student in through else None
     s = _Session("capacity", config, on_event, cancel)
     result = CapacityResult(config, points, metrics.param_count(s.ens.models), s.teacher_acc)
     n_assisted = sum(p.assistant is not None for p in points)

@@ -6,32 +6,48 @@ import streamlit as st
 
 import charts
 import ui
-from kdcore import describe, events, experiments, glossary, jobs, report, stats, studies
+from kdcore import describe, events, experiments, glossary, jobs, methods, report, stats, studies
 
 st.set_page_config(page_title="Distill · KD Playground", page_icon=":material/science:", layout="wide")
 
 
 def start(cfg: experiments.RunConfig) -> None:
     # A dataset that cannot be loaded fails the job at once, with kdcore's explanation of where to put the files.
-    name = f"{cfg.student} T={cfg.temperature:g} α={cfg.alpha:g} ({cfg.dataset})"
+    name = f"{cfg.student} {methods.settings_text(cfg).replace(', ', ' ')} ({cfg.dataset})"
     st.session_state.distill_job = ui.submit(jobs.JobKind.DISTILL, cfg, name).id
 
 
-def curves(acc, loss, *, live: bool = False) -> None:
+def curves(acc, loss, parts=None, *, live: bool = False) -> None:
+    """Accuracy and loss side by side; for DKD, its two loss parts below them."""
     left, right = st.columns(2)
     tag = "live" if live else "final"
     ui.chart(acc, left, key=f"acc_{tag}", live=live)
     ui.chart(loss, right, key=f"loss_{tag}", live=live)
+    if parts is not None:
+        left, right = st.columns(2)
+        ui.chart(parts, left, key=f"parts_{tag}", live=live)
+        right.markdown(
+            "**DKD's two parts.** TCKD: how sure the student is of the true class, against the teacher. "
+            "NCKD: how it spreads the rest over the wrong classes (the dark knowledge). Hinton KD weights NCKD "
+            "down as the teacher grows sure; DKD gives each part its own weight, α_tc and β_nc.",
+            help=glossary.tooltip("TCKD and NCKD", "Decoupled KD (DKD)"),
+        )
 
 
-def live_figures(job_id: str, p: events.Progress, epochs: int):
+def parts_figure(cfg: experiments.RunConfig, shown) -> object:
+    return charts.dkd_parts(shown, cfg.epochs) if cfg.method == "dkd" else None
+
+
+def live_figures(job_id: str, p: events.Progress, cfg: experiments.RunConfig):
     """The live charts, rebuilt only when new points arrived (building a plotly figure costs real CPU)."""
     key = (job_id, sum(len(v) for v in p.curves.values()))
     cached = st.session_state.get("live_figures")
     if cached is None or cached[0] != key:
-        cached = (key, charts.training_accuracy(p.curves, epochs), charts.training_loss(p.curves, epochs))
+        epochs = cfg.epochs
+        figures = charts.training_accuracy(p.curves, epochs), charts.training_loss(p.curves, epochs)
+        cached = (key, *figures, parts_figure(cfg, p.curves))
         st.session_state.live_figures = cached
-    return cached[1], cached[2]
+    return cached[1:]
 
 
 # ---- live view ----------------------------------------------------------------------------------
@@ -43,7 +59,7 @@ def live(job_id: str) -> None:
     if job is None:
         return
     p = ui.show_progress(job)
-    curves(*live_figures(job.id, p, job.config.epochs), live=True)
+    curves(*live_figures(job.id, p, job.config), live=True)
 
 
 # ---- results ------------------------------------------------------------------------------------
@@ -105,7 +121,10 @@ def results(job: jobs.Job, result: experiments.RunResult) -> None:
     curves(
         charts.training_accuracy(shown, cfg.epochs, result.row("ensemble").accuracy),
         charts.training_loss(shown, cfg.epochs),
+        parts_figure(cfg, shown),
     )
+    if cfg.method == "self":
+        born_again(result)
     notes = report.loss_notes(result)
     if notes:
         st.markdown("**What to notice in the training loss**\n" + "\n".join(f"- {n}" for n in notes))
@@ -121,10 +140,23 @@ def results(job: jobs.Job, result: experiments.RunResult) -> None:
         "- Open **Dark knowledge** to see the soft targets, or **Compare** for size and latency."
     )
     st.markdown("**Every model of this run**")
+    if cfg.method == "ta":
+        st.caption(f":material/school: {methods.chain_caption(cfg)}")
     table = report.comparison_table([result])
     # One run here: its number is in the caption above, so the rows need no "run N:" prefix.
     table[report.MODEL] = table[report.MODEL].str.replace(r"^run \d+: ", "", regex=True)
     ui.model_table(table, hide=(report.DATASET, report.RUN, report.PARTIAL))
+
+
+def born_again(result: experiments.RunResult) -> None:
+    """The born-again students' accuracy per generation, generation 0 being the scratch student."""
+    left, right = st.columns(2)
+    ui.chart(charts.generation_accuracy(methods.generation_rows(result), result.row("ensemble").accuracy), left)
+    right.markdown(
+        f"**Born-again generations.** {methods.generations_reading(result)} The test accuracy curves above "
+        "show every generation, epoch by epoch.",
+        help=glossary.tooltip("Self-distillation (born-again)"),
+    )
 
 
 @st.fragment(run_every=1.0)

@@ -6,19 +6,20 @@ import streamlit as st
 
 import charts
 import ui
-from kdcore import describe, events, experiments, glossary, jobs, models, studies
+from kdcore import describe, events, experiments, glossary, jobs, links, models, studies
 
 st.set_page_config(page_title="Experiments · KD Playground", page_icon=":material/grid_on:", layout="wide")
 
 TEMPERATURE_CHOICES = [1.0, 1.5, 2.0, 3.0, 4.0, 5.0, 6.0, 8.0, 10.0, 12.0, 15.0, 20.0]
 ALPHA_CHOICES = [0.0, 0.1, 0.2, 0.25, 0.3, 0.4, 0.5, 0.6, 0.7, 0.75, 0.8, 0.9, 1.0]
 FRACTION_CHOICES = [0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0]
-# The sidebar settings a study varies itself, so its description leaves them out.
+# The sidebar settings a study varies itself, so its description leaves them out; every study distils with
+# Hinton KD whatever the Distill page's method is.
 VARIES = {
-    jobs.JobKind.SWEEP: ("temperature", "alpha"),
-    jobs.JobKind.FRACTION: ("fraction",),
-    jobs.JobKind.MISSING_CLASS: (),
-    jobs.JobKind.CAPACITY: ("student",),
+    jobs.JobKind.SWEEP: ("temperature", "alpha", "method"),
+    jobs.JobKind.FRACTION: ("fraction", "method"),
+    jobs.JobKind.MISSING_CLASS: ("method",),
+    jobs.JobKind.CAPACITY: ("student", "method"),
 }
 
 
@@ -89,6 +90,8 @@ def show(kind: str, job: jobs.Job | None, what_to_do: str) -> None:
         st.warning("**Stopped — partial result.** Only the finished students are shown; the reading describes them.")
     draw(kind, result.to_json(), live=False)
     st.info(result.reading())
+    if kind == jobs.JobKind.CAPACITY and result.assistant_reading():
+        st.info(result.assistant_reading(), icon=":material/school:")
     st.caption(f"Took {events.format_seconds(result.seconds)}.")
 
 
@@ -224,7 +227,14 @@ def capacity_tab(cfg: experiments.RunConfig) -> None:
         key=f"capacity_students_{cfg.student}",
         help=ui.HELP["student"],
     )
-    plan = f"{2 * len(picked)} students of {describe.plural(cfg.epochs, 'epoch')}"
+    through = studies.assisted_sizes(cfg.student, picked, cfg.dataset)
+    # As the study counts them: the assistant is one more student, trained once and then cached.
+    plan = f"{2 * len(picked) + len(through) + bool(through)} students of {describe.plural(cfg.epochs, 'epoch')}"
+    if through:
+        plan += (
+            f" (the teacher assistant {studies.study_assistant(cfg.student)}, and {', '.join(through)} also "
+            "distilled through it)"
+        )
     why_not = "" if picked else "Pick at least one student size."
     name = f"Student capacity ({cfg.dataset})"
     study(jobs.JobKind.CAPACITY, cfg, plan, why_not, name, "the sizes", students=picked)
@@ -238,7 +248,8 @@ st.markdown(
     "teacher ensemble. The sidebar sets what they share; each tab sets what it varies. Studies keep "
     "running when you switch tabs or pages, and **Stop** keeps what has finished."
 )
-cfg = ui.controls()
+# The studies distil with Hinton KD, so the sidebar offers no method here (consistent augmentation applies).
+cfg = ui.controls(show=(*links.RUN_CONTROLS, "augment"))
 ui.settings_hint(cfg, ("student", "epochs"))
 TABS = ("T × α sweep", "Less data", "Missing class", "Student capacity")
 for tab, draw_tab in zip(st.tabs(TABS), (sweep_tab, fraction_tab, missing_tab, capacity_tab)):

@@ -3,6 +3,7 @@
 Used by tests/test_browser.py and, as a script, to make the README's screenshots:
 
     python tests/browser.py assets/screenshots     # needs /usr/bin/chromium and trained default teachers
+    python tests/browser.py --methods assets/screenshots    # a DKD and a born-again run (distill-dkd/-self.png)
 """
 
 from __future__ import annotations
@@ -167,6 +168,39 @@ def capture_all(out_dir: Path) -> list[Path]:
     return shots
 
 
+# A run of each method with its own chart (kdcore.methods), made by `python tests/browser.py --methods DIR`:
+# the link sets the method, Start runs it, and the shot is centred on what that method adds to the page.
+METHOD_SHOTS = {
+    "distill-dkd": ("method=dkd&epochs=5", "DKD's two parts."),
+    "distill-self": ("method=self&generations=2&epochs=3", "Born-again generations."),
+}
+
+
+def capture_methods(out_dir: Path) -> list[Path]:
+    """The Distill page after a DKD and a born-again run on mnist-sample (desktop)."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    shots = []
+    with serve() as url, browser() as b:
+        for name, (query, focus) in METHOD_SHOTS.items():
+            page = b.new_page(viewport=DESKTOP)
+            open_link(page, f"{url}/Distill?{query}", "Distill")
+            page.get_by_role("button", name="Start").click()
+            page.get_by_text("KD gain", exact=True).first.wait_for(timeout=600_000)
+            wait_idle(page)
+            page.wait_for_timeout(2000)  # plotly draws after the script run ends
+            page.get_by_text(focus).first.evaluate("e => e.scrollIntoView({block: 'center'})")
+            page.mouse.move(1, DESKTOP["height"] - 1)  # off the charts, whose toolbars show on hover
+            page.wait_for_timeout(500)
+            shots.append(out_dir / f"{name}.png")
+            page.screenshot(path=str(shots[-1]))
+            page.close()
+    return shots
+
+
 if __name__ == "__main__":
+    if len(sys.argv) > 1 and sys.argv[1] == "--methods":
+        for shot in capture_methods(Path(sys.argv[2] if len(sys.argv) > 2 else ROOT / "assets" / "screenshots")):
+            print(shot)
+        sys.exit()
     for shot in capture_all(Path(sys.argv[1] if len(sys.argv) > 1 else ROOT / "assets" / "screenshots")):
         print(shot)

@@ -106,7 +106,7 @@ def test_each_bad_hidden_name_gets_its_own_warning():
 def test_a_long_bad_value_is_cut_to_a_readable_length_in_the_warning():
     _, warnings = links.view_from_params({"lesson": "x" * 5000, "hide": "y" * 5000, "lock": "z" * 5000})
     assert len(warnings) == 3
-    assert all(len(w) < 250 for w in warnings), [len(w) for w in warnings]
+    assert all(len(w) < 300 for w in warnings), [len(w) for w in warnings]  # the hide warning lists 14 controls
     assert all("…" in w for w in warnings)
 
 
@@ -173,3 +173,78 @@ def test_a_broken_lessons_file_drops_the_lesson_with_a_warning_instead_of_breaki
     assert view.lesson is None and view.hidden == ("alpha",)
     (warning,) = warnings
     assert "lesson='2' was ignored" in warning and "field goal" in warning
+
+
+# --------------------------------------------------------------------------- methods (issue 10)
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        {"method": "dkd", "alpha_tc": 2.0, "beta_nc": 4.0},
+        {"method": "dkd"},  # beta_nc None: the dataset's measured default, kept as "default" through the link
+        {"method": "ta", "student": "mlp-tiny", "assistant": "mlp-medium"},
+        {"method": "ta", "student": "mlp-tiny"},
+        {"method": "self", "generations": 3},
+    ],
+)
+def test_every_methods_settings_round_trip_through_the_link(overrides):
+    cfg = default_config("mnist-sample", **overrides)
+    params = links.config_to_params(cfg)
+    assert params["method"] == overrides["method"]
+    back, warnings = links.config_from_params(params)
+    assert back == cfg and warnings == []
+
+
+def test_a_kd_link_carries_no_method_parameters_and_augment_only_where_it_differs_from_the_preset():
+    assert not set(links.config_to_params(default_config())) & set(links.METHOD_PARAMS)
+    cifar = default_config("cifar10")  # its preset learns from augmented views
+    assert "augment" not in links.config_to_params(cifar)
+    off = default_config("cifar10", augment=False)
+    assert links.config_to_params(off)["augment"] == "0"
+    back, warnings = links.config_from_params(links.config_to_params(off))
+    assert back == off and not back.augment and warnings == []
+
+
+@pytest.mark.parametrize(
+    "params,field,expected,word",
+    [
+        ({"method": "magic"}, "method", "kd", "method='magic' is unknown"),
+        ({"method": "dkd", "beta_nc": "50"}, "beta_nc", 10.0, "outside 0 to 10"),
+        ({"method": "dkd", "alpha_tc": "x"}, "alpha_tc", 1.0, "not a number"),
+        ({"method": "self", "generations": "7"}, "generations", 3, "outside 1 to 3"),
+        ({"method": "self", "generations": "1.5"}, "generations", 2, "not a whole number"),
+        ({"method": "ta", "assistant": "mlp-tiny"}, "assistant", None, "not a model larger than the student"),
+        ({"method": "ta", "student": "bn-medium"}, "method", "kd", "no model is larger than the student bn-medium"),
+        ({"dataset": "cifar10", "method": "ta", "augment": "1"}, "augment", False, "works with kd, dkd only"),
+        ({"augment": "perhaps"}, "augment", False, "neither 1 nor 0"),
+    ],
+)
+def test_bad_method_values_in_a_link_are_dropped_with_a_warning(params, field, expected, word):
+    cfg, warnings = links.config_from_params(params)
+    assert getattr(cfg, field) == expected
+    assert len(warnings) == 1 and word in warnings[0], warnings
+
+
+def test_augmentation_on_a_dataset_without_views_is_dropped_with_a_warning(monkeypatch):
+    from kdcore import data as kdata
+
+    monkeypatch.delitem(kdata.VIEWS, "mnist")
+    cfg, warnings = links.config_from_params({"dataset": "mnist", "augment": "1"})
+    assert not cfg.augment and len(warnings) == 1 and "it is off for mnist" in warnings[0], warnings
+    cfg, warnings = links.config_from_params({"dataset": "mnist-sample", "augment": "1"})
+    assert cfg.augment and warnings == []
+
+
+def test_a_cifar_preset_with_augmentation_quietly_drops_it_for_a_method_without_views():
+    cfg, warnings = links.config_from_params({"dataset": "cifar10", "method": "self"})
+    assert cfg.method == "self" and not cfg.augment and warnings == []
+
+
+def test_method_controls_can_be_hidden_by_an_instructor_link():
+    view, warnings = links.view_from_params({"hide": "method,beta_nc,alpha"})
+    assert warnings == [] and view.hidden == ("alpha", "method", "beta_nc")
+    cfg = default_config("mnist-sample", method="dkd", beta_nc=2.0)
+    url = links.instructor_link("http://h/Distill", hide=("method",), lock=True, config=cfg)
+    back, warnings = links.config_from_params(dict(parse_qsl(urlsplit(url).query)))
+    assert back == cfg and warnings == []
