@@ -844,8 +844,10 @@ def _config(where: _Where, name: str, overrides) -> RunConfig:
         except ValueError as exc:
             raise where.error(f"{name}.{key}", str(exc)) from None
     back, warnings = links.config_from_params(links.config_to_params(cfg))
+    # Another method's settings mean nothing to this run (a try-next back to "kd" after "dkd"), so a link drops them.
+    unused = {f for method, names in experiments.METHOD_FIELDS.items() if method != cfg.method for f in names}
     for key in CONFIG_FIELDS:
-        if getattr(back, key) != getattr(cfg, key):
+        if key not in unused and getattr(back, key) != getattr(cfg, key):
             said = next((w for w in warnings if key in w or (key == "temperature" and "T=" in w)), "")
             raise where.error(
                 f"{name}.{key}",

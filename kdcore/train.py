@@ -88,7 +88,7 @@ def bf16_ready(device: torch.device) -> bool:
 def teacher_settings(dataset: str, epochs: int | None = None) -> TrainSettings:
     """Per-dataset teacher defaults (chosen by measurement; see README).
 
-    CIFAR-10 follows airbench's recipe (measured in benchmarks/cifar_teachers.py): batches of 1024,
+    CIFAR-10 follows airbench's recipe (measured by benchmarks/consistent_teaching.py): batches of 1024,
     Nesterov SGD with momentum 0.85, label smoothing 0.2, a triangular schedule, 64x the learning rate
     for biases, the lookahead average, and bfloat16 with channels-last where the hardware has them.
     """

@@ -13,7 +13,7 @@ import torch
 import yaml
 
 from kdcore import events as ev
-from kdcore import jobs, lessons, studies
+from kdcore import jobs, lessons, links, studies
 from kdcore.experiments import ModelRow, RunResult, default_config
 
 DEFAULT = lessons.load_lessons()
@@ -436,6 +436,23 @@ def test_an_instructor_adds_a_seventh_lesson_by_editing_only_the_file(tmp_path):
         and reveal.matched is True
         and "cannot tell the two students apart" in (reveal.explanation)
     )
+
+
+def test_an_instructors_lesson_can_teach_a_later_method_and_its_link_carries_it():
+    seventh = copy.deepcopy(SEVENTH)
+    seventh["preset"]["config"].update({"method": "dkd", "beta_nc": 2})
+    seventh["try_next"] = {"text": "Back to Hinton's KD.", "config": {"method": "kd"}}
+    (loaded,) = parse({"lessons": [seventh]})
+    config = loaded.preset.config
+    assert config.method == "dkd" and config.nckd_weight == 2 and config.temperature == 6
+    params = links.config_to_params(config)
+    assert params["method"] == "dkd" and params["beta_nc"] == "2" and links.config_from_params(params)[0] == config
+    reveal = lessons.grade(loaded, "better", run(0.940, 0.962, temperature=6, method="dkd", beta_nc=2))
+    assert reveal.matched is True and reveal.try_next.config == {"method": "kd"}
+    seventh["preset"]["config"]["method"] = "fitnets"
+    with pytest.raises(lessons.LessonError) as info:
+        parse({"lessons": [seventh]})
+    assert "field preset.config.method:" in str(info.value) and "dkd" in str(info.value)
 
 
 def test_an_edited_file_is_read_again(tmp_path):
