@@ -55,13 +55,13 @@ async def _session(browser, url: str, index: int, epochs: int, out: dict) -> Non
     context = await browser.new_context(viewport=DESKTOP)
     distill, dark = await context.new_page(), await context.new_page()
     await distill.goto(f"{url}/Distill?T={index + 1}&epochs={epochs}")
-    await distill.get_by_role("button", name="Start").wait_for(timeout=120_000)
+    await distill.get_by_role("button", name="Start", exact=True).wait_for(timeout=120_000)
     await _idle(distill)
     await dark.goto(f"{url}/Dark_knowledge?T=4")
     await dark.get_by_text("Soft targets at T = 4 ", exact=False).first.wait_for(timeout=120_000)
     await _idle(dark)
     clicked = time.perf_counter()
-    await distill.get_by_role("button", name="Start").click()
+    await distill.get_by_role("button", name="Start", exact=True).click()
     result = asyncio.ensure_future(distill.get_by_text("KD gain", exact=True).first.wait_for(timeout=900_000))
     temperature, moves = 4.0, []
     while not result.done():

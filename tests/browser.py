@@ -184,7 +184,7 @@ def capture_methods(out_dir: Path) -> list[Path]:
         for name, (query, focus) in METHOD_SHOTS.items():
             page = b.new_page(viewport=DESKTOP)
             open_link(page, f"{url}/Distill?{query}", "Distill")
-            page.get_by_role("button", name="Start").click()
+            page.get_by_role("button", name="Start", exact=True).click()
             page.get_by_text("KD gain", exact=True).first.wait_for(timeout=600_000)
             wait_idle(page)
             page.wait_for_timeout(2000)  # plotly draws after the script run ends
