@@ -8,6 +8,7 @@ job, and draw. Nothing here trains or measures anything; that is kdcore's job.
 
 from __future__ import annotations
 
+import functools
 import time
 import uuid
 from dataclasses import asdict, dataclass
@@ -103,6 +104,21 @@ def session_id() -> str:
 def runner() -> jobs.JobRunner:
     """The server's job runner: its worker processes (or Dask cluster) train; this process only draws."""
     return jobs.default_runner()
+
+
+def live_fragment(fn):
+    """A fragment that redraws a running job's progress on its own, as often as the server's load allows.
+
+    The interval (kdcore.jobs.refresh_seconds) is read at every full rerun, so a page slows its redraws
+    while a class's jobs queue and speeds up again when they are done.
+    """
+
+    @functools.wraps(fn)
+    def call(*args, **kwargs):
+        r = runner()
+        return st.fragment(fn, run_every=jobs.refresh_seconds(r.active(), r.backend.slots()))(*args, **kwargs)
+
+    return call
 
 
 def config() -> experiments.RunConfig:
@@ -660,7 +676,7 @@ def model_table(df, hide=()) -> None:
 # ---- teachers a page needs ----------------------------------------------------------------------------------
 
 
-@st.fragment(run_every=1.0)
+@live_fragment
 def _teachers_progress(job: jobs.Job) -> None:
     if job.state not in ACTIVE:
         st.rerun()

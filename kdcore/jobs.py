@@ -304,6 +304,22 @@ class Backend(Protocol):
     def close(self) -> None: ...
 
 
+LIVE_REFRESH_S = 1.0  # how often a page redraws a running job's progress while every active job has a slot
+MAX_REFRESH_S = 5.0
+
+
+def refresh_seconds(active: int, slots: int) -> float:
+    """How often a page redraws a job's live progress when `active` jobs share `slots` job slots.
+
+    Every LIVE_REFRESH_S while each job has a slot; as jobs queue, proportionally less often (at most
+    MAX_REFRESH_S), because a class's browsers redrawing live charts every second took the cores from the
+    training and the other pages (benchmarks/classroom.py).
+    """
+    if slots < 1:
+        raise ValueError(f"slots must be at least 1, got {slots!r}")
+    return min(MAX_REFRESH_S, LIVE_REFRESH_S * max(1.0, active / slots))
+
+
 class JobRunner:
     """A FIFO queue of jobs in front of a backend: starts the oldest waiting job whenever a slot frees."""
 
@@ -331,6 +347,11 @@ class JobRunner:
         """Jobs running now (a new one would share the cores with them)."""
         with self._lock:
             return len(self._running)
+
+    def active(self) -> int:
+        """Jobs running or waiting for a slot."""
+        with self._lock:
+            return len(self._running) + len(self._pending)
 
     def jobs(self, owner: str | None = None) -> list[Job]:
         """Known jobs, newest first; only those submitted by `owner` when given."""

@@ -35,6 +35,14 @@ _POLL_S = 0.2
 _PROJECT = Path(__file__).resolve().parent.parent
 
 
+def worker_nice_from_env() -> int:
+    """How much lower than the web server a worker runs (KD_WORKER_NICE, a Unix niceness 0 to 19)."""
+    raw = os.environ.get("KD_WORKER_NICE", "0")
+    if not raw.isdigit() or int(raw) > 19:
+        raise ValueError(f"KD_WORKER_NICE (the workers' niceness) must be a whole number from 0 to 19, got {raw!r}")
+    return int(raw)
+
+
 def max_jobs_from_env() -> int:
     raw = os.environ.get("KD_MAX_JOBS", "2")
     if not raw.isdigit() or int(raw) < 1:
@@ -52,6 +60,8 @@ def _serve(conn: Connection) -> None:
     from . import budget, jobs
     from . import events as ev
 
+    if hasattr(os, "nice"):
+        os.nice(worker_nice_from_env())
     # One thread unless a model gains from more (kdcore.budget decides, within each job's share).
     torch.set_num_threads(1)
     _warm_up()

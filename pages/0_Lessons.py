@@ -43,7 +43,7 @@ def start_over(lesson: lessons.Lesson) -> None:
 # ---- the lesson --------------------------------------------------------------------------------------------
 
 
-@st.fragment(run_every=1.0)
+@ui.live_fragment
 def live(job_id: str) -> None:
     job = ui.live_job(job_id)
     if job is not None:

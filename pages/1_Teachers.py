@@ -12,7 +12,7 @@ from kdcore import describe, experiments, export, glossary, jobs, teachers
 st.set_page_config(page_title="Teachers · KD Playground", page_icon=":material/groups:", layout="wide")
 
 
-@st.fragment(run_every=1.0)
+@ui.live_fragment
 def live(job_id: str) -> None:
     job = ui.live_job(job_id)
     if job is None:

@@ -53,13 +53,14 @@ def live_figures(job_id: str, p: events.Progress, cfg: experiments.RunConfig):
 # ---- live view ----------------------------------------------------------------------------------
 
 
-@st.fragment(run_every=1.0)
+@ui.live_fragment
 def live(job_id: str) -> None:
     job = ui.live_job(job_id)
     if job is None:
         return
     p = ui.show_progress(job)
-    curves(*live_figures(job.id, p, job.config), live=True)
+    if job.state is not jobs.JobState.QUEUED:  # a queued job has no curves; empty charts would only cost redraws
+        curves(*live_figures(job.id, p, job.config), live=True)
 
 
 # ---- results ------------------------------------------------------------------------------------
@@ -159,7 +160,7 @@ def born_again(result: experiments.RunResult) -> None:
     )
 
 
-@st.fragment(run_every=1.0)
+@ui.live_fragment
 def seeds_live(job_id: str) -> None:
     job = ui.live_job(job_id)
     if job is not None:

@@ -52,7 +52,7 @@ def draw(kind: str, snap: dict, *, live: bool) -> None:
         st.caption(f"Epochs per fraction: {snap['epoch_rule']}.")
 
 
-@st.fragment(run_every=1.0)
+@ui.live_fragment
 def live(kind: str, job_id: str) -> None:
     job = ui.live_job(job_id)
     if job is None:

@@ -23,6 +23,10 @@ def pid(config, *, on_event, cancel):
     return os.getpid()
 
 
+def niceness(config, *, on_event, cancel):
+    return os.nice(0)
+
+
 def fail(config, *, on_event, cancel, user: bool = True, **options):
     if user:
         raise ValueError("epochs must be at least 1, got 0")

@@ -27,6 +27,14 @@ def runner():
     r.shutdown(wait=True)
 
 
+def _started(job, timeout: float = TIMEOUT) -> None:
+    """Until a tests.jobfns:hold job runs in its worker (a stop before that cancels it unstarted)."""
+    deadline = time.monotonic() + timeout
+    while not job.progress().notices:
+        assert time.monotonic() < deadline, f"{job.name} did not start"
+        time.sleep(0.05)
+
+
 def test_a_job_runs_in_a_worker_process_and_returns_its_result(runner):
     job = runner.submit(spec("tests.jobfns:pid"))
     worker_pid = job.result(timeout=TIMEOUT)
@@ -48,11 +56,28 @@ def test_jobs_wait_in_fifo_order_with_their_queue_position(runner):
     third = runner.submit(spec("tests.jobfns:hold", seconds=0.1, label="third"))
     assert (second.queue_position(), third.queue_position()) == (1, 2)
     assert "position 2" in third.progress().text and "1 jobs at a time" in third.progress().text
+    _started(first)
     first.cancel()
     assert first.result(timeout=TIMEOUT) == "first stopped"
     assert first.state is JobState.CANCELLED  # stopped with its partial result
     assert second.result(timeout=TIMEOUT) == "second" and third.result(timeout=TIMEOUT) == "third"
     assert second.finished <= third.started
+
+
+def test_pages_redraw_live_progress_less_often_while_jobs_queue(runner):
+    assert runner.active() == 0 and jobs.refresh_seconds(runner.active(), 1) == jobs.LIVE_REFRESH_S
+    first = runner.submit(spec("tests.jobfns:hold", label="first"))
+    queued = [runner.submit(spec("tests.jobfns:hold", seconds=0.1, label=f"q{i}")) for i in range(3)]
+    assert runner.active() == 4 and runner.running() == 1
+    assert jobs.refresh_seconds(runner.active(), 1) == 4.0  # four jobs for one slot: a redraw every 4 s
+    assert jobs.refresh_seconds(runner.active(), 2) == 2.0 and jobs.refresh_seconds(40, 2) == jobs.MAX_REFRESH_S
+    _started(first)
+    first.cancel()
+    for job in queued:
+        job.result(timeout=TIMEOUT)
+    assert runner.active() == 0
+    with pytest.raises(ValueError, match="slots must be at least 1, got 0"):
+        jobs.refresh_seconds(1, 0)
 
 
 def test_a_queued_job_that_is_stopped_never_runs(runner):
@@ -139,6 +164,21 @@ def test_kd_max_jobs_must_be_a_positive_whole_number(monkeypatch):
         monkeypatch.setenv("KD_MAX_JOBS", bad)
         with pytest.raises(ValueError, match="KD_MAX_JOBS"):
             max_jobs_from_env()
+
+
+def test_kd_worker_nice_lowers_the_workers_priority_and_names_a_bad_value(monkeypatch):
+    from kdcore.workers import worker_nice_from_env
+
+    monkeypatch.setenv("KD_WORKER_NICE", "5")
+    r = JobRunner(ProcessBackend(1))
+    try:
+        assert r.submit(spec("tests.jobfns:niceness")).result(timeout=TIMEOUT) == os.nice(0) + 5
+    finally:
+        r.shutdown(wait=True)
+    for bad in ("20", "-3", "low"):
+        monkeypatch.setenv("KD_WORKER_NICE", bad)
+        with pytest.raises(ValueError, match=f"KD_WORKER_NICE .* from 0 to 19, got '{bad}'"):
+            worker_nice_from_env()
 
 
 def test_the_in_process_path_runs_the_same_job_function():
