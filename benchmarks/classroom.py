@@ -22,8 +22,11 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
+
+import psutil
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -31,6 +34,12 @@ sys.path.insert(0, str(ROOT))
 from tests.browser import CHROMIUM, CHROMIUM_ARGS, DESKTOP, serve  # noqa: E402
 
 SLIDER = '[data-testid="stSidebar"] [data-testid="stSlider"]'
+# Which processes on this machine play which part, by their command line.
+ROLES = {
+    "web server": ("streamlit run",),
+    "job workers": ("spawn_main", "kdcore.workers", "dask worker", "dask scheduler"),
+    "browsers": ("chromium",),
+}
 DASK = Path(sys.executable).with_name("dask")
 
 
@@ -123,6 +132,46 @@ def _dask_cluster(env: dict):
                 proc.wait(15)
 
 
+class CpuMeter:
+    """CPU seconds each role's processes use while the block runs (sampled every second, so processes that
+    exit mid-run still count up to their last sample)."""
+
+    def __init__(self):
+        self.seen: dict[int, tuple[str, float]] = {}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, daemon=True)
+
+    def _sample(self) -> None:
+        for proc in psutil.process_iter(["cmdline", "cpu_times"]):
+            cmd, times = " ".join(proc.info["cmdline"] or []), proc.info["cpu_times"]
+            role = next((r for r, marks in ROLES.items() if any(m in cmd for m in marks)), None)
+            if role is not None and times is not None:
+                self.seen[proc.pid] = (role, times.user + times.system)
+
+    def _loop(self) -> None:
+        while not self._stop.wait(1.0):
+            self._sample()
+
+    def __enter__(self) -> CpuMeter:
+        self._sample()
+        self.before = {pid: used for pid, (_, used) in self.seen.items()}
+        self.started = time.perf_counter()
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join()
+        self.wall = time.perf_counter() - self.started
+
+    def shares(self) -> dict[str, float]:
+        """Each role's CPU seconds as a share of every core's time over the block."""
+        used = dict.fromkeys(ROLES, 0.0)
+        for pid, (role, total) in self.seen.items():
+            used[role] += total - self.before.get(pid, 0.0)
+        return {role: seconds / (self.wall * psutil.cpu_count()) for role, seconds in used.items()}
+
+
 def run(sessions: int = 8, epochs: int = 20, scheduler: str = "local", screenshot: Path | None = None) -> dict:
     """The classroom measured once; returns the per-session results and the summary."""
     env = {"KD_DATA_DIR": os.environ.setdefault("KD_DATA_DIR", tempfile.mkdtemp(prefix="kd-classroom-"))}
@@ -137,9 +186,9 @@ def run(sessions: int = 8, epochs: int = 20, scheduler: str = "local", screensho
         if scheduler == "dask":
             env["KD_SCHEDULER"] = stack.enter_context(_dask_cluster({**os.environ, **env}))
         url = stack.enter_context(serve(env=env))
-        started = time.perf_counter()
-        out = asyncio.run(_classroom(url, sessions, epochs, screenshot))
-        wall = time.perf_counter() - started
+        with CpuMeter() as meter:
+            out = asyncio.run(_classroom(url, sessions, epochs, screenshot))
+        wall = meter.wall
     done = [o for o in out.values() if "done_s" in o]
     moves = sorted(m for o in out.values() for m in o["moves"])
     first = min((o["clicked"] for o in done), default=0.0)
@@ -153,6 +202,7 @@ def run(sessions: int = 8, epochs: int = 20, scheduler: str = "local", screensho
         "p50_s": statistics.median(moves) if moves else None,
         "p95_s": moves[min(len(moves) - 1, round(0.95 * (len(moves) - 1)))] if moves else None,
         "wall_s": wall,
+        "cpu_shares": meter.shares(),
         "errors": [o["error"] for o in out.values() if "error" in o],
     }
     return {"summary": summary, "sessions": out}
@@ -174,6 +224,10 @@ def main(argv: list[str] | None = None) -> int:
         "|---|---:|---:|---:|---:|---:|---:|\n"
         f"| {s['scheduler']} | {s['sessions']} | {s['results']}/{s['sessions']} | {s['jobs_per_minute']:.1f} | "
         f"{s['moves']} | {s['p50_s'] or 0:.2f} | {s['p95_s'] or 0:.2f} |"
+    )
+    print(
+        "\nShare of the machine's CPU time while the sessions ran: "
+        + ", ".join(f"{role} {share:.0%}" for role, share in s["cpu_shares"].items())
     )
     for error in s["errors"]:
         print(f"error: {error}")
