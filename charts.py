@@ -577,13 +577,18 @@ def probabilities(
         legend=dict(orientation="h", yanchor="bottom", y=1.0, x=1, xanchor="right"),
     )
     fig.update_xaxes(title_text="class" + (" (outlined: true class)" if label is not None else ""), type="category")
+    _probability_axis(fig, "probability", log, top=110)
+    return fig
+
+
+def _probability_axis(fig: go.Figure, title: str, log: bool, top: float) -> None:
+    """A y axis of probabilities in percent: linear up to `top`, or log down to LOG_FLOOR so tiny ones show."""
     if log:
         fig.update_yaxes(
-            title_text="probability (%, log scale)", type="log", range=[math.log10(LOG_FLOOR), math.log10(150)]
+            title_text=f"{title} (%, log scale)", type="log", range=[math.log10(LOG_FLOOR), math.log10(150)]
         )
     else:
-        fig.update_yaxes(title_text="probability (%)", range=[0, 110])
-    return fig
+        fig.update_yaxes(title_text=f"{title} (%)", range=[0, top])
 
 
 def entropy_vs_temperature(
@@ -762,12 +767,7 @@ def watch_probabilities(snap: dict, classes, label: int, epoch: int, log: bool =
     fig.update_layout(title=dict(text=f"This image after epoch {epoch}"), barmode="group", bargap=0.2)
     _bottom_legend(fig, -0.25)
     fig.update_xaxes(title_text="class (outlined: true class)", type="category")
-    if log:
-        fig.update_yaxes(
-            title_text="probability at T = 1 (%, log)", type="log", range=[math.log10(LOG_FLOOR), math.log10(150)]
-        )
-    else:
-        fig.update_yaxes(title_text="probability at T = 1 (%)", range=[0, 105])
+    _probability_axis(fig, "probability at T = 1", log, top=105)
     return fig
 
 

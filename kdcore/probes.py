@@ -17,6 +17,8 @@ from dataclasses import dataclass, field
 
 import torch
 
+from .dark import telling_images
+
 PER_CLASS = 10
 PROBE_SEED = 0
 
@@ -131,6 +133,11 @@ def position_of(probes: Probes, test_index) -> int | None:
         return None
     hits = (probes.indices == int(test_index)).nonzero().flatten()
     return int(hits[0]) if len(hits) else None
+
+
+def opening_position(probes: Probes) -> int:
+    """The probe image the panel opens on: the one whose teacher shows the clearest runner-up class."""
+    return int(telling_images(torch.log(probes.teacher.clamp_min(1e-12)), probes.labels, 1)[0])
 
 
 def snapshot(probes: Probes, position: int, epoch: int) -> dict[str, torch.Tensor]:

@@ -151,7 +151,7 @@ def show_watch(result, data) -> None:
     if position is not None:  # the image chosen at the top of the page is a probe image: show it here too
         st.session_state.watch_image = position
     if not 0 <= st.session_state.get("watch_image", -1) < len(p.indices):
-        st.session_state.watch_image = int(dark.telling_images(torch.log(p.teacher.clamp_min(1e-12)), p.labels, 1)[0])
+        st.session_state.watch_image = kprobes.opening_position(p)
     cfg = result.config
     partial = " (stopped early)" if result.partial else ""
     st.caption(

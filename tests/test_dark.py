@@ -561,6 +561,16 @@ def test_watch_scrubs_one_probe_image_through_the_epochs():
     assert kprobes.position_of(p, 10_000) is None and kprobes.position_of(p, None) is None
 
 
+def test_watch_opens_on_the_probe_image_with_the_clearest_runner_up():
+    from kdcore import probes as kprobes
+
+    p = _probes()
+    top2 = p.teacher.topk(2, dim=1).values[:, 1]  # each probe image's runner-up probability at T = 1
+    position = kprobes.opening_position(p)
+    right = p.teacher.argmax(dim=1) == p.labels  # images the teacher gets right
+    assert bool(right[position]) and float(top2[position]) == pytest.approx(float(top2[right].max()))
+
+
 def test_watch_curves_and_points_agree_with_the_recorded_epochs():
     from kdcore import probes as kprobes
 
