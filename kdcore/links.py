@@ -64,13 +64,7 @@ def config_to_params(cfg: RunConfig) -> dict[str, str]:
 
 def _method_values(params: Mapping[str, str], values: dict, base: RunConfig, warnings: list[str]) -> None:
     """The method and its own settings from a link into `values`, each bad one dropped with a warning."""
-    method = params.get("method", "kd")
-    if method not in limits.METHODS:
-        warnings.append(
-            f"The link's method={_quoted(method)} is unknown (choose from {', '.join(limits.METHODS)}); "
-            "kd (Hinton KD) is used instead."
-        )
-        method = "kd"
+    method = _choice(params, "method", limits.METHODS, "kd", warnings, "kd (Hinton KD)")
     values["method"] = method
     for key in ("alpha_tc", "beta_nc"):
         if key in params:
@@ -140,16 +134,22 @@ def _clamp(value: float, low: float, high: float, name: str, text: str, warnings
     return clamped
 
 
+def _choice(params: Mapping[str, str], key: str, allowed, fallback: str, warnings: list[str], label: str = "") -> str:
+    """The link's value of `key` if it is one of `allowed`, else `fallback`, with a warning naming the choices."""
+    value = params.get(key, fallback)
+    if value in allowed:
+        return value
+    warnings.append(
+        f"The link's {key}={_quoted(value)} is unknown (choose from {', '.join(allowed)}); "
+        f"{label or fallback} is used instead."
+    )
+    return fallback
+
+
 def config_from_params(params: Mapping[str, str]) -> tuple[RunConfig, list[str]]:
     """The configuration a link describes, on top of its dataset's preset, and a warning per value changed."""
     warnings: list[str] = []
-    dataset = params.get("dataset", "mnist-sample")
-    if dataset not in kdata.DATASETS:
-        warnings.append(
-            f"The link's dataset {_quoted(dataset)} is unknown (choose from {', '.join(kdata.DATASETS)}); "
-            "mnist-sample is used instead."
-        )
-        dataset = "mnist-sample"
+    dataset = _choice(params, "dataset", kdata.DATASETS, "mnist-sample", warnings)
     base = default_config(dataset)
     values: dict = {}
     if "teachers" in params:
@@ -159,13 +159,7 @@ def config_from_params(params: Mapping[str, str]) -> tuple[RunConfig, list[str]]
             warnings.append(f"The link's teachers were ignored: {exc}")
     if "student" in params:
         students = [s.name for s in models.available("student")]
-        if params["student"] in students:
-            values["student"] = params["student"]
-        else:
-            warnings.append(
-                f"The link's student {_quoted(params['student'])} is unknown (choose from {', '.join(students)}); "
-                f"{base.student} is used instead."
-            )
+        values["student"] = _choice(params, "student", students, base.student, warnings)
     for key, field_, (low, high), whole in (
         ("T", "temperature", TEMPERATURE_RANGE, False),
         ("alpha", "alpha", (0.0, 1.0), False),
