@@ -60,7 +60,7 @@ class ProgressPrinter:
             self.close()
             self.phase = p.phase
             self.bar = tqdm(total=100, file=sys.stderr, bar_format="{l_bar}{bar}| {postfix}", desc=p.phase.value)
-        students = ", ".join(f"{m} {e[-1].test_acc:.1%}" for m, e in p.curves.items() if (_e := p.epochs(m)))
+        students = ", ".join(f"{m} {p.epochs(m)[-1].test_acc:.1%}" for m in p.curves if p.epochs(m))
         self.bar.n = round(100 * p.fraction, 1)
         self.bar.set_postfix_str(p.text + (f" · test acc {students}" if students else ""), refresh=True)
 

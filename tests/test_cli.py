@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from kdcore import cli, models
+from kdcore import events as ev
 from kdcore import data as kdata
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -142,6 +143,23 @@ def test_distill_json_still_shows_progress_on_stderr(distill_json):
     # Scripts read stdout; the person waiting at the terminal still sees how far training got.
     assert distill_json.returncode == 0, distill_json.stderr
     assert "distilled" in distill_json.stderr and "scratch" in distill_json.stderr
+
+
+def test_the_progress_bar_shows_each_students_last_epoch_while_the_next_one_runs(capsys):
+    # Slow epochs (CIFAR) report steps between epochs; the bar keeps the last finished epoch's accuracy.
+    printer = cli.ProgressPrinter()
+    common = {"epochs": 4, "loss": 1.0, "hard": 1.0, "soft": 0.5}
+    for e in (
+        ev.StudentsStart(models=("scratch", "distilled"), epochs=4, train_size=1000),
+        ev.Epoch(model="scratch", epoch=1, test_acc=0.625, **common),
+        ev.Epoch(model="distilled", epoch=1, test_acc=0.75, **common),
+        ev.Step(model="scratch", epoch=1.5, **common),
+        ev.Step(model="distilled", epoch=1.5, **common),
+    ):
+        printer(e)
+    printer.close()
+    err = capsys.readouterr().err
+    assert "scratch 62.5%" in err and "distilled 75.0%" in err
 
 
 def test_distill_table_shows_every_model_and_the_kd_gain(fast_run, capsys):
