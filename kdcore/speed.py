@@ -151,7 +151,7 @@ def job_work(spec, data: kdata.Dataset, missing_teachers: list[str], threads: in
         work += [(c.dataset, c.student, *single, size() * c.epochs)] * students
     elif kind is JobKind.FRACTION:
         for f in options["fractions"]:
-            n = size(fraction=f) * studies.fraction_epochs(c.epochs, f)
+            n = size(fraction=f) * studies.fraction_epochs(c.epochs, f, c.fraction)
             work += [(c.dataset, c.student, *single, n)] * 2
     elif kind is JobKind.MISSING_CLASS:
         work += [(c.dataset, c.student, *single, size(exclude=options["missing"]) * c.epochs)] * 2

@@ -43,7 +43,7 @@ DEFAULT_ALPHAS = (0.25, 0.5, 0.75)
 DEFAULT_FRACTIONS = (0.01, 0.05, 0.2, 1.0)
 FRACTION_EPOCH_BOOST = 10
 EPOCH_RULE = (
-    f"epochs x min({FRACTION_EPOCH_BOOST}, 1 / fraction), rounded, at most {EPOCHS[1]}: "
+    f"epochs x min({FRACTION_EPOCH_BOOST}, the run's fraction / fraction), rounded, from 1 to {EPOCHS[1]}: "
     "a smaller training set gets more epochs, so it still has enough optimisation steps"
 )
 BIAS_RULE = (
@@ -389,14 +389,15 @@ def sweep_students(temperatures: Sequence[float], alphas: Sequence[float]) -> in
 # --------------------------------------------------------------------------- less data
 
 
-def fraction_epochs(epochs: int, fraction: float) -> int:
-    """Student epochs at a training fraction: epochs x min(10, 1 / fraction), rounded, at most 500.
+def fraction_epochs(epochs: int, fraction: float, base: float = 1.0) -> int:
+    """Student epochs at a training fraction, for a run of `epochs` on `base` of the data (the config's
+    fraction): epochs x min(10, base / fraction), rounded, from 1 to 500.
 
     One epoch of 1 % of the data is a single batch or two; without more epochs a tiny fraction
-    would compare barely-trained students. Capping the boost at 10x keeps each fraction's cost at
-    most that of one run on all the data.
+    would compare barely-trained students. Each fraction sees about as many images as the run itself,
+    and capping the boost at 10x keeps a tiny fraction's cost below that of the run.
     """
-    return min(EPOCHS[1], max(int(epochs), round(int(epochs) * min(FRACTION_EPOCH_BOOST, 1.0 / fraction))))
+    return min(EPOCHS[1], max(1, round(int(epochs) * min(FRACTION_EPOCH_BOOST, base / fraction))))
 
 
 @dataclass(kw_only=True)
@@ -488,9 +489,9 @@ def fraction_study(
 ) -> FractionResult:
     """KD against scratch at each training fraction (smallest first), both on the same stratified subset.
 
-    The subset comes from `subset_indices(fraction, config.seed)`; config.fraction is ignored.
-    Student epochs follow `fraction_epochs` (EPOCH_RULE). Events: "cell" per finished student with
-    index, fraction, role ("scratch" or "distilled"), accuracy and, once both are done, gain.
+    The subset comes from `subset_indices(fraction, config.seed)`; config.fraction is only the base of
+    the epochs rule: student epochs follow `fraction_epochs` (EPOCH_RULE). Events: "cell" per finished
+    student with index, fraction, role ("scratch" or "distilled"), accuracy and, once both are done, gain.
     """
     fs = sorted(check_values("fractions", fractions, check_fraction, limit=MAX_POINTS, example="0.01,0.05,0.2,1"))
     s = _Session("fraction", config, on_event, cancel)
@@ -498,7 +499,7 @@ def fraction_study(
     points, subsets = [], []
     for f in fs:
         idx = s.indices(fraction=f, exclude_class=config.exclude_class)
-        epochs = fraction_epochs(config.epochs, f)
+        epochs = fraction_epochs(config.epochs, f, config.fraction)
         points.append(FractionPoint(f, len(idx), epochs, epochs * math.ceil(len(idx) / batch)))
         subsets.append(idx)
     result = FractionResult(config, points, teacher_acc=s.teacher_acc)

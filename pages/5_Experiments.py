@@ -163,7 +163,7 @@ def fraction_tab(cfg: experiments.RunConfig) -> None:
         help=ui.HELP["fraction"],
     )
     fs = sorted(fs)
-    per_share = ", ".join(f"{describe.share(f)}: {studies.fraction_epochs(cfg.epochs, f)}" for f in fs)
+    per_share = ", ".join(f"{describe.share(f)}: {studies.fraction_epochs(cfg.epochs, f, cfg.fraction)}" for f in fs)
     plan = (
         f"{2 * len(fs)} students · epochs per share ({per_share}): smaller shares train longer so each "
         "student gets enough steps"

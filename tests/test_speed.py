@@ -59,7 +59,8 @@ def test_each_job_kind_counts_the_training_it_will_do(data_dir):
     sweep = work(jobs.JobKind.SWEEP, temperatures=(1.0, 4.0), alphas=(0.0, 0.5))
     assert sweep[1:] == [("mnist-sample", "mlp-medium", "single", 1, half * 3)] * 3  # scratch + 2 cells with α > 0
     fraction = work(jobs.JobKind.FRACTION, fractions=(0.1, 1.0))[1:]
-    assert [w[4] for w in fraction] == [40 * studies.fraction_epochs(3, 0.1)] * 2 + [400 * 3] * 2
+    # Epochs count from the run's own half of the data: all of it gets 2 epochs, a tenth of it 15.
+    assert [w[4] for w in fraction] == [40 * 15] * 2 + [400 * 2] * 2
     missing = work(jobs.JobKind.MISSING_CLASS, missing=3)[1:]
     assert missing[0][4] == len(kdata.subset_indices(data.train_y, fraction=0.5, exclude_class=3, seed=0)) * 3
     capacity = work(jobs.JobKind.CAPACITY, students=("mlp-tiny", "mlp-small"))[1:]

@@ -180,7 +180,16 @@ def test_fraction_epochs_grow_as_the_data_shrinks_up_to_ten_times():
     assert studies.fraction_epochs(20, 0.5) == 40
     assert studies.fraction_epochs(20, 0.01) == 200
     assert studies.fraction_epochs(100, 0.01) == 500  # the RunConfig limit
-    assert "min(10, 1 / fraction)" in studies.EPOCH_RULE
+
+
+def test_fraction_epochs_count_from_the_runs_own_fraction():
+    # The CIFAR preset: 16 epochs on a fifth of the data. All of it gets about as many images, not 5x.
+    assert studies.fraction_epochs(16, 1.0, base=0.2) == 3
+    assert studies.fraction_epochs(16, 0.2, base=0.2) == 16
+    assert studies.fraction_epochs(16, 0.05, base=0.2) == 64
+    assert studies.fraction_epochs(16, 0.01, base=0.2) == 160  # the 10x cap
+    assert studies.fraction_epochs(2, 1.0, base=0.01) == 1  # never below one epoch
+    assert "min(10, the run's fraction / fraction)" in studies.EPOCH_RULE
 
 
 def test_fraction_points_are_ordered_by_fraction_on_the_same_subsets(fractions, config, train_y):
@@ -188,7 +197,7 @@ def test_fraction_points_are_ordered_by_fraction_on_the_same_subsets(fractions, 
     assert [p.fraction for p in result.points] == [0.05, 1.0]
     for p in result.points:
         assert p.train_size == len(kdata.subset_indices(train_y, fraction=p.fraction, seed=config.seed))
-        assert p.epochs == studies.fraction_epochs(config.epochs, p.fraction)
+        assert p.epochs == studies.fraction_epochs(config.epochs, p.fraction, config.fraction)
         assert p.gain == pytest.approx(p.distilled_acc - p.scratch_acc)
     assert [p.epochs for p in result.points] == [10, 1]
     assert result.to_json()["epoch_rule"] == studies.EPOCH_RULE
