@@ -1,13 +1,14 @@
 """Which student settings teach best in a dataset's time budget: a sweep on cached teachers, over seeds.
 
 Usage: python benchmarks/cifar_students.py --data-dir DIR [--dataset cifar10] [--seeds 0,1,2] \
-    [--settings bn-small:1:0.9:4,bn-tiny:2:0.9:8] [--plain] [--json out.json]
+    [--settings bn-small:1:0.9:4,bn-tiny:2:0.9:8] [--fraction F] [--plain] [--json out.json]
 
-Each setting is student:T:alpha:epochs on top of the dataset's preset (teachers, method, optimiser). For
-every setting and seed it runs the preset's distillation (scratch and distilled student, same init and
-data order) with consistent views (--plain: on the plain images) and reports scratch and distilled test
-accuracy, the KD gain (mean ± std over seeds) and the median wall time of a run. The teachers must already
-be in DIR's cache (e.g. from benchmarks/consistent_teaching.py --data-dir DIR): nothing here trains them.
+Each setting is student:T:alpha:epochs on top of the dataset's preset (teachers, method, optimiser,
+training fraction; --fraction replaces the last). For every setting and seed it runs the preset's
+distillation (scratch and distilled student, same init, data and data order) with consistent views
+(--plain: on the plain images) and reports scratch and distilled test accuracy, the KD gain (mean ± std
+over seeds) and the median wall time of a run. The teachers must already be in DIR's cache (e.g. from
+benchmarks/consistent_teaching.py --data-dir DIR): nothing here trains them.
 """
 
 import argparse
@@ -48,7 +49,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data-dir", required=True, help="a data folder whose cache holds the preset's teachers")
     parser.add_argument("--dataset", default="cifar10", choices=kdata.DATASETS)
     parser.add_argument("--seeds", default="0,1,2")
-    parser.add_argument("--settings", default="bn-small:1:0.9:4", help="comma-separated student:T:alpha:epochs")
+    parser.add_argument("--settings", default="bn-small:1:0.9:24", help="comma-separated student:T:alpha:epochs")
+    parser.add_argument("--fraction", type=float, default=None, help="share of training images (default: preset's)")
     parser.add_argument("--plain", action="store_true", help="students see the plain images, not the views")
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args(argv)
@@ -56,12 +58,17 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(1)
     budget.set_job_threads(budget.share(1))
     preset = experiments.default_config(args.dataset, augment=not args.plain)
+    if args.fraction is not None:
+        preset = replace(preset, fraction=args.fraction)
     members = teachers.parse_members(preset.teachers)
     missing = [m.name for m in teachers.missing_members(kdata.load(args.dataset), members, preset.teacher_epochs)]
     if missing:
         raise SystemExit(f"teachers not cached in {args.data_dir}: {', '.join(missing)}; train them first")
     seeds = [int(s) for s in args.seeds.split(",")]
-    print(f"{args.dataset}, teachers {' + '.join(preset.teachers)}, {'plain images' if args.plain else 'views'}")
+    print(
+        f"{args.dataset}, teachers {' + '.join(preset.teachers)}, {'plain images' if args.plain else 'views'}, "
+        f"fraction {preset.fraction:g}"
+    )
     print("\n| student | T | α | epochs | seed | scratch | distilled | KD gain | wall s | load |")
     print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---|", flush=True)
     summary = []
@@ -89,7 +96,8 @@ def main(argv: list[str] | None = None) -> int:
             f"| {mean_std([r['gain'] for r in runs])} | {statistics.median(r['wall_s'] for r in runs):.0f} |"
         )
     if args.json:
-        args.json.write_text(json.dumps({"dataset": args.dataset, "plain": args.plain, "settings": summary}, indent=1))
+        run = {"dataset": args.dataset, "plain": args.plain, "fraction": preset.fraction, "settings": summary}
+        args.json.write_text(json.dumps(run, indent=1))
     return 0
 
 
