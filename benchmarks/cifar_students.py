@@ -49,7 +49,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data-dir", required=True, help="a data folder whose cache holds the preset's teachers")
     parser.add_argument("--dataset", default="cifar10", choices=kdata.DATASETS)
     parser.add_argument("--seeds", default="0,1,2")
-    parser.add_argument("--settings", default="bn-small:1:0.9:24", help="comma-separated student:T:alpha:epochs")
+    parser.add_argument("--settings", default="bn-small:1:0.9:20", help="comma-separated student:T:alpha:epochs")
     parser.add_argument("--fraction", type=float, default=None, help="share of training images (default: preset's)")
     parser.add_argument("--plain", action="store_true", help="students see the plain images, not the views")
     parser.add_argument("--json", type=Path, default=None)

@@ -222,6 +222,13 @@ def _threads(text: str) -> int:
 # ---- the parser ----------------------------------------------------------------------------------------
 
 
+def _preset_default(field: str) -> str:
+    """A field's default for the help text: mnist-sample's, then each dataset whose preset differs."""
+    base = getattr(experiments.default_config(), field)
+    other = [(ds, getattr(experiments.default_config(ds), field)) for ds in kdata.DATASETS]
+    return f"{base:g}" + "".join(f"; {ds}: {value:g}" for ds, value in other if value != base)
+
+
 def _run_options(p: argparse.ArgumentParser, *, student: bool = True, t_alpha: bool = True, data: bool = False):
     """The options every training command shares; an option left out keeps the dataset's preset."""
     d = experiments.default_config()
@@ -247,13 +254,13 @@ def _run_options(p: argparse.ArgumentParser, *, student: bool = True, t_alpha: b
             "-T",
             type=_checked(limits.check_temperature, "temperature"),
             default=None,
-            help=f"softmax temperature T, {t_low:g} to {t_high:g} (default {d.temperature:g})",
+            help=f"softmax temperature T, {t_low:g} to {t_high:g} (default {_preset_default('temperature')})",
         )
         p.add_argument(
             "--alpha",
             type=_checked(limits.check_alpha, "alpha"),
             default=None,
-            help=f"weight of the soft (teacher) loss in [0, 1]; 0 = labels only (default {d.alpha:g})",
+            help=f"weight of the soft (teacher) loss in [0, 1]; 0 = labels only (default {_preset_default('alpha')})",
         )
     p.add_argument(
         "--epochs", type=_whole(limits.check_epochs, "epochs"), default=None, help=f"student epochs, {low} to {high}"
@@ -276,7 +283,7 @@ def _run_options(p: argparse.ArgumentParser, *, student: bool = True, t_alpha: b
             "--fraction",
             type=_checked(limits.check_fraction, "fraction"),
             default=None,
-            help="stratified fraction of the training set (default 1)",
+            help=f"stratified fraction of the training set (default {_preset_default('fraction')})",
         )
         p.add_argument(
             "--exclude-class",

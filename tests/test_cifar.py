@@ -134,8 +134,8 @@ def test_view_logits_are_computed_once_and_cached(cifar_like, tmp_path, monkeypa
 def test_the_cifar_preset_uses_the_measured_recipe():
     c = experiments.default_config("cifar10")
     assert c.teachers == ("air-slim", "air-wide@1", "air-wide@2") and c.student == "bn-small"
-    assert (c.temperature, c.alpha, c.epochs, c.augment) == (1.0, 0.9, 4, True)
-    assert student_settings("cifar10", 4).schedule == "onecycle"
+    assert (c.temperature, c.alpha, c.epochs, c.fraction, c.augment) == (1.0, 0.9, 20, 0.2, True)
+    assert student_settings("cifar10", 20).schedule == "onecycle"
     # Off by default elsewhere, and configs without it keep the keys they had before it existed.
     assert "augment" not in experiments.default_config("mnist-sample").to_dict()
     assert experiments.default_config("mnist-sample", augment=True).to_dict()["augment"] is True
