@@ -162,14 +162,19 @@ class CpuMeter:
     def __exit__(self, *exc) -> None:
         self._stop.set()
         self._thread.join()
+        self._sample()
         self.wall = time.perf_counter() - self.started
 
-    def shares(self) -> dict[str, float]:
-        """Each role's CPU seconds as a share of every core's time over the block."""
+    def seconds(self) -> dict[str, float]:
+        """Each role's CPU seconds over the block."""
         used = dict.fromkeys(ROLES, 0.0)
         for pid, (role, total) in self.seen.items():
             used[role] += total - self.before.get(pid, 0.0)
-        return {role: seconds / (self.wall * psutil.cpu_count()) for role, seconds in used.items()}
+        return used
+
+    def shares(self) -> dict[str, float]:
+        """Each role's CPU seconds as a share of every core's time over the block."""
+        return {role: seconds / (self.wall * psutil.cpu_count()) for role, seconds in self.seconds().items()}
 
 
 def run(sessions: int = 8, epochs: int = 20, scheduler: str = "local", screenshot: Path | None = None) -> dict:
