@@ -87,8 +87,9 @@ def test_default_config_per_dataset():
         ("cnn-wide", "cnn-deep", "mlp-wide"),
     )
     assert (sample.temperature, sample.alpha, sample.fraction, sample.exclude_class) == (4.0, 0.5, 1.0, None)
-    for name in ("mnist", "fashion-mnist"):
-        assert default_config(name).dataset == name and default_config(name).epochs == 5
+    assert default_config("mnist").dataset == "mnist" and default_config("mnist").epochs == 5
+    fashion = default_config("fashion-mnist")
+    assert (fashion.dataset, fashion.epochs, fashion.fraction) == ("fashion-mnist", 25, 0.2)
     cifar = default_config("cifar10")
     assert cifar.student == "bn-small" and len(cifar.teachers) == 3 and cifar.augment
     assert all(t.startswith("air-") for t in cifar.teachers)
