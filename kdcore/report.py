@@ -283,6 +283,26 @@ def loss_notes(result: RunResult) -> list[str]:
     return notes
 
 
+def try_next(cfg: RunConfig) -> list[str]:
+    """What to change next after a distillation, as markdown bullets: each one a lesson in what KD does."""
+    if cfg.fraction < 1:
+        data = (
+            f"- Raise the **fraction** from {cfg.fraction * 100:g} % to all the training data: the gain shrinks as the "
+            "labels alone take the student further, since soft targets help most when labels are scarce."
+        )
+    else:
+        data = (
+            "- Use a **smaller fraction** of the training data: the teacher's soft targets help most when "
+            "labels are scarce."
+        )
+    return [
+        "- Raise **T** to share more of the teacher's view of similar classes, or set it to 1 to see what is lost.",
+        "- Set **α** to 0: the 'distilled' student then ignores the teacher — the gain should vanish.",
+        data,
+        "- Open **Dark knowledge** to see the soft targets, or **Compare** for size and latency.",
+    ]
+
+
 def summary_sentence(df: pd.DataFrame) -> str:
     """A plain-words reading of one run: its distilled student against its ensemble and its scratch twin.
 

@@ -131,15 +131,7 @@ def results(job: jobs.Job, result: experiments.RunResult) -> None:
         st.markdown("**What to notice in the training loss**\n" + "\n".join(f"- {n}" for n in notes))
     left, right = st.columns(2)
     ui.chart(charts.gain_per_class(result), left)
-    right.markdown(
-        "**What to try next**\n"
-        "- Raise **T** to share more of the teacher's view of similar classes, or set it to 1 to see "
-        "what is lost.\n"
-        "- Set **α** to 0: the 'distilled' student then ignores the teacher — the gain should vanish.\n"
-        "- Use a **smaller fraction** of the training data: the teacher's soft targets help most when "
-        "labels are scarce.\n"
-        "- Open **Dark knowledge** to see the soft targets, or **Compare** for size and latency."
-    )
+    right.markdown("**What to try next**\n" + "\n".join(report.try_next(cfg)))
     st.markdown("**Every model of this run**")
     if cfg.method == "ta":
         st.caption(f":material/school: {methods.chain_caption(cfg)}")

@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 
 from kdcore import cli, models
-from kdcore import events as ev
 from kdcore import data as kdata
+from kdcore import events as ev
 
 ROOT = Path(__file__).resolve().parent.parent
 STATES = {"offline-sample", "ready", "will-download", "unavailable"}

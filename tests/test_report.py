@@ -214,3 +214,11 @@ def test_runs_are_numbered_by_their_history_id_like_every_page(fast_run):
     students = table[table[report.ROLE] == "distilled"]
     assert students[report.RUN].tolist() == ["1", "42"]  # an unsaved run keeps its place; a saved one its id
     assert students[report.MODEL].iloc[1].startswith("run 42: distilled")
+
+
+def test_what_to_try_next_points_the_fraction_the_way_this_run_has_not_gone():
+    full, part = report.try_next(default_config()), report.try_next(default_config("cifar10"))
+    assert any("smaller fraction" in line for line in full) and not any("Raise the **fraction**" in x for x in full)
+    assert any("Raise the **fraction** from 20 %" in line for line in part)
+    assert not any("smaller fraction" in line for line in part)
+    assert all(line.startswith("- ") for line in full + part) and len(full) == len(part) == 4

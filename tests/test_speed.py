@@ -5,7 +5,7 @@ import json
 import pytest
 
 from kdcore import data as kdata
-from kdcore import jobs, speed, studies
+from kdcore import jobs, speed
 from kdcore.experiments import default_config
 from tests.synthetic import synthetic
 
