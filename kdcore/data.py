@@ -15,6 +15,7 @@ stratified, seeded training subsets the experiments compare.
 from __future__ import annotations
 
 import codecs
+import functools
 import gzip
 import hashlib
 import http.client
@@ -756,6 +757,15 @@ def _shifted(x: torch.Tensor, dy: torch.Tensor, dx: torch.Tensor, flip: torch.Te
         return x[batch, channel, rows.view(n, 1, h, 1), cols.view(n, 1, 1, w)]
     padded = F.pad(x, (SHIFT, SHIFT, SHIFT, SHIFT))
     return padded[batch, channel, (rows + SHIFT).view(n, 1, h, 1), (cols + SHIFT).view(n, 1, 1, w)]
+
+
+def translate(x: torch.Tensor, dy: int, dx: int, dataset_name: str) -> torch.Tensor:
+    """A uint8 batch moved by (dy, dx) pixels, borders filled as `augment` fills them (e.g. for test-time views)."""
+    _check_name(dataset_name)
+    n = x.shape[0]
+    shift = functools.partial(torch.full, (n,), device=x.device, dtype=torch.long)
+    flip = torch.zeros(n, dtype=torch.bool, device=x.device)
+    return _shifted(x, shift(dy), shift(dx), flip, reflect=dataset_name in FLIP_INVARIANT)
 
 
 def augment(x: torch.Tensor, dataset_name: str, generator: torch.Generator) -> torch.Tensor:

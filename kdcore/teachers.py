@@ -205,6 +205,10 @@ def _check_files_free(base: Path) -> None:
             )
 
 
+# How a photo teacher's test logits are scored: the image and its mirror, unmoved and moved a pixel each way.
+PHOTO_TEST_VIEWS = "mirror+shift"
+
+
 def _logits_fit(tensors: dict[str, torch.Tensor], data: kdata.Dataset) -> bool:
     """Whether cached logits hold one finite float row per train and test image and one column per class."""
     rows = {"train": len(data.train_x), "test": len(data.test_x)}
@@ -336,20 +340,29 @@ def get_teacher(
         model.to(device or default_device()).eval()
         logits_base = cache_dir() / f"{key}.logits"
         entry = _load_entry(logits_base)
-        if entry is not None and not _logits_fit(entry[0], data):  # hashed and complete, but for other data
+        photo = data.name in kdata.FLIP_INVARIANT
+        test_views = PHOTO_TEST_VIEWS if photo else "plain"
+        # Hashed and complete, but for other data, or test logits scored another way (entries from before the
+        # moved views say nothing: theirs were the mirror alone).
+        if entry is not None and (
+            not _logits_fit(entry[0], data) or entry[1].get("test_views", "mirror" if photo else "plain") != test_views
+        ):
             _remove_entry(logits_base)
             entry = None
         if entry is None:
-            # A photo's teacher answers for the image and its mirror together (test-time augmentation).
-            mirror, bf16 = data.name in kdata.FLIP_INVARIANT, settings.bf16
+            # A photo's teacher answers for the image, its mirror and their one-pixel moves together
+            # (test-time augmentation); the students' training logits are for the plain images.
+            bf16, shift = settings.bf16, data.name if photo else None
             entry = (
                 {
                     "train": predict_logits(model, data.train_x, data.mean, data.std, bf16=bf16),
-                    "test": predict_logits(model, data.test_x, data.mean, data.std, mirror=mirror, bf16=bf16),
+                    "test": predict_logits(
+                        model, data.test_x, data.mean, data.std, mirror=photo, shift=shift, bf16=bf16
+                    ),
                 },
                 {},
             )
-            _save_entry(logits_base, entry[0], {"kind": "logits", "teacher": key})
+            _save_entry(logits_base, entry[0], {"kind": "logits", "teacher": key, "test_views": test_views})
     return Teacher(member, key, model, entry[0]["train"], entry[0]["test"], cached, seconds, settings)
 
 

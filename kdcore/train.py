@@ -152,11 +152,14 @@ def predict_logits(
     batch_size: int = 128,
     device: torch.device | None = None,
     mirror: bool = False,
+    shift: str | None = None,
     bf16: bool = False,
 ) -> torch.Tensor:
     """Logits (on CPU) for a uint8 image tensor, in eval mode; the caller's model is left as it was.
 
     `mirror` averages each image's logits with its mirror image's (test-time augmentation, for photos);
+    `shift` (a dataset name, for its border rule) also averages in the image moved one pixel diagonally each
+    way, each half as much as the unmoved one (airbench's test-time views), mirrored too with `mirror`;
     `bf16` runs in bfloat16 where the hardware does it natively. A convolutional model scoring more than
     one batch runs as a channels-last copy: on CPU that is about twice as fast for these nets (measured in
     benchmarks/README.md), and copying a model of a few megabytes costs milliseconds. Batches of 128 beat
@@ -175,13 +178,18 @@ def predict_logits(
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16 and bf16_ready(device)):
             return net(batch).float()
 
+    def views(batch: torch.Tensor) -> torch.Tensor:
+        logits = run(batch)
+        return (logits + run(batch.flip(-1))) / 2 if mirror else logits
+
     try:
         out = []
         for i in range(0, len(x), batch_size):
-            batch = kdata.normalize(x[i : i + batch_size].to(device), mean, std)
-            logits = run(batch)
-            if mirror:
-                logits = (logits + run(batch.flip(-1))) / 2
+            raw = x[i : i + batch_size].to(device)
+            logits = views(kdata.normalize(raw, mean, std))
+            if shift is not None:
+                moved = [views(kdata.normalize(kdata.translate(raw, d, d, shift), mean, std)) for d in (-1, 1)]
+                logits = logits / 2 + (moved[0] + moved[1]) / 4
             out.append(logits.cpu())
     finally:
         model.train(was_training)

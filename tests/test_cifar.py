@@ -1,5 +1,6 @@
 """CIFAR-10's recipe: airbench-style teachers, their cached logits for fixed views, and consistent teaching."""
 
+import json
 import subprocess
 import sys
 from dataclasses import replace
@@ -110,6 +111,41 @@ def test_a_photos_teacher_answers_for_the_image_and_its_mirror(cifar_like):
     mirrored = predict_logits(model, cifar_like.test_x.flip(-1), cifar_like.mean, cifar_like.std)
     both = predict_logits(model, cifar_like.test_x, cifar_like.mean, cifar_like.std, mirror=True)
     assert torch.allclose(both, (plain + mirrored) / 2, atol=1e-5)
+
+
+def test_moved_test_views_weigh_half_as_much_as_the_unmoved_image(cifar_like):
+    model = models.build("cnn-deep", "cifar10", seed=0).eval()
+    x, mean, std = cifar_like.test_x, cifar_like.mean, cifar_like.std
+
+    def mirrored(images):
+        return predict_logits(model, images, mean, std, mirror=True)
+
+    moved = [mirrored(kdata.translate(x, d, d, "cifar10")) for d in (-1, 1)]
+    expected = mirrored(x) / 2 + (moved[0] + moved[1]) / 4
+    assert torch.allclose(predict_logits(model, x, mean, std, mirror=True, shift="cifar10"), expected, atol=1e-5)
+    # A move by (1, 1) shows each pixel's lower-right neighbour; the last row and column reflect back inside.
+    assert torch.equal(kdata.translate(x, 1, 1, "cifar10")[..., :-1, :-1], x[..., 1:, 1:])
+    assert torch.equal(kdata.translate(x, 1, 1, "cifar10")[..., -1, :-1], x[..., -2, 1:])
+
+
+def test_a_photo_teachers_older_test_logits_are_scored_again_with_the_moved_views(cifar_like, tmp_path, monkeypatch):
+    monkeypatch.setenv("KD_DATA_DIR", str(tmp_path))
+    member, settings = teachers.Member("cnn-deep", 2), TrainSettings(epochs=1, batch_size=64)
+    teacher = teachers.get_teacher(cifar_like, member, settings, device=torch.device("cpu"))
+    manifest = next(teachers.cache_dir().glob("*.logits.json"))
+    info = json.loads(manifest.read_text())
+    assert info["test_views"] == teachers.PHOTO_TEST_VIEWS
+    del info["test_views"]  # as written before the moved views existed: the mirror alone
+    manifest.write_text(json.dumps(info))
+    calls = []
+    real = teachers.predict_logits
+    monkeypatch.setattr(teachers, "predict_logits", lambda *a, **k: calls.append(k) or real(*a, **k))
+    again = teachers.get_teacher(cifar_like, member, settings, device=torch.device("cpu"))
+    assert [k.get("shift") for k in calls] == [None, "cifar10"]  # train logits plain, test logits with the views
+    assert torch.allclose(again.test_logits, teacher.test_logits)
+    calls.clear()
+    teachers.get_teacher(cifar_like, member, settings, device=torch.device("cpu"))
+    assert calls == []  # scored once, then cached
 
 
 def test_view_logits_are_computed_once_and_cached(cifar_like, tmp_path, monkeypatch):
