@@ -104,12 +104,6 @@ class ImageDataset(Dataset):
         return self.transform(img), int(self.labels[i])
 
 
-def train_indices(config: experiments.RunConfig, data: kdata.Dataset) -> torch.Tensor:
-    return kdata.subset_indices(
-        data.train_y, fraction=config.fraction, exclude_class=config.exclude_class, seed=config.seed
-    )
-
-
 def run_reference(
     config: experiments.RunConfig,
     data: kdata.Dataset,
@@ -122,7 +116,7 @@ def run_reference(
     settings = student_settings(config.dataset, config.epochs)
     T, alpha = config.temperature, config.alpha
     transform = transforms.Compose([transforms.ToTensor(), transforms.Normalize(data.mean, data.std)])
-    idx = train_indices(config, data)  # the preset's share of the training set, as kdcore trains on
+    idx = experiments.train_indices(config, data.train_y)  # the preset's share of the training set, as kdcore trains on
     train_loader = DataLoader(
         ImageDataset(data.train_x[idx], data.train_y[idx], transform),
         batch_size=settings.batch_size,
@@ -186,9 +180,9 @@ def bench_dataset(name: str, epochs: int, repeats: int, device: torch.device, wo
     except kdata.DatasetError as exc:
         return {"dataset": name, "skipped": str(exc)}
     config = experiments.default_config(name, epochs=epochs)
+    train_size = len(experiments.train_indices(config, data.train_y))
     _log(
-        f"[{name}] {len(train_indices(config, data)):,} train / {len(data.test_y):,} test images; "
-        f"student {config.student}, "
+        f"[{name}] {train_size:,} train / {len(data.test_y):,} test images; student {config.student}, "
         f"teachers {'+'.join(config.teachers)}, T={config.temperature}, alpha={config.alpha}, {epochs} epochs"
     )
     _log(f"[{name}] preparing teachers (not timed) in {teachers.cache_dir()} ...")
@@ -218,7 +212,7 @@ def bench_dataset(name: str, epochs: int, repeats: int, device: torch.device, wo
     med = {k: (statistics.median(s for s, _ in v), statistics.median(a for _, a in v)) for k, v in runs.items()}
     return {
         "dataset": name,
-        "train_images": len(train_indices(config, data)),
+        "train_images": train_size,
         "test_images": len(data.test_y),
         "epochs": epochs,
         "student": config.student,

@@ -397,6 +397,11 @@ def _student_losses(config: RunConfig):
     return scratch, distilled
 
 
+def train_indices(config: RunConfig, train_y: torch.Tensor) -> torch.Tensor:
+    """The training images a run's students see: its seeded, stratified fraction, minus any excluded class."""
+    return kdata.subset_indices(train_y, fraction=config.fraction, exclude_class=config.exclude_class, seed=config.seed)
+
+
 class _Run:
     """What every method's distillation shares: data, teachers, training images, probes and the table."""
 
@@ -404,9 +409,7 @@ class _Run:
         self.config, self.on_event, self.cancel, self.measure = config, on_event, cancel, measure
         self.started = time.perf_counter()
         self.data, self.ens = load_ensemble(config, on_event=on_event, cancel=cancel)
-        self.idx = kdata.subset_indices(
-            self.data.train_y, fraction=config.fraction, exclude_class=config.exclude_class, seed=config.seed
-        )
+        self.idx = train_indices(config, self.data.train_y)
         self.settings = student_settings(config.dataset, config.epochs)
         self.device = default_device()
         self.teacher_acc = metrics.accuracy(self.ens.test_logits, self.data.test_y)
