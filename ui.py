@@ -230,7 +230,7 @@ def controls(show=_FIELDS) -> experiments.RunConfig:
             CONTROL_LABELS["temperature"],
             *links.TEMPERATURE_RANGE,
             key=_widget("temperature", float(cfg.temperature)),
-            step=0.5,
+            step=limits.UI_TEMPERATURE_STEP,
             help=HELP["temperature"],
             disabled=view.locked,
         )
@@ -736,6 +736,16 @@ def _new_random() -> None:
 def unpin_probe_image() -> None:
     """Let the test-set picker show its own images again instead of a probe image picked further down."""
     st.session_state.pop("dark_probe_index", None)
+
+
+# The Dark knowledge page's ways to pick a test image, by their labels (kdcore.dark.PICK_MODES).
+PICK_LABELS = {
+    "Clear runner-up": "telling",
+    "By class": "class",
+    "At random": "random",
+    "Most ambiguous to the teacher": "ambiguous",
+    "Teacher's mistakes": "mistakes",
+}
 
 
 def pick_from_test_set(data, ens, how: str, student_logits) -> Selected | None:

@@ -19,10 +19,15 @@ import numpy as np
 import torch
 from PIL import Image, ImageOps
 
-from . import teachers
+from . import limits, teachers
 from .losses import kd_split, soft_targets
 from .train import predict_logits
 
+# The temperatures the app's T slider offers, where curves over T are drawn: 1 to 20 in steps of 0.5.
+T_GRID = tuple(
+    limits.UI_TEMPERATURES[0] + limits.UI_TEMPERATURE_STEP * i
+    for i in range(round((limits.UI_TEMPERATURES[1] - limits.UI_TEMPERATURES[0]) / limits.UI_TEMPERATURE_STEP) + 1)
+)
 PICK_MODES = ("telling", "class", "random", "ambiguous", "mistakes")
 # The only picture formats an upload may be, with their file name extensions. Each is decoded by
 # Pillow's own code; formats that hand the bytes to another program (EPS to Ghostscript) stay out.

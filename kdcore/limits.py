@@ -30,6 +30,7 @@ GENERATIONS = (1, 3)
 
 # What the app's controls (and so a shared link) offer.
 UI_TEMPERATURES = (1.0, 20.0)
+UI_TEMPERATURE_STEP = 0.5
 UI_EPOCHS = (1, 100)
 UI_SEEDS = (0, 10_000)
 UI_FRACTIONS = (0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0)

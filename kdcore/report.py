@@ -101,6 +101,14 @@ def _record(model, role, dataset, runs, row, partial) -> dict:
     }
 
 
+def run_table(result: RunResult) -> pd.DataFrame:
+    """One run's models as comparison_table lists them, without the "run N: " before each name: a page
+    showing one run names it once, above the table."""
+    table = comparison_table([result])
+    table[MODEL] = table[MODEL].str.replace(r"^run \d+: ", "", regex=True)
+    return table
+
+
 def comparison_table(results: Sequence[RunResult]) -> pd.DataFrame:
     """Every model of the given runs (oldest first) in one table with the COLUMNS above.
 

@@ -41,6 +41,17 @@ MAX_POINTS = 8  # fractions or students in one study
 DEFAULT_TEMPERATURES = (1.0, 2.0, 4.0, 8.0)
 DEFAULT_ALPHAS = (0.25, 0.5, 0.75)
 DEFAULT_FRACTIONS = (0.01, 0.05, 0.2, 1.0)
+# What the T x alpha sweep's pickers offer (the shares of the data study offers limits.UI_FRACTIONS).
+SWEEP_TEMPERATURES = (1.0, 1.5, 2.0, 3.0, 4.0, 5.0, 6.0, 8.0, 10.0, 12.0, 15.0, 20.0)
+SWEEP_ALPHAS = (0.0, 0.1, 0.2, 0.25, 0.3, 0.4, 0.5, 0.6, 0.7, 0.75, 0.8, 0.9, 1.0)
+# The run settings each study (by its job kind) varies itself, so a description of its settings leaves them
+# out; every study distils with Hinton KD whatever the run's method is.
+VARIES = {
+    "sweep": ("temperature", "alpha", "method"),
+    "fraction": ("fraction", "method"),
+    "missing-class": ("method",),
+    "capacity": ("student", "method"),
+}
 FRACTION_EPOCH_BOOST = 10
 EPOCH_RULE = (
     f"epochs x min({FRACTION_EPOCH_BOOST}, the run's fraction / fraction), rounded, from 1 to {EPOCHS[1]}: "

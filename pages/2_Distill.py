@@ -135,10 +135,7 @@ def results(job: jobs.Job, result: experiments.RunResult) -> None:
     st.markdown("**Every model of this run**")
     if cfg.method == "ta":
         st.caption(f":material/school: {methods.chain_caption(cfg)}")
-    table = report.comparison_table([result])
-    # One run here: its number is in the caption above, so the rows need no "run N:" prefix.
-    table[report.MODEL] = table[report.MODEL].str.replace(r"^run \d+: ", "", regex=True)
-    ui.model_table(table, hide=(report.DATASET, report.RUN, report.PARTIAL))
+    ui.model_table(report.run_table(result), hide=(report.DATASET, report.RUN, report.PARTIAL))
 
 
 def born_again(result: experiments.RunResult) -> None:

@@ -3,30 +3,19 @@ soft target's two decoupled-KD parts; and the session's last run's students watc
 
 from __future__ import annotations
 
-import time
-
 import streamlit as st
 import torch
 
 import charts
 import ui
+import watching
 from kdcore import dark, experiments, glossary, teachers
 from kdcore import data as kdata
-from kdcore import probes as kprobes
 
 st.set_page_config(page_title="Dark knowledge · KD Playground", page_icon="🔦", layout="wide")
 
-T_GRID = [1.0 + 0.5 * i for i in range(39)]  # the temperature slider's values, 1 to 20
-PICKS = {
-    "Clear runner-up": "telling",
-    "By class": "class",
-    "At random": "random",
-    "Most ambiguous to the teacher": "ambiguous",
-    "Teacher's mistakes": "mistakes",
-}
 BIG_PX = 224
 SPLIT_SAMPLE = 2000  # test images behind the DKD split's curve: enough for a smooth mean, cheap at every T
-PLAY_SECONDS = 0.6  # how long Play shows each epoch
 
 
 @st.cache_resource(show_spinner="Loading the dataset…", max_entries=4)
@@ -42,7 +31,7 @@ def load_teachers(dataset: str, members: tuple[str, ...], teacher_epochs: int | 
 
 @st.cache_data(show_spinner=False, max_entries=16)
 def mean_entropy_curve(key: str, _logits: torch.Tensor) -> list[float]:
-    return dark.entropy_curve(_logits, T_GRID)
+    return dark.entropy_curve(_logits, dark.T_GRID)
 
 
 @st.cache_data(show_spinner=False, max_entries=128)
@@ -52,7 +41,7 @@ def similarity(key: str, temperature: float, _logits: torch.Tensor, _y: torch.Te
 
 @st.cache_data(show_spinner=False, max_entries=16)
 def split_curve(key: str, _logits: torch.Tensor, _y: torch.Tensor) -> dict:
-    return dark.dkd_curve(_logits, _y, T_GRID)
+    return dark.dkd_curve(_logits, _y, dark.T_GRID)
 
 
 def distilled_result(dataset: str):
@@ -62,18 +51,6 @@ def distilled_result(dataset: str):
             r
             for r in reversed(ui.finished_distill_results())
             if r.config.dataset == dataset and "distilled" in r.students
-        ),
-        None,
-    )
-
-
-def watched_result(dataset: str):
-    """This session's newest finished distillation on this dataset that watched its students on the probe images."""
-    return next(
-        (
-            r
-            for r in reversed(ui.finished_distill_results())
-            if r.config.dataset == dataset and r.probes is not None and kprobes.common_epochs(r.probes)
         ),
         None,
     )
@@ -101,124 +78,13 @@ def show_split(sel: ui.Selected | None, data, ens, temperature: float, cache_key
     logits, y = ens.test_logits[sample], data.test_y[sample]
     curve = split_curve(f"{cache_key}|{SPLIT_SAMPLE}", logits, y)
     at_t = {k: v[0] for k, v in dark.dkd_curve(logits, y, [temperature]).items()}
-    ui.chart(charts.dkd_split_vs_temperature(T_GRID, curve, temperature, at_t), right)
+    ui.chart(charts.dkd_split_vs_temperature(dark.T_GRID, curve, temperature, at_t), right)
     right.caption(
         f"Means over {len(sample):,} test images. A hotter T makes the teacher less sure of the true class, so "
         "1 − p_t grows and classical KD's share of the dark knowledge (solid pink) climbs towards the whole of it "
         "(dotted). Both parts are measured against a student that knows nothing yet: they are what there is to "
         "learn."
     )
-
-
-def _select_probe(p: kprobes.Probes, position: int) -> None:
-    """Make one probe image the selected image of the whole page: the scrub panel and the image at the top."""
-    test_index = int(p.indices[position])
-    st.session_state.watch_image = position
-    st.session_state.dark_index = st.session_state.dark_probe_index = test_index
-    if PICKS.get(st.session_state.get("dark_source")) is None:  # a drawing or upload is showing: show this instead
-        st.session_state.dark_source = next(iter(PICKS))
-
-
-def _on_point(p: kprobes.Probes) -> None:
-    points = st.session_state.watch_points.selection.points
-    if points and points[0].get("customdata"):
-        _select_probe(p, int(points[0]["customdata"][0]))
-
-
-def _on_pick(p: kprobes.Probes) -> None:
-    _select_probe(p, st.session_state.watch_image)
-
-
-def _play(last: int) -> None:
-    st.session_state.watch_playing = True
-    if st.session_state.get("watch_epoch") == last:  # start again from the first epoch
-        st.session_state.watch_epoch = 1
-
-
-def _pause() -> None:
-    st.session_state.watch_playing = False
-
-
-def show_watch(result, data) -> None:
-    """Scrub the last run's two students through their epochs on the probe images, one of them picked."""
-    p = result.probes
-    n = kprobes.common_epochs(p)
-    if "watch_next" in st.session_state:  # Play's next epoch, set before the slider exists
-        st.session_state.watch_epoch = st.session_state.pop("watch_next")
-    if not 1 <= st.session_state.get("watch_epoch", 0) <= n:
-        st.session_state.watch_epoch = n
-    position = kprobes.position_of(p, st.session_state.get("dark_index"))
-    if position is not None:  # the image chosen at the top of the page is a probe image: show it here too
-        st.session_state.watch_image = position
-    if not 0 <= st.session_state.get("watch_image", -1) < len(p.indices):
-        st.session_state.watch_image = kprobes.opening_position(p)
-    cfg = result.config
-    partial = " (stopped early)" if result.partial else ""
-    st.caption(
-        f"Your last run{partial}: {cfg.student} students trained for {kprobes.common_epochs(p)} epochs with T = "
-        f"{cfg.temperature:g} and α = {cfg.alpha:g} from {', '.join(cfg.teachers)}. After every epoch both students "
-        f"answered the same {len(p.indices)} test images (the probe images, {len(p.indices) // data.num_classes} per "
-        "class); every probability here is at T = 1, as the students answer."
-    )
-    phrases = [dark.class_phrase(c) for c in data.classes]
-    playing = st.session_state.get("watch_playing", False)
-    c1, c2, c3 = st.columns([1, 4, 3])
-    if playing:
-        c1.button("Pause", icon=":material/pause:", on_click=_pause, key="watch_pause", width="stretch")
-    else:
-        c1.button(
-            "Play",
-            icon=":material/play_arrow:",
-            on_click=_play,
-            args=(n,),
-            key="watch_play",
-            width="stretch",
-            disabled=n < 2,
-            help="Steps through the epochs, one every half second or so.",
-        )
-    if n >= 2:
-        epoch = c2.slider("Epoch", 1, n, key="watch_epoch", disabled=playing)
-    else:
-        epoch = 1
-        c2.caption("The run finished one epoch only, so there is nothing to scrub.")
-    c3.selectbox(
-        "Probe image",
-        range(len(p.indices)),
-        key="watch_image",
-        on_change=_on_pick,
-        args=(p,),
-        format_func=lambda i: f"test image #{int(p.indices[i])}: {phrases[int(p.labels[i])]}",
-    )
-    position = st.session_state.watch_image
-    label = int(p.labels[position])
-    left, right = st.columns(2)
-    log = st.session_state.get("dark_log", False)  # the page's log-scale toggle, when an image is shown above
-    snap = kprobes.snapshot(p, position, epoch)
-    ui.chart(charts.watch_probabilities(snap, data.classes, label, epoch, log), left)
-    right.plotly_chart(
-        charts.watch_points(kprobes.image_points(p, epoch), phrases, epoch, position),
-        width="stretch",
-        config=ui.CHART_CONFIG,
-        key="watch_points",
-        on_select=lambda: _on_point(p),
-        selection_mode="points",
-    )
-    right.caption(
-        "Each dot is one probe image for one student: far left and high up means it answers like the teacher; "
-        "a cross means it picks another class. **Click a dot** to show that image everywhere on this page."
-    )
-    curves = kprobes.learning_curves(p)
-    a, b = st.columns(2)
-    ui.chart(charts.watch_curve(curves, "agreement", epoch), a)
-    ui.chart(charts.watch_curve(curves, "kl", epoch), b)
-    if playing:
-        nxt = kprobes.next_epoch(p, epoch)
-        if nxt is None:
-            st.session_state.watch_playing = False
-        else:
-            time.sleep(PLAY_SECONDS)
-            st.session_state.watch_next = nxt
-        st.rerun()
 
 
 def show_selected(sel: ui.Selected, data, ens, temperature: float, result) -> None:
@@ -305,7 +171,7 @@ st.subheader(
 )
 drawable = data.image_shape[0] == 1
 draw_label = "Draw a digit" if not data.name.startswith("fashion") else "Draw an item"
-sources = list(PICKS) + ([draw_label] if drawable else []) + [ui.UPLOAD]
+sources = list(ui.PICK_LABELS) + ([draw_label] if drawable else []) + [ui.UPLOAD]
 if st.session_state.get("dark_source") not in sources:
     st.session_state.pop("dark_source", None)
 source = st.radio(
@@ -316,8 +182,8 @@ source = st.radio(
     label_visibility="collapsed",
     on_change=ui.unpin_probe_image,
 )
-if source in PICKS:
-    selected = ui.pick_from_test_set(data, ens, PICKS[source], student_test_logits)
+if source in ui.PICK_LABELS:
+    selected = ui.pick_from_test_set(data, ens, ui.PICK_LABELS[source], student_test_logits)
 elif source == ui.UPLOAD:
     selected = ui.upload_image(data, ens, student_model)
 else:
@@ -326,13 +192,13 @@ if selected is not None:
     show_selected(selected, data, ens, T, result)
 
 st.subheader("Over the whole test set", help=glossary.tooltip("entropy", "dark knowledge"))
-image_curve = dark.entropy_curve(selected.teacher, T_GRID) if selected is not None else None
+image_curve = dark.entropy_curve(selected.teacher, dark.T_GRID) if selected is not None else None
 at_t = dark.entropy_curve(ens.test_logits, [T]) + (
     [] if selected is None else dark.entropy_curve(selected.teacher, [T])
 )
 left, right = st.columns([2, 3])
 all_curve = mean_entropy_curve(cache_key, ens.test_logits)
-ui.chart(charts.entropy_vs_temperature(T_GRID, all_curve, image_curve, T, at_t, data.num_classes), left)
+ui.chart(charts.entropy_vs_temperature(dark.T_GRID, all_curve, image_curve, T, at_t, data.num_classes), left)
 sim = similarity(cache_key, T, ens.test_logits, data.test_y)
 ui.chart(charts.class_similarity(sim, data.classes, T), right)
 right.caption(
@@ -354,7 +220,7 @@ st.markdown(
 show_split(selected, data, ens, T, cache_key)
 
 st.subheader("Watching the students learn", help=glossary.tooltip("agreement", "KL divergence", "epoch"))
-watched = watched_result(cfg.dataset)
+watched = watching.watched_result(cfg.dataset)
 if watched is None:
     st.caption(
         f"Run a distillation on {cfg.dataset} on the **Distill** page first: this part then scrubs through its "
@@ -362,4 +228,4 @@ if watched is None:
         "teacher."
     )
 else:
-    show_watch(watched, data)
+    watching.show_watch(watched, data)

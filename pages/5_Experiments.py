@@ -6,21 +6,9 @@ import streamlit as st
 
 import charts
 import ui
-from kdcore import describe, events, experiments, glossary, jobs, links, models, studies
+from kdcore import describe, events, experiments, glossary, jobs, limits, links, models, studies
 
 st.set_page_config(page_title="Experiments · KD Playground", page_icon=":material/grid_on:", layout="wide")
-
-TEMPERATURE_CHOICES = [1.0, 1.5, 2.0, 3.0, 4.0, 5.0, 6.0, 8.0, 10.0, 12.0, 15.0, 20.0]
-ALPHA_CHOICES = [0.0, 0.1, 0.2, 0.25, 0.3, 0.4, 0.5, 0.6, 0.7, 0.75, 0.8, 0.9, 1.0]
-FRACTION_CHOICES = [0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0]
-# The sidebar settings a study varies itself, so its description leaves them out; every study distils with
-# Hinton KD whatever the Distill page's method is.
-VARIES = {
-    jobs.JobKind.SWEEP: ("temperature", "alpha", "method"),
-    jobs.JobKind.FRACTION: ("fraction", "method"),
-    jobs.JobKind.MISSING_CLASS: ("method",),
-    jobs.JobKind.CAPACITY: ("student", "method"),
-}
 
 
 def draw(kind: str, snap: dict, *, live: bool) -> None:
@@ -72,7 +60,7 @@ def show(kind: str, job: jobs.Job | None, what_to_do: str) -> None:
     if job is None:
         return
     verb = "Running" if job.state in ui.ACTIVE else "This study used"
-    st.markdown(f"**{verb}:** {describe.config_summary(job.config, VARIES[kind])}")
+    st.markdown(f"**{verb}:** {describe.config_summary(job.config, studies.VARIES[kind])}")
     if job.state in ui.ACTIVE:
         live(kind, job.id)
         return
@@ -100,7 +88,7 @@ def study(kind: jobs.JobKind, cfg, plan: str, why_not: str, name: str, change: s
     if why_not:
         st.warning(why_not)
     else:
-        st.caption(f"{plan} · also uses {describe.config_summary(cfg, VARIES[kind])} from the sidebar.")
+        st.caption(f"{plan} · also uses {describe.config_summary(cfg, studies.VARIES[kind])} from the sidebar.")
     job = ui.job_by_id(st.session_state.get(f"experiment_job_{kind}"))
     stop_help = "Stops after the current batch; finished cells are kept as a partial result."
     if ui.start_stop(job, "study", stop_help, key=kind, why_not=why_not):
@@ -123,7 +111,7 @@ def sweep_tab(cfg: experiments.RunConfig) -> None:
     left, right = st.columns(2)
     ts = left.multiselect(
         f"Temperatures T (rows, up to {studies.MAX_GRID})",
-        TEMPERATURE_CHOICES,
+        studies.SWEEP_TEMPERATURES,
         default=list(studies.DEFAULT_TEMPERATURES),
         max_selections=studies.MAX_GRID,
         format_func="{:g}".format,
@@ -132,7 +120,7 @@ def sweep_tab(cfg: experiments.RunConfig) -> None:
     )
     als = right.multiselect(
         f"Weights α (columns, up to {studies.MAX_GRID})",
-        ALPHA_CHOICES,
+        studies.SWEEP_ALPHAS,
         default=list(studies.DEFAULT_ALPHAS),
         max_selections=studies.MAX_GRID,
         format_func="{:g}".format,
@@ -155,7 +143,7 @@ def fraction_tab(cfg: experiments.RunConfig) -> None:
     )
     fs = st.multiselect(
         f"Shares of the training images (up to {studies.MAX_POINTS})",
-        FRACTION_CHOICES,
+        limits.UI_FRACTIONS,
         default=list(studies.DEFAULT_FRACTIONS),
         max_selections=studies.MAX_POINTS,
         format_func=describe.share,

@@ -600,3 +600,12 @@ def test_watch_plays_to_the_last_common_epoch_and_refuses_others():
         kprobes.snapshot(p, 0, 3)
     with pytest.raises(ValueError, match="position must be a probe image's position from 0 to 19"):
         kprobes.snapshot(p, 20, 1)
+
+
+def test_curves_over_t_are_drawn_at_every_value_the_t_slider_offers():
+    from kdcore import limits
+
+    low, high = limits.UI_TEMPERATURES
+    assert dark.T_GRID[0] == low and dark.T_GRID[-1] == high
+    steps = {round(b - a, 9) for a, b in zip(dark.T_GRID, dark.T_GRID[1:])}
+    assert steps == {limits.UI_TEMPERATURE_STEP}

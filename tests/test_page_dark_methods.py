@@ -221,3 +221,10 @@ def test_in_a_real_browser_a_clicked_dot_selects_its_image_and_play_reaches_the_
         browser.wait_idle(page)
         assert page.get_by_role("slider").last.get_attribute("aria-valuenow") == last
         assert page.get_by_text("Traceback").count() == 0 and not errors, errors
+
+
+def test_the_dark_knowledge_pickers_are_the_engines_pick_modes():
+    import ui  # pytest puts the repository root, which holds the tests package, on sys.path
+    from kdcore import dark
+
+    assert tuple(ui.PICK_LABELS.values()) == dark.PICK_MODES

@@ -222,3 +222,11 @@ def test_what_to_try_next_points_the_fraction_the_way_this_run_has_not_gone():
     assert any("Raise the **fraction** from 20 %" in line for line in part)
     assert not any("smaller fraction" in line for line in part)
     assert all(line.startswith("- ") for line in full + part) and len(full) == len(part) == 4
+
+
+def test_one_runs_table_names_its_models_without_the_run_number(fast_run):
+    result, _ = fast_run
+    names = report.run_table(result)[report.MODEL].tolist()
+    assert len(names) == len(report.comparison_table([result]))
+    assert not any(name.startswith("run ") for name in names)
+    assert any("distilled" in name for name in names) and any("ensemble" in name for name in names)

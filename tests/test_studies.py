@@ -402,3 +402,18 @@ def test_a_sweep_reports_settings_within_noise_of_the_best_as_a_tie(config):
     text = result.reading()
     assert sentences(text) == 2
     assert "2 settings are tied for best within test-set noise (T = 2, α = 0.25, T = 4, α = 0.25)" in text
+
+
+def test_the_study_pickers_offer_their_defaults_within_the_engine_limits():
+    from kdcore import jobs, limits
+
+    # A default the picker does not offer would make the page's multiselect fail.
+    assert set(studies.DEFAULT_TEMPERATURES) <= set(studies.SWEEP_TEMPERATURES)
+    assert set(studies.DEFAULT_ALPHAS) <= set(studies.SWEEP_ALPHAS)
+    assert set(studies.DEFAULT_FRACTIONS) <= set(limits.UI_FRACTIONS)
+    for t in studies.SWEEP_TEMPERATURES:
+        assert limits.check_temperature(t) == t
+    for a in studies.SWEEP_ALPHAS:
+        assert limits.check_alpha(a) == a
+    study_kinds = {jobs.JobKind.SWEEP, jobs.JobKind.FRACTION, jobs.JobKind.MISSING_CLASS, jobs.JobKind.CAPACITY}
+    assert set(studies.VARIES) == study_kinds
