@@ -396,9 +396,8 @@ def show_estimate(kind: jobs.JobKind, cfg: experiments.RunConfig, **options) -> 
         data = kdata.load(cfg.dataset, download=False)
     except kdata.DatasetError:
         return  # the dataset's own message is already on the page
-    missing = [m.name for m in teachers.missing_members(data, teacher_members(cfg), cfg.teacher_epochs)]
     threads = budget.share(runner().running() + 1)
-    estimate = speed.job_estimate(jobs.JobSpec(kind, cfg, options), data, missing, threads)
+    estimate = speed.job_estimate(jobs.JobSpec(kind, cfg, options), data, threads)
     st.caption(f":material/schedule: {estimate.text}")
 
 

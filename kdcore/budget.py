@@ -4,8 +4,9 @@ A job's budget is the machine's cores divided among the jobs running when it sta
 (KD_THREADS, or the CLI's --threads, overrides it): a lone job gets every core, two share them.
 Within the budget a model gets more than one torch intra-op thread only if it gains from them
 (`models.ModelSpec.parallel`, chosen by measurement in benchmarks/threads.py): small models run no
-faster on two threads. The two students of a distillation use a budget of two differently: each
-trains on its own thread ("lanes"), which needs no waiting between threads. Workers and the CLI set
+faster on two threads. Two models that train at once use a budget of two differently (the students of a
+distillation, the missing members of an ensemble): each trains on its own thread ("lanes"), which needs
+no waiting between threads. Workers and the CLI set
 OMP_WAIT_POLICY=PASSIVE, so threads that wait sleep instead of spinning on a core a neighbour needs.
 """
 
@@ -60,8 +61,9 @@ def model_threads(arch: str, threads: int | None = None) -> int:
     return (threads or job_threads()) if spec is not None and spec.parallel else 1
 
 
-def student_lanes(threads: int | None = None) -> int:
-    """Students trained side by side on their own threads: two when the budget (default: this job's) has two."""
+def lanes(threads: int | None = None) -> int:
+    """Models trained side by side on their own threads (a distillation's two students, an ensemble's missing
+    teachers): two when the budget (default: this job's) has two."""
     return 2 if (threads or job_threads()) >= 2 else 1
 
 

@@ -645,7 +645,7 @@ def _say_estimate(spec: jobs.JobSpec) -> None:
     data = kdata.load(spec.config.dataset, progress=_download_progress())
     members = teachers.parse_members(spec.config.teachers)
     missing = [m.name for m in teachers.missing_members(data, members, spec.config.teacher_epochs)]
-    estimate = speed.job_estimate(spec, data, missing, budget.job_threads())
+    estimate = speed.job_estimate(spec, data, budget.job_threads())
     if missing:
         tqdm.write(f"{len(missing)} teacher(s) to train first: {', '.join(missing)}", file=sys.stderr)
     tqdm.write(estimate.text, file=sys.stderr)

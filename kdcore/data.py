@@ -768,9 +768,12 @@ def translate(x: torch.Tensor, dy: int, dx: int, dataset_name: str) -> torch.Ten
     return _shifted(x, shift(dy), shift(dx), flip, reflect=dataset_name in FLIP_INVARIANT)
 
 
-def augment(x: torch.Tensor, dataset_name: str, generator: torch.Generator) -> torch.Tensor:
+def augment(
+    x: torch.Tensor, dataset_name: str, generator: torch.Generator, flip: torch.Tensor | None = None
+) -> torch.Tensor:
     """A random shift of up to SHIFT pixels each way for every image of a uint8 batch, and for photos
-    (FLIP_INVARIANT) a random mirror too, with reflected borders.
+    (FLIP_INVARIANT) a mirror too, with reflected borders: of the images `flip` marks (one bool per image),
+    else of a random half.
 
     Randomness comes only from `generator` (a CPU generator), so a seeded run is reproducible.
     """
@@ -779,7 +782,12 @@ def augment(x: torch.Tensor, dataset_name: str, generator: torch.Generator) -> t
     dy = torch.randint(-SHIFT, SHIFT + 1, (n,), generator=generator).to(x.device)
     dx = torch.randint(-SHIFT, SHIFT + 1, (n,), generator=generator).to(x.device)
     photo = dataset_name in FLIP_INVARIANT
-    flip = (torch.rand(n, generator=generator) < 0.5) if photo else torch.zeros(n, dtype=torch.bool)
+    if not photo:
+        flip = torch.zeros(n, dtype=torch.bool)
+    elif flip is None:
+        flip = torch.rand(n, generator=generator) < 0.5
+    elif flip.shape != (n,) or flip.dtype != torch.bool:
+        raise ValueError(f"flip must be one bool per image ({n}), got {flip.dtype} of shape {tuple(flip.shape)}")
     return _shifted(x, dy, dx, flip.to(x.device), reflect=photo)
 
 

@@ -93,7 +93,7 @@ class Step(Event):
 
 @dataclass(frozen=True, kw_only=True)
 class Epoch(Event):
-    """One finished epoch of one model, with its test accuracy."""
+    """One finished epoch of one model, with its test accuracy (None for a teacher's epochs before its last)."""
 
     model: str
     epoch: int
@@ -101,7 +101,7 @@ class Epoch(Event):
     loss: float
     hard: float
     soft: float | None
-    test_acc: float
+    test_acc: float | None
     parts: dict[str, float] | None = None  # as in Step
 
 

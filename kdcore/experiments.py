@@ -330,8 +330,11 @@ class TeachersResult:
 
 
 def prepare_teachers(config: RunConfig, *, on_event: ev.EventFn = ev.ignore, cancel=None) -> TeachersResult:
-    """Train (or load) the config's teachers and measure each member and the ensemble."""
+    """Train (or load) the config's teachers and measure each member and the ensemble. When the config's
+    students learn from augmented views, their logits are scored too, so a class's first run does not wait."""
     data, ens = load_ensemble(config, on_event=on_event, cancel=cancel)
+    if config.augment:
+        teachers.ensemble_views(ens, data, on_event)
     on_event(ev.Measuring())
     rows = teacher_rows(data, ens)
     on_event(ev.Finished(partial=False))
@@ -565,7 +568,7 @@ def distill(
         ),
     }
     on_event(ev.StudentsStart(models=tuple(trainers), epochs=config.epochs, train_size=len(run.idx)))
-    lanes = budget.student_lanes() if run.device.type == "cpu" else 1
+    lanes = budget.lanes() if run.device.type == "cpu" else 1
     training = time.perf_counter()
     done = train_together(list(trainers.values()), lanes=lanes, on_epoch=run.watch(trainers, teacher_acc))
     if done == 0:

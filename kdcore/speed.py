@@ -1,8 +1,10 @@
 """How fast this machine trains each model, remembered, so a job's duration can be told before it starts.
 
 Every finished training notes its wall time per training image (`note`), keyed by machine, dataset,
-model, how it ran (a teacher alone: "teacher"; the two students of a distillation side by side: "pair";
-a study's students one at a time: "single") and its threads. The last RECENT notes per key live in the
+model, how it ran (a teacher, alone or beside other members: "teacher"; the two students of a
+distillation side by side: "pair"; a study's students one at a time: "single"; a teacher scoring the fixed
+augmented views of the training images: "views", per image and view) and its threads (a member beside
+others notes the time of its own epochs, on its one thread). The last RECENT notes per key live in the
 data folder (`cache/speed.json`, written atomically under a file lock). `job_estimate` turns them into
 the seconds a job should take, shown before Start; with no note yet it says so instead of guessing.
 """
@@ -13,6 +15,7 @@ import json
 import math
 import platform
 import statistics
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,7 +27,7 @@ RECENT = 5  # notes kept per key: recent enough to follow a busier machine, enou
 # Speeds measured on the machine this project was built on (2 cores), written by
 # `benchmarks/consistent_teaching.py --write-reference`: the estimate before this machine has trained a model.
 REFERENCE = Path(__file__).resolve().parent.parent / "assets" / "reference_speed.json"
-MODES = ("teacher", "pair", "single")
+MODES = ("teacher", "pair", "single", "views")
 # Scoring the test set after each epoch, measuring latency and saving add about this share to training.
 OVERHEAD = 0.15
 
@@ -91,11 +94,11 @@ class Estimate:
 Work = tuple[str, str, str, int, int]  # dataset, arch, mode, threads, training images
 
 
-def reference_rate(dataset: str, arch: str, mode: str) -> float | None:
+def reference_rate(dataset: str, arch: str, mode: str, threads: int) -> float | None:
     """Seconds per image measured on the reference machine (REFERENCE), if it was measured there."""
     try:
         rates = json.loads(REFERENCE.read_text())["seconds_per_image"]
-        rate = rates.get(f"{dataset}|{arch}|{mode}")
+        rate = rates.get(f"{dataset}|{arch}|{mode}|{threads}")
     except (OSError, ValueError, KeyError, TypeError, AttributeError):
         return None
     return float(rate) if isinstance(rate, (int, float)) and rate > 0 else None
@@ -107,7 +110,7 @@ def estimate(work: list[Work]) -> Estimate:
     for dataset, arch, mode, threads, images in work:
         rate = seconds_per_image(dataset, arch, mode, threads)
         if rate is None:
-            rate = reference_rate(dataset, arch, mode)
+            rate = reference_rate(dataset, arch, mode, threads)
             borrowed = borrowed or rate is not None
         if rate is None:
             unknown.append(arch)
@@ -124,8 +127,12 @@ def estimate(work: list[Work]) -> Estimate:
     return Estimate(total * (1 + OVERHEAD), basis)
 
 
-def job_work(spec, data: kdata.Dataset, missing_teachers: list[str], threads: int) -> list[Work]:
-    """The training a job with a budget of `threads` would do: its missing teachers, then its students."""
+def job_work(
+    spec, data: kdata.Dataset, missing_teachers: list[str], threads: int, missing_views: Sequence[str] = ()
+) -> list[Work]:
+    """The training a job with a budget of `threads` would do: its missing teachers, the views scored by
+    `missing_views` (members whose augmented views are not cached, when the job's students learn from them),
+    then its students."""
     from . import budget, studies
     from .jobs import JobKind
     from .train import teacher_settings
@@ -133,12 +140,18 @@ def job_work(spec, data: kdata.Dataset, missing_teachers: list[str], threads: in
     c, options = spec.config, dict(spec.options)
     teacher_epochs = teacher_settings(c.dataset, c.teacher_epochs).epochs
     work = []
+    # Two or more missing members train side by side, one thread each, sharing the lanes' time
+    # (teachers.train_side_by_side).
+    side = budget.lanes(threads) if len(missing_teachers) > 1 else 1
     for member in missing_teachers:
         arch = member.partition("@")[0]
-        work.append(
-            (c.dataset, arch, "teacher", budget.model_threads(arch, threads), len(data.train_y) * teacher_epochs)
-        )
-    pair, single = ("pair", budget.student_lanes(threads)), ("single", 1)
+        member_threads = 1 if side > 1 else budget.model_threads(arch, threads)
+        work.append((c.dataset, arch, "teacher", member_threads, len(data.train_y) * teacher_epochs // side))
+    views = len(kdata.VIEWS.get(c.dataset, ())) if c.augment else 0
+    for member in missing_views if views else ():
+        arch = member.partition("@")[0]
+        work.append((c.dataset, arch, "views", budget.model_threads(arch, threads), len(data.train_y) * views))
+    pair, single = ("pair", budget.lanes(threads)), ("single", 1)
 
     def size(fraction: float = c.fraction, exclude: int | None = c.exclude_class) -> int:
         return len(kdata.subset_indices(data.train_y, fraction=fraction, exclude_class=exclude, seed=c.seed))
@@ -161,6 +174,13 @@ def job_work(spec, data: kdata.Dataset, missing_teachers: list[str], threads: in
     return work
 
 
-def job_estimate(spec, data: kdata.Dataset, missing_teachers: list[str], threads: int) -> Estimate:
-    """How long `spec` should take here with a budget of `threads`, before it starts."""
-    return estimate(job_work(spec, data, missing_teachers, threads))
+def job_estimate(spec, data: kdata.Dataset, threads: int) -> Estimate:
+    """How long `spec` should take here with a budget of `threads`, before it starts: the teachers and views
+    it would find missing from the cache, and its students."""
+    from . import teachers
+
+    c = spec.config
+    members = teachers.parse_members(c.teachers)
+    missing = [m.name for m in teachers.missing_members(data, members, c.teacher_epochs)]
+    views = [m.name for m in teachers.missing_views(data, members, c.teacher_epochs)] if c.augment else []
+    return estimate(job_work(spec, data, missing, threads, views))

@@ -2,7 +2,9 @@
 
 Batches are sliced from the in-memory uint8 dataset and normalised (and optionally augmented)
 as whole-batch tensor ops. A student given cached teacher logits trains on the distillation
-loss; the loop reports progress as plain-dict events and stops cleanly when cancelled.
+loss; the loop reports progress as typed events (kdcore.events) and stops cleanly when cancelled.
+Models that train at once do so on "lanes", one thread each: in lockstep (two students compared epoch
+for epoch) or side by side until each is done (an ensemble's members).
 """
 
 from __future__ import annotations
@@ -51,6 +53,9 @@ class TrainSettings:
     ema: bool = False  # airbench's lookahead: the weights move towards a slow average late in training
     bf16: bool = False  # bfloat16 autocast where the hardware does it natively
     channels_last: bool = False
+    # airbench's alternating flip (with augment, on photos): each image is mirrored in every other epoch,
+    # starting mirrored or not at random, instead of by a coin toss each epoch that may repeat itself.
+    alternate_flip: bool = False
 
     def __post_init__(self):
         if int(self.epochs) < 1:
@@ -109,6 +114,7 @@ def teacher_settings(dataset: str, epochs: int | None = None) -> TrainSettings:
             ema=True,
             bf16=True,
             channels_last=True,
+            alternate_flip=True,
         )
     elif dataset == "mnist-sample":
         s = TrainSettings(epochs=6, lr=3e-3, augment=True)
@@ -229,6 +235,7 @@ class Trainer:
         progress_every_s: float = 1.0,
         loss_fn: Callable[[torch.Tensor, torch.Tensor, torch.Tensor], DistillationLoss | DKDLoss] | None = None,
         view_logits: torch.Tensor | None = None,
+        score_each_epoch: bool = True,
     ):
         if teacher_logits is None and alpha > 0:
             raise ValueError("alpha > 0 needs teacher_logits")
@@ -245,6 +252,9 @@ class Trainer:
         self.on_event = on_event or ev.ignore
         self.cancel = cancel or threading.Event()
         self.progress_every_s = progress_every_s
+        # A teacher's accuracy is read only once it is trained: scoring the test set after every epoch would
+        # cost a CIFAR-10 member about 7 % of its training for numbers nobody sees.
+        self.score_each_epoch = score_each_epoch
         self.idx = (torch.arange(len(data.train_y)) if train_idx is None else train_idx).cpu()
         # Data order and augmentation come from this generator alone, so the scratch and the
         # distilled student see identical batches whatever else runs between their steps.
@@ -255,6 +265,12 @@ class Trainer:
         # Consistent teaching: each image shows one of the dataset's fixed views, taught by the teacher's
         # logits for that very view ([images, views, classes]).
         self.views = None if view_logits is None else view_logits.to(self.device)
+        # Drawn only with alternate_flip, so other runs keep their data order and augmentation.
+        self.flip_first = (
+            torch.rand(len(data.train_y), generator=self.gen) < 0.5
+            if settings.alternate_flip and settings.augment and data.name in kdata.FLIP_INVARIANT
+            else None
+        )
         self.mean = torch.tensor(data.mean, device=self.device).view(1, -1, 1, 1)
         self.std = torch.tensor(data.std, device=self.device).view(1, -1, 1, 1)
         self.opt = self._optimizer()
@@ -315,7 +331,8 @@ class Trainer:
                 view = torch.randint(self.views.shape[1], (len(bi),), generator=self.gen).to(self.device)
                 x, teacher = kdata.views(x, view, self.data.name), self.views[bi_dev, view].float()
             elif s.augment:
-                x = kdata.augment(x, self.data.name, self.gen)
+                flip = None if self.flip_first is None else self.flip_first[bi] ^ bool(self.epoch % 2)
+                x = kdata.augment(x, self.data.name, self.gen, flip=flip)
             x = kdata.normalize(x, self.mean, self.std)
             if s.channels_last:
                 x = x.contiguous(memory_format=torch.channels_last)
@@ -359,9 +376,11 @@ class Trainer:
         self.epoch += 1
         if self.ema is not None:
             self._load_average()
-        test_logits = predict_logits(
-            self.model, self.data.test_x, self.data.mean, self.data.std, device=self.device, bf16=self.bf16
-        )
+        test_logits = None
+        if self.score_each_epoch or self.epoch >= s.epochs:
+            test_logits = predict_logits(
+                self.model, self.data.test_x, self.data.mean, self.data.std, device=self.device, bf16=self.bf16
+            )
         event = ev.Epoch(
             model=self.name,
             epoch=self.epoch,
@@ -369,10 +388,11 @@ class Trainer:
             loss=avg[0],
             hard=avg[1],
             soft=avg[2] if self.teacher is not None else None,
-            test_acc=(test_logits.argmax(1) == self.data.test_y).float().mean().item(),
+            test_acc=None if test_logits is None else (test_logits.argmax(1) == self.data.test_y).float().mean().item(),
             parts=dict(zip(names, avg[3:])) or None,
         )
-        self.test_logits = test_logits
+        if test_logits is not None:
+            self.test_logits = test_logits
         self.history.append(event)
         self.on_event(event)
         return event
@@ -469,6 +489,54 @@ def train_together(
             trainer.model.load_state_dict(state)
             trainer.epoch, trainer.history = common, trainer.history[:common]
     return common
+
+
+def train_side_by_side(
+    trainers: Sequence[Trainer], *, lanes: int, on_finished: Callable[[Trainer, float], None] | None = None
+) -> list[float]:
+    """Train every trainer to its end on `lanes` threads of one intra-op thread each; returns each one's
+    busy seconds (the time its own epochs took).
+
+    Unlike train_together, these models are not compared epoch for epoch, they only have to finish: a free
+    lane takes an epoch of the model with the most epochs left that no lane is running, so three teachers
+    on two lanes finish within an epoch of each other instead of the third training alone on one core.
+    on_finished(trainer, busy seconds) runs, in its lane, as each model completes its last epoch. A Stop
+    or an error ends every lane after its current epoch; the error is raised here.
+    """
+    from concurrent.futures import ThreadPoolExecutor
+
+    from .budget import torch_threads
+
+    lock, running, ended = threading.Lock(), set(), threading.Event()
+    busy = [0.0] * len(trainers)
+
+    def lane() -> None:
+        while True:
+            with lock:
+                free = [i for i, t in enumerate(trainers) if i not in running and not t.finished]
+                if ended.is_set() or not free:
+                    return
+                i = max(free, key=lambda k: trainers[k].settings.epochs - trainers[k].epoch)
+                running.add(i)
+            start = time.perf_counter()
+            try:
+                trainers[i].run_epoch()
+            except BaseException:
+                ended.set()
+                raise
+            finally:
+                with lock:
+                    running.discard(i)
+                    busy[i] += time.perf_counter() - start
+            if trainers[i].stopped:
+                ended.set()
+            elif trainers[i].finished and on_finished is not None:
+                on_finished(trainers[i], busy[i])
+
+    with torch_threads(1), ThreadPoolExecutor(max(1, lanes), thread_name_prefix="kd-lane") as pool:
+        for future in [pool.submit(lane) for _ in range(min(max(1, lanes), len(trainers)))]:
+            future.result()
+    return busy
 
 
 def train(model: nn.Module, data: kdata.Dataset, settings: TrainSettings, *, seed: int, **kwargs) -> TrainResult:

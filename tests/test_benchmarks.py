@@ -66,3 +66,14 @@ def test_the_demo_timer_rejects_zero_repeats_before_starting_anything(capsys):
     with pytest.raises(SystemExit) as exc:
         _script("demo_time").main(["--repeats", "0"])
     assert exc.value.code == 2 and "--repeats must be >= 1" in capsys.readouterr().err
+
+
+def test_the_teacher_lanes_benchmark_prints_both_ways_idle_and_beside_a_busy_neighbour(capsys):
+    args = ["--arch", "cnn-deep", "--dataset", "mnist-sample", "--images", "256", "--repeats", "1"]
+    assert _script("teacher_lanes").main(args) == 0
+    rows = [line for line in capsys.readouterr().out.splitlines() if line.startswith(("| idle", "| one core busy"))]
+    assert len(rows) == 2
+    for row in rows:
+        one, two, ratio = row.strip("|").split("|")[1:]
+        assert float(one) > 0 and float(two) > 0
+        assert float(ratio.strip().rstrip("x")) == pytest.approx(float(two) / float(one), rel=0.02)

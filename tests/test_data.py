@@ -486,6 +486,18 @@ def test_augment_cifar_crops_within_four_pixels_and_flips_some_images():
     assert torch.equal(out, data.augment(x, "cifar10", torch.Generator().manual_seed(0)))
 
 
+def test_augment_mirrors_exactly_the_photos_it_is_told_to():
+    x = blobs(16, 3, 32, margin=5)
+    told = torch.arange(16) % 3 == 0
+    out = data.augment(x, "cifar10", torch.Generator().manual_seed(0), flip=told)
+    mirrored = [match_shift(out[i], x[i], 4) is None for i in range(len(x))]
+    assert mirrored == told.tolist()
+    digits = data.augment(blobs(4, 1, 28, margin=5), "mnist", torch.Generator(), flip=torch.ones(4, dtype=torch.bool))
+    assert digits.shape == (4, 1, 28, 28)  # digits are never mirrored, whatever flip says
+    with pytest.raises(ValueError, match=r"flip must be one bool per image \(16\)"):
+        data.augment(x, "cifar10", torch.Generator(), flip=torch.ones(3, dtype=torch.bool))
+
+
 def test_augment_rejects_unknown_dataset():
     with pytest.raises(ValueError, match="cifar10"):
         data.augment(torch.zeros(1, 1, 28, 28), "svhn", torch.Generator())

@@ -9,7 +9,7 @@ import torch
 
 from kdcore import data as kdata
 from kdcore import events as ev
-from kdcore import experiments
+from kdcore import experiments, teachers
 from kdcore.experiments import RunConfig, default_config, distill
 
 MODEL_KEYS = {
@@ -313,3 +313,25 @@ def test_prepare_teachers_reports_each_member_and_how_it_came(fast_run, fast_con
     # An ensemble runs its members one after another.
     assert ensemble.latency_ms_b1 == pytest.approx(sum(r.latency_ms_b1 for r in result.rows[:3]))
     assert isinstance(events[-1], ev.Finished) and result.classes == kdata.MNIST_CLASSES
+
+
+def test_preparing_for_students_that_learn_from_views_scores_the_views_too(fast_run, fast_config):
+    from dataclasses import replace
+
+    def scored_views(events):
+        return [e.member for e in events if isinstance(e, ev.TeacherUpdate) and e.status is ev.TeacherStatus.VIEWS]
+
+    data = kdata.load(fast_config.dataset)
+    ens = teachers.ensemble(data, teachers.parse_members(fast_config.teachers), epochs=fast_config.teacher_epochs)
+    for member in ens.members:  # as if no run with views had happened yet
+        for path in teachers.cache_dir().glob(f"{member.key}.views.*"):
+            path.unlink()
+    without = []
+    experiments.prepare_teachers(fast_config, on_event=without.append)  # plain students: no views asked for
+    assert scored_views(without) == []
+    events = []
+    experiments.prepare_teachers(replace(fast_config, augment=True), on_event=events.append)
+    assert scored_views(events) == list(fast_config.teachers)
+    later = []
+    teachers.ensemble_views(ens, data, later.append)  # the class's first run: nothing left to score
+    assert scored_views(later) == []

@@ -1,5 +1,6 @@
 """Speed notes and estimates: how long a job should take here, told before it starts."""
 
+import dataclasses
 import json
 
 import pytest
@@ -7,6 +8,7 @@ import pytest
 from kdcore import data as kdata
 from kdcore import jobs, speed
 from kdcore.experiments import default_config
+from kdcore.train import teacher_settings
 from tests.synthetic import synthetic
 
 
@@ -70,16 +72,16 @@ def test_each_job_kind_counts_the_training_it_will_do(data_dir):
 def test_a_real_distillation_leaves_a_note_that_estimates_the_next_one(fast_run, fast_config):
     from kdcore import budget
 
-    lanes = budget.student_lanes()
+    lanes = budget.lanes()
     assert speed.seconds_per_image("mnist-sample", fast_config.student, "pair", lanes) is not None
     spec = jobs.JobSpec(jobs.JobKind.DISTILL, fast_config)
-    est = speed.job_estimate(spec, kdata.load("mnist-sample"), [], budget.job_threads())
+    est = speed.job_estimate(spec, kdata.load("mnist-sample"), budget.job_threads())
     assert est.seconds is not None and est.seconds > 0
 
 
 def test_before_this_machine_trained_a_model_the_reference_machines_speed_is_used(data_dir, tmp_path, monkeypatch):
     reference = tmp_path / "reference_speed.json"
-    reference.write_text(json.dumps({"seconds_per_image": {"cifar10|air-slim|teacher": 0.001}}))
+    reference.write_text(json.dumps({"seconds_per_image": {"cifar10|air-slim|teacher|2": 0.001}}))
     monkeypatch.setattr(speed, "REFERENCE", reference)
     est = speed.estimate([("cifar10", "air-slim", "teacher", 2, 500_000)])
     assert est.seconds == pytest.approx(500 * (1 + speed.OVERHEAD))
@@ -87,3 +89,46 @@ def test_before_this_machine_trained_a_model_the_reference_machines_speed_is_use
     speed.note("cifar10", "air-slim", "teacher", 2, 500_000, 250.0)  # this machine's own speed wins
     assert "on this machine" in speed.estimate([("cifar10", "air-slim", "teacher", 2, 500_000)]).text
     assert speed.estimate([("cifar10", "air-wide", "teacher", 2, 1)]).seconds is None
+    assert speed.estimate([("cifar10", "air-slim", "teacher", 1, 1)]).seconds is None  # measured on 2 threads only
+
+
+def test_missing_teachers_that_train_side_by_side_share_the_lanes_time(data_dir):
+    data = synthetic(n_train=400, n_test=40)
+    cfg = default_config("cifar10")
+    spec = jobs.JobSpec(jobs.JobKind.DISTILL, cfg)
+    epochs = teacher_settings("cifar10", cfg.teacher_epochs).epochs
+    three = speed.job_work(spec, data, ["air-slim", "air-wide@1", "air-wide@2"], threads=2)[:3]
+    # One thread each, two at a time: each member costs half its images in wall time.
+    assert three == [("cifar10", a, "teacher", 1, 400 * epochs // 2) for a in ("air-slim", "air-wide", "air-wide")]
+    # A lone missing member trains on both threads; a budget of one thread trains members one after another.
+    assert speed.job_work(spec, data, ["air-slim"], threads=2)[0] == ("cifar10", "air-slim", "teacher", 2, 400 * epochs)
+    one = speed.job_work(spec, data, ["air-slim", "air-wide@1"], threads=1)[:2]
+    assert [w[3:] for w in one] == [(1, 400 * epochs)] * 2
+
+
+def test_an_estimate_counts_scoring_the_views_its_students_need_until_they_are_cached(data_dir):
+    from kdcore import teachers
+
+    data = synthetic(n_train=400, n_test=40, shape=(3, 32, 32), name="cifar10")
+    cfg = default_config("cifar10")  # its students learn from the teachers' views
+    spec = jobs.JobSpec(jobs.JobKind.TEACHERS, cfg)
+    epochs = teacher_settings("cifar10", cfg.teacher_epochs).epochs
+    views = len(kdata.VIEWS["cifar10"])
+    for arch in ("air-slim", "air-wide"):
+        speed.note("cifar10", arch, "teacher", 1, 1000, 1.0)  # 1 ms per image and epoch, on one thread
+        speed.note("cifar10", arch, "views", 2, 1000, 0.1)  # 0.1 ms per image and view, on two threads
+    members = teachers.parse_members(cfg.teachers)
+    training = 3 * 400 * epochs // 2 * 1e-3  # three members, two at a time
+    scoring = 3 * 400 * views * 1e-4
+    assert speed.job_estimate(spec, data, threads=2).seconds == pytest.approx(
+        (training + scoring) * (1 + speed.OVERHEAD)
+    )
+    # Teachers trained and their views scored: nothing left to do before a class.
+    settings = teacher_settings("cifar10", cfg.teacher_epochs)
+    for member in members:
+        base = teachers.cache_dir() / teachers.teacher_key(data, member, settings)
+        for suffix in (".json", ".views.json"):
+            base.with_name(base.name + suffix).write_text("{}")
+    assert speed.job_estimate(spec, data, threads=2).text.startswith("Under a second")
+    plain = jobs.JobSpec(jobs.JobKind.TEACHERS, dataclasses.replace(cfg, augment=False))
+    assert [w for w in speed.job_work(plain, data, [], 2, ["air-slim"]) if w[2] == "views"] == []

@@ -1,5 +1,6 @@
 """Teacher ensembles: member names, combining members, and a cache that never serves a bad entry."""
 
+import dataclasses
 import hashlib
 import math
 import multiprocessing
@@ -11,8 +12,8 @@ import threading
 import pytest
 import torch
 
+from kdcore import budget, models, teachers
 from kdcore import events as ev
-from kdcore import models, teachers
 from kdcore.teachers import Member, combine_logits, parse_members
 from kdcore.train import teacher_settings
 from tests.synthetic import synthetic
@@ -131,11 +132,12 @@ def test_unknown_combine_is_rejected_with_the_choices(data):
 
 def test_second_ensemble_call_loads_from_the_cache_with_identical_logits(cache, data):
     first, events = build(data, [Member(ARCH, 1), Member(ARCH, 2)])
-    assert statuses(events) == [
-        (f"{ARCH}@1", "training"),
+    # Side by side (two threads) both train before either is trained; on one thread, one after the other.
+    assert sorted(statuses(events)) == [
         (f"{ARCH}@1", "trained"),
-        (f"{ARCH}@2", "training"),
+        (f"{ARCH}@1", "training"),
         (f"{ARCH}@2", "trained"),
+        (f"{ARCH}@2", "training"),
     ]
     assert [t.cached for t in first.members] == [False, False]
     assert torch.equal(first.test_logits, combine_logits([t.test_logits for t in first.members]))
@@ -169,6 +171,14 @@ def test_cache_key_changes_with_epochs_seed_architecture_and_data(data):
         teachers.teacher_key(synthetic(seed=1), Member(ARCH, 1), teacher_settings(data.name, 1)),
     ]
     assert key not in others and len(set(others)) == len(others)
+
+
+def test_a_setting_added_later_leaves_the_keys_of_teachers_cached_before_it_alone(data):
+    mnist = teacher_settings(data.name, 1)
+    # The key this teacher had before alternate_flip existed: its cached weights are still found.
+    assert teachers.teacher_key(data, Member(ARCH, 1), mnist) == "mnist-sample-mlp-wide-s1-bde6720f9911d5d0"
+    flipped = dataclasses.replace(mnist, alternate_flip=True)
+    assert teachers.teacher_key(data, Member(ARCH, 1), flipped) != teachers.teacher_key(data, Member(ARCH, 1), mnist)
 
 
 def _flip_middle_bytes(path):
@@ -240,7 +250,8 @@ def test_cancel_during_teacher_training_raises_and_caches_nothing(cache, data):
     assert (f"{ARCH}@1", "training") in statuses(events)
 
 
-def test_cancel_between_members_keeps_the_finished_ones_cached(cache, data):
+def test_cancel_between_members_keeps_the_finished_ones_cached(cache, data, monkeypatch):
+    monkeypatch.setattr(budget, "_job_threads", 1)  # one lane: the members train one after another
     cancel = threading.Event()
 
     def on_event(e):
@@ -255,6 +266,60 @@ def test_cancel_between_members_keeps_the_finished_ones_cached(cache, data):
         (f"{ARCH}@2", "training"),
         (f"{ARCH}@2", "trained"),
     ]
+
+
+# --------------------------------------------------------------------------- members side by side
+
+NO_DROPOUT = "cnn-deep"  # weights that do not depend on the shared dropout generator
+
+
+def test_missing_members_train_side_by_side_into_the_teachers_they_are_alone(cache, data, monkeypatch):
+    monkeypatch.setattr(budget, "_job_threads", 2)  # two lanes
+    members = [Member(NO_DROPOUT, 1), Member(NO_DROPOUT, 2), Member(NO_DROPOUT, 3)]
+    ens, events = build(data, members, epochs=2)
+    # All three were training before the first one finished, and each is reported once, as trained.
+    assert [s for _, s in statuses(events)] == ["training"] * 3 + ["trained"] * 3
+    assert sorted(m for m, s in statuses(events) if s == "trained") == sorted(m.name for m in members)
+    assert all(not t.cached and t.train_seconds > 0 for t in ens.members)
+    lines = ev.ProgressTracker()
+    for e in events:
+        lines.apply(e)
+    assert set(lines.progress().teachers) == {m.name for m in members}
+    assert all(line.status == "trained" for line in lines.progress().teachers.values())
+    # The same member trained alone, on one thread, is the same teacher with the same logits.
+    monkeypatch.setenv("KD_DATA_DIR", str(cache.parent.parent / "alone"))
+    monkeypatch.setattr(budget, "_job_threads", 1)
+    alone, _ = build(data, members[1:2], epochs=2)
+    assert same_weights(alone.members[0].model, ens.members[1].model)
+    assert torch.equal(alone.members[0].test_logits, ens.members[1].test_logits)
+
+
+def test_a_stop_while_members_train_side_by_side_keeps_only_finished_members(cache, data, monkeypatch):
+    monkeypatch.setattr(budget, "_job_threads", 2)  # two lanes
+    cancel = threading.Event()
+    short, long = Member(NO_DROPOUT, 1), Member(NO_DROPOUT, 2)
+    settings = teacher_settings(data.name, 1)
+
+    def stop_once_the_first_is_cached(e):
+        if isinstance(e, ev.TeacherUpdate) and e.status is ev.TeacherStatus.TRAINED:
+            cancel.set()
+
+    trained = teachers.train_side_by_side(data, [short], settings, device=torch.device("cpu"))
+    assert trained == {}  # one missing member: nothing to put side by side, get_teacher trains it
+    with pytest.raises(teachers.Cancelled, match="those that finished stay cached"):
+        teachers.ensemble(
+            data,
+            [short, long, Member(NO_DROPOUT, 3)],
+            epochs=3,
+            on_event=stop_once_the_first_is_cached,
+            cancel=cancel,
+            device=torch.device("cpu"),
+        )
+    assert not any(".tmp-" in p.name for p in cache.iterdir())
+    left = teachers.missing_members(data, [short, long, Member(NO_DROPOUT, 3)], epochs=3)
+    assert len(left) >= 1  # stopped before all three finished
+    for member in {short, long, Member(NO_DROPOUT, 3)} - set(left):  # what was cached loads and is whole
+        assert teachers.get_teacher(data, member, teacher_settings(data.name, 3)).cached
 
 
 # --------------------------------------------------------------------------- concurrent writers

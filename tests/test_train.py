@@ -11,6 +11,7 @@ import torch
 from kdcore import data as kdata
 from kdcore import events as ev
 from kdcore import models
+from kdcore.budget import torch_threads
 from kdcore.train import (
     Trainer,
     TrainingDiverged,
@@ -20,6 +21,7 @@ from kdcore.train import (
     student_settings,
     teacher_settings,
     train,
+    train_side_by_side,
     train_together,
 )
 from tests.synthetic import synthetic
@@ -415,3 +417,61 @@ def test_a_stop_after_one_student_finished_its_epoch_rolls_the_other_back_too(ti
     assert train_together(trainers, lanes=1) == 1
     assert [t.epoch for t in trainers] == [1, 1]
     assert [len(t.history) for t in trainers] == [1, 1]
+
+
+def test_three_models_on_two_lanes_each_train_to_their_end_as_they_would_alone(tiny_data):
+    three = pair(tiny_data, epochs=3) + pair(tiny_data, epochs=3)[:1]
+    alone = pair(tiny_data, epochs=3) + pair(tiny_data, epochs=3)[:1]
+    finished = []
+    busy = train_side_by_side(three, lanes=2, on_finished=lambda t, seconds: finished.append((t, seconds)))
+    with torch_threads(1):
+        for t in alone:
+            while not t.finished:
+                t.run_epoch()
+    assert [t.epoch for t in three] == [3, 3, 3] and all(b > 0 for b in busy)
+    assert sorted(map(id, (t for t, _ in finished))) == sorted(map(id, three))  # each reported once, when done
+    for a, b in zip(three, alone):
+        assert same_weights(a.model, b.model)
+
+
+def test_an_error_in_one_lane_stops_the_other_lanes_and_is_raised(tiny_data):
+    trainers = pair(tiny_data, epochs=4) + pair(tiny_data, epochs=4)
+
+    def broken():
+        raise RuntimeError("out of memory")
+
+    trainers[1].run_epoch = broken
+    with pytest.raises(RuntimeError, match="out of memory"):
+        train_side_by_side(trainers, lanes=2)
+    assert sum(t.epoch for t in trainers) < 3 * 4  # the others ended instead of training on
+
+
+def test_a_stop_ends_every_lane_after_its_current_epoch(tiny_data):
+    cancel = threading.Event()
+    trainers = pair(tiny_data, epochs=4, cancel=cancel) + pair(tiny_data, epochs=4, cancel=cancel)
+    trainers[0].on_event = lambda e: cancel.set() if isinstance(e, ev.Epoch) else None
+    finished = []
+    train_side_by_side(trainers, lanes=2, on_finished=lambda t, s: finished.append(t))
+    assert finished == [] and any(t.stopped for t in trainers)
+    assert all(t.epoch <= 2 for t in trainers)
+
+
+def test_with_alternating_flip_each_photo_is_mirrored_in_exactly_one_of_two_epochs(monkeypatch):
+    n = 300
+    photos = synthetic(n_train=n, n_test=8, shape=(3, 32, 32), name="cifar10")
+    photos.train_x[:, 0, 0, 0], photos.train_x[:, 0, 0, 1] = torch.arange(n) // 256, torch.arange(n) % 256
+    seen = {0: torch.zeros(n, dtype=torch.bool), 1: torch.zeros(n, dtype=torch.bool)}
+    real_augment = kdata.augment
+
+    def recording(x, name, generator, flip=None):
+        ids = x[:, 0, 0, 0].long() * 256 + x[:, 0, 0, 1].long()
+        seen[trainer.epoch][ids] = flip
+        return real_augment(x, name, generator, flip=flip)
+
+    monkeypatch.setattr(kdata, "augment", recording)
+    settings = TrainSettings(epochs=2, batch_size=64, augment=True, alternate_flip=True)
+    trainer = Trainer(models.build("mlp-tiny", "cifar10", seed=0), photos, settings, seed=0, device=torch.device("cpu"))
+    trainer.run_epoch()
+    trainer.run_epoch()
+    assert torch.equal(seen[0], ~seen[1])
+    assert 0.35 < seen[0].float().mean() < 0.65  # which photos start mirrored is a coin toss
