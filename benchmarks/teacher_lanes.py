@@ -47,11 +47,8 @@ def random_dataset(name: str, images: int) -> kdata.Dataset:
 
 
 def trainer(arch: str, data: kdata.Dataset, seed: int) -> Trainer:
-    model = models.build(arch, data.name, seed=seed)
-    if hasattr(model, "init_from_data"):
-        model.init_from_data(kdata.normalize(data.train_x[: teachers.WHITENING_IMAGES], data.mean, data.std))
-    settings = teacher_settings(data.name, 1)
-    return Trainer(model, data, settings, seed=seed, device=torch.device("cpu"), score_each_epoch=False)
+    member = teachers.Member(arch, seed)
+    return teachers.new_trainer(data, member, teacher_settings(data.name, 1), device=torch.device("cpu"))
 
 
 def images_per_second(arch: str, data: kdata.Dataset, side_by_side: bool) -> float:

@@ -28,7 +28,8 @@ RECENT = 5  # notes kept per key: recent enough to follow a busier machine, enou
 # `benchmarks/consistent_teaching.py --write-reference`: the estimate before this machine has trained a model.
 REFERENCE = Path(__file__).resolve().parent.parent / "assets" / "reference_speed.json"
 MODES = ("teacher", "pair", "single", "views")
-# Scoring the test set after each epoch, measuring latency and saving add about this share to training.
+# Scoring the test set (after each student epoch, after a teacher's last), the teachers' logits, measuring
+# latency and saving add about this share to training.
 OVERHEAD = 0.15
 
 
@@ -182,5 +183,5 @@ def job_estimate(spec, data: kdata.Dataset, threads: int) -> Estimate:
     c = spec.config
     members = teachers.parse_members(c.teachers)
     missing = [m.name for m in teachers.missing_members(data, members, c.teacher_epochs)]
-    views = [m.name for m in teachers.missing_views(data, members, c.teacher_epochs)] if c.augment else []
+    views = [m.name for m in teachers.missing_views(data, members, c.teacher_epochs)]
     return estimate(job_work(spec, data, missing, threads, views))

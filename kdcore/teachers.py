@@ -307,7 +307,15 @@ def _finish_training(
     on_event(ev.TeacherUpdate(member=member.name, status=ev.TeacherStatus.TRAINED, seconds=seconds))
 
 
-def _new_trainer(data, member, settings, *, on_event, cancel, device) -> Trainer:
+def new_trainer(
+    data: kdata.Dataset,
+    member: Member,
+    settings: TrainSettings,
+    *,
+    on_event: ev.EventFn = ev.ignore,
+    cancel: threading.Event | None = None,
+    device: torch.device | None = None,
+) -> Trainer:
     """A member's untrained model (its whitening layer, if any, set from the data) and its Trainer."""
     model = models.build(member.arch, data.name, seed=member.seed)
     if hasattr(model, "init_from_data"):  # e.g. AirNet's whitening layer, from the first images
@@ -359,7 +367,7 @@ def train_side_by_side(
                     claimed.append(member)
         if len(claimed) < 2:
             return {}
-        trainers = [_new_trainer(data, m, settings, on_event=on_event, cancel=cancel, device=device) for m in claimed]
+        trainers = [new_trainer(data, m, settings, on_event=on_event, cancel=cancel, device=device) for m in claimed]
         member_of = dict(zip(trainers, claimed))
         for member in claimed:
             on_event(ev.TeacherUpdate(member=member.name, status=ev.TeacherStatus.TRAINING))
@@ -411,7 +419,8 @@ def get_teacher(
             on_event(ev.TeacherUpdate(member=member.name, status=ev.TeacherStatus.CACHED))
         else:
             on_event(ev.TeacherUpdate(member=member.name, status=ev.TeacherStatus.TRAINING))
-            trainer = _new_trainer(data, member, settings, on_event=on_event, cancel=cancel, device=device)
+            # A fresh model: a load_state_dict that failed above may have copied part of the weights.
+            trainer = new_trainer(data, member, settings, on_event=on_event, cancel=cancel, device=device)
             model = trainer.model
             torch.manual_seed(member.seed)
             while not trainer.finished:

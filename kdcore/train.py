@@ -509,6 +509,7 @@ def train_side_by_side(
 
     lock, running, ended = threading.Lock(), set(), threading.Event()
     busy = [0.0] * len(trainers)
+    lanes = max(1, lanes)
 
     def lane() -> None:
         while True:
@@ -533,8 +534,8 @@ def train_side_by_side(
             elif trainers[i].finished and on_finished is not None:
                 on_finished(trainers[i], busy[i])
 
-    with torch_threads(1), ThreadPoolExecutor(max(1, lanes), thread_name_prefix="kd-lane") as pool:
-        for future in [pool.submit(lane) for _ in range(min(max(1, lanes), len(trainers)))]:
+    with torch_threads(1), ThreadPoolExecutor(lanes, thread_name_prefix="kd-lane") as pool:
+        for future in [pool.submit(lane) for _ in range(min(lanes, len(trainers)))]:
             future.result()
     return busy
 
