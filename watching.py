@@ -32,9 +32,8 @@ def _select_probe(p: kprobes.Probes, position: int) -> None:
     test_index = int(p.indices[position])
     st.session_state.watch_image = position
     st.session_state.dark_index = st.session_state.dark_probe_index = test_index
-    if (
-        ui.PICK_LABELS.get(st.session_state.get("dark_source")) is None
-    ):  # a drawing or upload is showing: show this instead
+    # A drawing or an upload is showing at the top: show this probe image there instead.
+    if ui.PICK_LABELS.get(st.session_state.get("dark_source")) is None:
         st.session_state.dark_source = next(iter(ui.PICK_LABELS))
 
 
