@@ -449,6 +449,14 @@ def finished_distill_results() -> list[experiments.RunResult]:
     return results
 
 
+def rerun_when_done(job: jobs.Job, progress: events.Progress) -> None:
+    """At the end of a live fragment: if the job is about to end, wait for it and draw the result at once."""
+    r = runner()
+    wait = jobs.final_wait_seconds(progress, jobs.refresh_seconds(r.active(), r.backend.slots()))
+    if wait and job.wait(wait):
+        st.rerun()
+
+
 def show_progress(job: jobs.Job) -> events.Progress:
     """A running job's progress bar with its one line of text, and each teacher's state while teachers load."""
     p = job.progress()

@@ -320,6 +320,22 @@ def refresh_seconds(active: int, slots: int) -> float:
     return min(MAX_REFRESH_S, LIVE_REFRESH_S * max(1.0, active / slots))
 
 
+def final_wait_seconds(progress: ev.Progress, refresh: float) -> float:
+    """How long a page's live view, having drawn `progress`, should wait for its job to end before returning.
+
+    A page notices the end at its next redraw, on average half a refresh after the job ended; a view that waits
+    instead shows the result the moment the job ends. It waits only when the job's last step is in its last
+    phase and due to end before the next redraw (students or a study with an ETA under `refresh`, or already
+    measuring), and never longer than `refresh`, so its next redraw is never later than without the wait.
+    """
+    if progress.steps and progress.step < progress.steps:
+        return 0.0
+    if progress.phase in (ev.Phase.MEASURING, ev.Phase.FINISHED):
+        return refresh
+    ending = progress.phase in (ev.Phase.STUDENTS, ev.Phase.STUDY) and progress.eta_seconds is not None
+    return refresh if ending and progress.eta_seconds < refresh else 0.0
+
+
 class JobRunner:
     """A FIFO queue of jobs in front of a backend: starts the oldest waiting job whenever a slot frees."""
 

@@ -47,7 +47,7 @@ def start_over(lesson: lessons.Lesson) -> None:
 def live(job_id: str) -> None:
     job = ui.live_job(job_id)
     if job is not None:
-        ui.show_progress(job)
+        ui.rerun_when_done(job, ui.show_progress(job))
 
 
 def chart(reveal: lessons.Reveal, result, tag: str) -> None:

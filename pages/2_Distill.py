@@ -61,6 +61,7 @@ def live(job_id: str) -> None:
     p = ui.show_progress(job)
     if job.state is not jobs.JobState.QUEUED:  # a queued job has no curves; empty charts would only cost redraws
         curves(*live_figures(job.id, p, job.config), live=True)
+    ui.rerun_when_done(job, p)
 
 
 # ---- results ------------------------------------------------------------------------------------
@@ -153,7 +154,7 @@ def born_again(result: experiments.RunResult) -> None:
 def seeds_live(job_id: str) -> None:
     job = ui.live_job(job_id)
     if job is not None:
-        ui.show_progress(job)
+        ui.rerun_when_done(job, ui.show_progress(job))
 
 
 def repeat_over_seeds(cfg: experiments.RunConfig) -> None:

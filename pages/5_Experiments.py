@@ -50,6 +50,7 @@ def live(kind: str, job_id: str) -> None:
     snap = p.snapshot or (charts.empty_sweep(options["temperatures"], options["alphas"]) if kind == "sweep" else None)
     if snap is not None:
         draw(kind, snap, live=True)
+    ui.rerun_when_done(job, p)
 
 
 # ---- one tab per study --------------------------------------------------------------------------

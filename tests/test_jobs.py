@@ -80,6 +80,33 @@ def test_pages_redraw_live_progress_less_often_while_jobs_queue(runner):
         jobs.refresh_seconds(1, 0)
 
 
+def _distill_progress(*events: ev.Event) -> ev.Progress:
+    tracker = ev.ProgressTracker(steps=2)  # a distillation: teachers, then students
+    for event in events:
+        tracker.apply(event)
+    return tracker.progress()
+
+
+def _epoch(model: str, epoch: int, t: float) -> ev.Epoch:
+    return ev.Epoch(model=model, epoch=epoch, epochs=20, loss=1.0, hard=1.0, soft=None, test_acc=0.9, t=t)
+
+
+def test_a_live_view_waits_for_the_result_only_when_its_job_is_about_to_end():
+    refresh = jobs.LIVE_REFRESH_S
+    teachers = ev.TeacherStart(member="cnn-wide", index=1, count=1, epochs=6, t=0.1)
+    students = ev.StudentsStart(models=("scratch", "distilled"), epochs=20, train_size=4000, t=0.5)
+    # 0.1 s per epoch pair: at epoch 10 of 20 a second is left, at epoch 19 a tenth of one.
+    halfway = _distill_progress(teachers, students, _epoch("scratch", 10, 1.5), _epoch("distilled", 10, 1.5))
+    assert halfway.eta_seconds == pytest.approx(1.0) and jobs.final_wait_seconds(halfway, refresh) == 0.0
+    ending = _distill_progress(teachers, students, _epoch("scratch", 19, 2.4), _epoch("distilled", 19, 2.4))
+    assert ending.eta_seconds < refresh and jobs.final_wait_seconds(ending, refresh) == refresh
+    measuring = _distill_progress(teachers, students, ev.Measuring(t=2.6))
+    assert jobs.final_wait_seconds(measuring, refresh) == refresh
+    # The teachers' last epoch is not the job's: the students still have to train.
+    training = _distill_progress(teachers, ev.TeacherUpdate(member="cnn-wide", status=ev.TeacherStatus.TRAINING, t=0.2))
+    assert training.phase is ev.Phase.TEACHERS and jobs.final_wait_seconds(training, refresh) == 0.0
+
+
 def test_a_queued_job_that_is_stopped_never_runs(runner):
     blocker = runner.submit(spec("tests.jobfns:hold", label="blocker"))
     queued = runner.submit(spec("tests.jobfns:hold", label="queued"))
