@@ -112,11 +112,20 @@ def live_fragment(fn):
     The interval (kdcore.jobs.refresh_seconds) is read at every full rerun, so a page slows its redraws
     while a class's jobs queue and speeds up again when they are done.
     """
+    return _live(fn, charts=False)
 
+
+def live_charts(fn):
+    """A live fragment for a running job's charts, redrawn less often than its progress (jobs.LIVE_CHARTS_EVERY)."""
+    return _live(fn, charts=True)
+
+
+def _live(fn, charts: bool):
     @functools.wraps(fn)
     def call(*args, **kwargs):
         r = runner()
-        return st.fragment(fn, run_every=jobs.refresh_seconds(r.active(), r.backend.slots()))(*args, **kwargs)
+        every = jobs.refresh_seconds(r.active(), r.backend.slots(), charts=charts)
+        return st.fragment(fn, run_every=every)(*args, **kwargs)
 
     return call
 

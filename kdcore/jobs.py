@@ -306,18 +306,24 @@ class Backend(Protocol):
 
 LIVE_REFRESH_S = 1.0  # how often a page redraws a running job's progress while every active job has a slot
 MAX_REFRESH_S = 5.0
+# Live charts redraw at every LIVE_CHARTS_EVERY-th refresh of the progress bar: in headless Chromium two live
+# plotly charts redrawn every second took 0.3 of a core (the progress bar alone 0.1), cores the students were
+# training on, since a user's browser usually shares the machine with the app.
+LIVE_CHARTS_EVERY = 2
 
 
-def refresh_seconds(active: int, slots: int) -> float:
-    """How often a page redraws a job's live progress when `active` jobs share `slots` job slots.
+def refresh_seconds(active: int, slots: int, *, charts: bool = False) -> float:
+    """How often a page redraws a job's live progress (or, with `charts`, its live charts) when `active` jobs
+    share `slots` job slots.
 
     Every LIVE_REFRESH_S while each job has a slot; as jobs queue, proportionally less often (at most
     MAX_REFRESH_S), because a class's browsers redrawing live charts every second took the cores from the
-    training and the other pages (benchmarks/classroom.py).
+    training and the other pages (benchmarks/classroom.py). Charts redraw LIVE_CHARTS_EVERY times less often.
     """
     if slots < 1:
         raise ValueError(f"slots must be at least 1, got {slots!r}")
-    return min(MAX_REFRESH_S, LIVE_REFRESH_S * max(1.0, active / slots))
+    progress = min(MAX_REFRESH_S, LIVE_REFRESH_S * max(1.0, active / slots))
+    return progress * LIVE_CHARTS_EVERY if charts else progress
 
 
 def final_wait_seconds(progress: ev.Progress, refresh: float) -> float:

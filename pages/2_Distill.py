@@ -56,12 +56,15 @@ def live_figures(job_id: str, p: events.Progress, cfg: experiments.RunConfig):
 @ui.live_fragment
 def live(job_id: str) -> None:
     job = ui.live_job(job_id)
-    if job is None:
-        return
-    p = ui.show_progress(job)
-    if job.state is not jobs.JobState.QUEUED:  # a queued job has no curves; empty charts would only cost redraws
-        curves(*live_figures(job.id, p, job.config), live=True)
-    ui.rerun_when_done(job, p)
+    if job is not None:
+        ui.rerun_when_done(job, ui.show_progress(job))
+
+
+@ui.live_charts
+def live_curves(job_id: str) -> None:
+    job = ui.live_job(job_id)
+    if job is not None and job.state is not jobs.JobState.QUEUED:  # no curves yet: empty charts only cost redraws
+        curves(*live_figures(job.id, job.progress(), job.config), live=True)
 
 
 # ---- results ------------------------------------------------------------------------------------
@@ -234,6 +237,7 @@ else:
         )
     if running:
         live(job.id)
+        live_curves(job.id)
     elif job.state is jobs.JobState.FAILED:
         ui.show_job_failure(
             job,

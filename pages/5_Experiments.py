@@ -41,16 +41,22 @@ def draw(kind: str, snap: dict, *, live: bool) -> None:
 
 
 @ui.live_fragment
-def live(kind: str, job_id: str) -> None:
+def live(job_id: str) -> None:
+    job = ui.live_job(job_id)
+    if job is not None:
+        ui.rerun_when_done(job, ui.show_progress(job))
+
+
+@ui.live_charts
+def live_result(kind: str, job_id: str) -> None:
     job = ui.live_job(job_id)
     if job is None:
         return
-    p = ui.show_progress(job)
     options = dict(job.spec.options)
-    snap = p.snapshot or (charts.empty_sweep(options["temperatures"], options["alphas"]) if kind == "sweep" else None)
+    empty = charts.empty_sweep(options["temperatures"], options["alphas"]) if kind == "sweep" else None
+    snap = job.progress().snapshot or empty
     if snap is not None:
         draw(kind, snap, live=True)
-    ui.rerun_when_done(job, p)
 
 
 # ---- one tab per study --------------------------------------------------------------------------
@@ -63,7 +69,8 @@ def show(kind: str, job: jobs.Job | None, what_to_do: str) -> None:
     verb = "Running" if job.state in ui.ACTIVE else "This study used"
     st.markdown(f"**{verb}:** {describe.config_summary(job.config, studies.VARIES[kind])}")
     if job.state in ui.ACTIVE:
-        live(kind, job.id)
+        live(job.id)
+        live_result(kind, job.id)
         return
     if job.state is jobs.JobState.FAILED:
         ui.show_job_failure(job, what_to_do)

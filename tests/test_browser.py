@@ -140,3 +140,23 @@ def test_nothing_is_cut_off_at_desktop_or_phone_width(viewport, fast_run):
                 assert not wide, (title, wide)
         assert page.get_by_text("Traceback").count() == 0
         assert not errors, errors
+
+
+def test_a_running_distillation_draws_live_curves_and_stop_keeps_the_finished_epochs(fast_run):
+    # The progress bar and the live curves are separate fragments redrawn at their own pace; both must show
+    # while the students train, and Stop must end the run with the epochs both students finished.
+    with browser_mod.serve() as url, browser_mod.browser() as b:
+        page = b.new_page(viewport=browser_mod.DESKTOP)
+        page.goto(f"{url}/Distill?epochs=400")
+        page.get_by_role("button", name="Start", exact=True).wait_for(timeout=120_000)
+        browser_mod.wait_idle(page)
+        page.get_by_role("button", name="Start", exact=True).click()
+        page.get_by_text("Training both students", exact=False).first.wait_for(timeout=60_000)
+        charts = page.locator('[data-testid="stPlotlyChart"]')
+        expect(charts.first).to_be_visible(timeout=15_000)
+        assert charts.count() == 2  # accuracy and loss, side by side
+        assert page.locator('[data-testid="stProgress"]').count() == 1
+        page.get_by_role("button", name="Stop", exact=True).click()
+        page.get_by_text("KD gain", exact=True).first.wait_for(timeout=30_000)
+        expect(page.get_by_text("stopped", exact=False).first).to_be_visible()
+        assert page.get_by_text("Traceback").count() == 0

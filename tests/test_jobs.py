@@ -70,6 +70,7 @@ def test_pages_redraw_live_progress_less_often_while_jobs_queue(runner):
     queued = [runner.submit(spec("tests.jobfns:hold", seconds=0.1, label=f"q{i}")) for i in range(3)]
     assert runner.active() == 4 and runner.running() == 1
     assert jobs.refresh_seconds(runner.active(), 1) == 4.0  # four jobs for one slot: a redraw every 4 s
+    assert jobs.refresh_seconds(runner.active(), 1, charts=True) == 4.0 * jobs.LIVE_CHARTS_EVERY  # charts: rarer
     assert jobs.refresh_seconds(runner.active(), 2) == 2.0 and jobs.refresh_seconds(40, 2) == jobs.MAX_REFRESH_S
     _started(first)
     first.cancel()
