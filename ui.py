@@ -458,6 +458,14 @@ def finished_distill_results() -> list[experiments.RunResult]:
     return results
 
 
+@live_fragment
+def live_progress(job_id: str) -> None:
+    """A running job's progress bar, redrawn on its own; the whole page reruns to draw the result."""
+    job = live_job(job_id)
+    if job is not None:
+        rerun_when_done(job, show_progress(job))
+
+
 def rerun_when_done(job: jobs.Job, progress: events.Progress) -> None:
     """At the end of a live fragment: if the job is about to end, wait for it and draw the result at once."""
     r = runner()

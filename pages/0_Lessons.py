@@ -43,13 +43,6 @@ def start_over(lesson: lessons.Lesson) -> None:
 # ---- the lesson --------------------------------------------------------------------------------------------
 
 
-@ui.live_fragment
-def live(job_id: str) -> None:
-    job = ui.live_job(job_id)
-    if job is not None:
-        ui.rerun_when_done(job, ui.show_progress(job))
-
-
 def chart(reveal: lessons.Reveal, result, tag: str) -> None:
     fig = charts.lesson_chart(reveal.chart, result)
     if isinstance(result, lessons.LookResult):
@@ -66,7 +59,7 @@ def chart(reveal: lessons.Reveal, result, tag: str) -> None:
 def show_run(variant: lessons.Lesson, choice: str, job: jobs.Job, tag: str) -> lessons.Reveal | None:
     """A running job's progress, or its reveal: the verdict, the chart, what was measured and why."""
     if job.state in ui.ACTIVE:
-        live(job.id)
+        ui.live_progress(job.id)
         return None
     if job.state is jobs.JobState.FAILED:
         ui.show_job_failure(job, "Press **Run** to try again; if it fails again, tell your instructor.")

@@ -53,13 +53,6 @@ def live_figures(job_id: str, p: events.Progress, cfg: experiments.RunConfig):
 # ---- live view ----------------------------------------------------------------------------------
 
 
-@ui.live_fragment
-def live(job_id: str) -> None:
-    job = ui.live_job(job_id)
-    if job is not None:
-        ui.rerun_when_done(job, ui.show_progress(job))
-
-
 @ui.live_charts
 def live_curves(job_id: str) -> None:
     job = ui.live_job(job_id)
@@ -153,13 +146,6 @@ def born_again(result: experiments.RunResult) -> None:
     )
 
 
-@ui.live_fragment
-def seeds_live(job_id: str) -> None:
-    job = ui.live_job(job_id)
-    if job is not None:
-        ui.rerun_when_done(job, ui.show_progress(job))
-
-
 def repeat_over_seeds(cfg: experiments.RunConfig) -> None:
     """One run's gain can be seed luck: repeat it over seeds and show the mean and spread."""
     job = ui.job_by_id(st.session_state.get("seeds_job"))
@@ -175,7 +161,7 @@ def repeat_over_seeds(cfg: experiments.RunConfig) -> None:
             st.session_state.seeds_job = ui.submit(jobs.JobKind.SEEDS, cfg, f"{cfg.student} over seeds {seeds}").id
             st.rerun()
     elif job.state in ui.ACTIVE:
-        seeds_live(job.id)
+        ui.live_progress(job.id)
     elif job.state is jobs.JobState.FAILED:
         ui.show_job_failure(job, "Press **Start** and try again.")
     elif job.result() is not None:
@@ -236,7 +222,7 @@ else:
             "press **Start** to run with the new ones."
         )
     if running:
-        live(job.id)
+        ui.live_progress(job.id)
         live_curves(job.id)
     elif job.state is jobs.JobState.FAILED:
         ui.show_job_failure(

@@ -40,13 +40,6 @@ def draw(kind: str, snap: dict, *, live: bool) -> None:
         st.caption(f"Epochs per fraction: {snap['epoch_rule']}.")
 
 
-@ui.live_fragment
-def live(job_id: str) -> None:
-    job = ui.live_job(job_id)
-    if job is not None:
-        ui.rerun_when_done(job, ui.show_progress(job))
-
-
 @ui.live_charts
 def live_result(kind: str, job_id: str) -> None:
     job = ui.live_job(job_id)
@@ -69,7 +62,7 @@ def show(kind: str, job: jobs.Job | None, what_to_do: str) -> None:
     verb = "Running" if job.state in ui.ACTIVE else "This study used"
     st.markdown(f"**{verb}:** {describe.config_summary(job.config, studies.VARIES[kind])}")
     if job.state in ui.ACTIVE:
-        live(job.id)
+        ui.live_progress(job.id)
         live_result(kind, job.id)
         return
     if job.state is jobs.JobState.FAILED:
