@@ -460,16 +460,13 @@ def finished_distill_results() -> list[experiments.RunResult]:
 
 @live_fragment
 def live_progress(job_id: str) -> None:
-    """A running job's progress bar, redrawn on its own; the whole page reruns to draw the result."""
+    """A running job's progress bar, redrawn on its own; the whole page reruns to draw the result, at once if
+    the job ends within the next redraw (jobs.final_wait_seconds)."""
     job = live_job(job_id)
-    if job is not None:
-        rerun_when_done(job, show_progress(job))
-
-
-def rerun_when_done(job: jobs.Job, progress: events.Progress) -> None:
-    """At the end of a live fragment: if the job is about to end, wait for it and draw the result at once."""
+    if job is None:
+        return
     r = runner()
-    wait = jobs.final_wait_seconds(progress, jobs.refresh_seconds(r.active(), r.backend.slots()))
+    wait = jobs.final_wait_seconds(show_progress(job), jobs.refresh_seconds(r.active(), r.backend.slots()))
     if wait and job.wait(wait):
         st.rerun()
 
