@@ -3,7 +3,10 @@
 import copy
 import dataclasses
 import math
+import subprocess
+import sys
 import threading
+from pathlib import Path
 
 import pytest
 import torch
@@ -11,6 +14,7 @@ import torch
 from kdcore import data as kdata
 from kdcore import events as ev
 from kdcore import models
+from kdcore import train as train_module
 from kdcore.budget import torch_threads
 from kdcore.train import (
     Trainer,
@@ -25,6 +29,8 @@ from kdcore.train import (
     train_together,
 )
 from tests.synthetic import synthetic
+
+ROOT = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture(scope="module")
@@ -475,3 +481,30 @@ def test_with_alternating_flip_each_photo_is_mirrored_in_exactly_one_of_two_epoc
     trainer.run_epoch()
     assert torch.equal(seen[0], ~seen[1])
     assert 0.35 < seen[0].float().mean() < 0.65  # which photos start mirrored is a coin toss
+
+
+@pytest.mark.parametrize("optimizer", ["adam", "sgd"])
+def test_the_optimizers_update_exactly_as_torchs_own(tiny_data, monkeypatch, optimizer):
+    settings = dict(optimizer=optimizer, bias_lr_scale=4.0, schedule="onecycle")
+    ours = run(tiny_data, seed=3, **settings)
+    monkeypatch.setattr(train_module, "ADAM", torch.optim.Adam)
+    monkeypatch.setattr(train_module, "SGD", torch.optim.SGD)
+    theirs = run(tiny_data, seed=3, **settings)
+    assert same_weights(ours.model, theirs.model)
+    assert numbers(ours.history) == numbers(theirs.history)
+
+
+def test_training_a_student_does_not_import_the_compiler_stack():
+    """PyTorch's own optimizers import torch._dynamo on first use, a second of every fresh CLI run."""
+    script = (
+        "import sys\n"
+        "from kdcore import models\n"
+        "from kdcore.train import TrainSettings, train\n"
+        "from tests.synthetic import synthetic\n"
+        "data = synthetic()\n"
+        "for opt in ('adam', 'sgd'):\n"
+        "    train(models.build('mlp-small', data.name), data, TrainSettings(epochs=1, optimizer=opt), seed=0)\n"
+        "print('torch._dynamo' in sys.modules)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
