@@ -5,7 +5,9 @@ Usage: python benchmarks/classroom.py [--sessions 8] [--epochs 20] [--scheduler 
 Each session (a Chromium browser context with two tabs) opens Distill with its own T (1, 2, 3, ...),
 presses Start, and while the jobs run and queue it moves the Dark knowledge page's T slider every
 second or so, timing each move from the key press until the page shows the soft targets at the new T.
-Reported: how many sessions got their result (K/K), jobs per minute, and p50/p95 of the slider moves.
+Reported: how many sessions got their result (K/K), jobs per minute, and p50/p95 of the slider moves, and
+of the time until the server had sent all of the page at the new T (read off the tab's websocket; the soft
+targets near the page's top can show before the server has finished the rest of it).
 With --scheduler dask the server sends jobs to a Dask scheduler with two single-thread workers started
 here on 127.0.0.1 (and stopped afterwards); with local (default) to its own worker processes.
 Teachers are trained once, untimed, before the sessions start. Needs /usr/bin/chromium.
@@ -18,7 +20,6 @@ import asyncio
 import contextlib
 import json
 import os
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -27,6 +28,7 @@ import time
 from pathlib import Path
 
 import psutil
+from streamlit.proto.ForwardMsg_pb2 import ForwardMsg
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -48,8 +50,33 @@ async def _idle(page, timeout_ms: int = 120_000) -> None:
     await page.wait_for_selector('[data-testid="stStatusWidget"]', state="detached", timeout=timeout_ms)
 
 
-async def _move_slider(page, temperature: float) -> tuple[float, float]:
-    """Press an arrow key on the T slider; seconds until the soft targets at the new T are drawn."""
+class ServerAnswers:
+    """When the server's whole-page script runs for one tab finished: the time its last message for the page
+    reached the tab's websocket, whatever the browser has drawn by then."""
+
+    def __init__(self, page):
+        self.finished: list[float] = []
+        page.on("websocket", lambda socket: socket.on("framereceived", self._frame))
+
+    def _frame(self, payload) -> None:
+        if isinstance(payload, bytes):
+            msg = ForwardMsg()
+            msg.ParseFromString(payload)
+            if msg.WhichOneof("type") == "script_finished" and msg.script_finished == ForwardMsg.FINISHED_SUCCESSFULLY:
+                self.finished.append(time.perf_counter())
+
+    async def after(self, started: float, timeout: float = 120.0) -> float:
+        """Seconds from `started` to the end of the first whole-page run that finished after it."""
+        while (done := next((t for t in self.finished if t >= started), None)) is None:
+            if time.perf_counter() - started > timeout:
+                raise TimeoutError(f"no script run finished within {timeout:g} s")
+            await asyncio.sleep(0.02)
+        return done - started
+
+
+async def _move_slider(page, answers: ServerAnswers, temperature: float) -> tuple[float, float, float]:
+    """Press an arrow key on the T slider; seconds until the soft targets at the new T are drawn, seconds until
+    the server had sent all of the new page, and the new T."""
     thumb = page.locator(SLIDER).get_by_role("slider", name="Temperature T")
     up = temperature < 20.0
     new = temperature + (0.5 if up else -0.5)
@@ -57,12 +84,14 @@ async def _move_slider(page, temperature: float) -> tuple[float, float]:
     started = time.perf_counter()
     await thumb.press("ArrowRight" if up else "ArrowLeft")
     await page.get_by_text(f"Soft targets at T = {new:g} ", exact=False).first.wait_for(timeout=120_000)
-    return time.perf_counter() - started, new
+    drawn = time.perf_counter() - started
+    return drawn, await answers.after(started), new
 
 
 async def _session(browser, url: str, index: int, epochs: int, out: dict) -> None:
     context = await browser.new_context(viewport=DESKTOP)
     distill, dark = await context.new_page(), await context.new_page()
+    answers = ServerAnswers(dark)
     await distill.goto(f"{url}/Distill?T={index + 1}&epochs={epochs}")
     await distill.get_by_role("button", name="Start", exact=True).wait_for(timeout=120_000)
     await _idle(distill)
@@ -72,16 +101,18 @@ async def _session(browser, url: str, index: int, epochs: int, out: dict) -> Non
     clicked = time.perf_counter()
     await distill.get_by_role("button", name="Start", exact=True).click()
     result = asyncio.ensure_future(distill.get_by_text("KD gain", exact=True).first.wait_for(timeout=900_000))
-    temperature, moves = 4.0, []
+    temperature, moves, answered = 4.0, [], []
     while not result.done():
-        seconds, temperature = await _move_slider(dark, temperature)
+        seconds, server_s, temperature = await _move_slider(dark, answers, temperature)
         moves.append(seconds)
+        answered.append(server_s)
         await asyncio.sleep(0.5 + (index % 3) * 0.25)
     try:
         await result
         out[index] = {"done_s": time.perf_counter() - clicked, "clicked": clicked, "moves": moves}
     except Exception as exc:
         out[index] = {"error": str(exc), "moves": moves}
+    out[index]["answered"] = answered
     await context.close()
 
 
@@ -177,6 +208,11 @@ class CpuMeter:
         return {role: seconds / (self.wall * psutil.cpu_count()) for role, seconds in self.seconds().items()}
 
 
+def percentile(values: list[float], q: float) -> float | None:
+    """The q-th quantile of sorted `values`, the nearest observed one; None if there are none."""
+    return values[min(len(values) - 1, round(q * (len(values) - 1)))] if values else None
+
+
 def run(sessions: int = 8, epochs: int = 20, scheduler: str = "local", screenshot: Path | None = None) -> dict:
     """The classroom measured once; returns the per-session results and the summary."""
     env = {"KD_DATA_DIR": os.environ.setdefault("KD_DATA_DIR", tempfile.mkdtemp(prefix="kd-classroom-"))}
@@ -196,6 +232,7 @@ def run(sessions: int = 8, epochs: int = 20, scheduler: str = "local", screensho
         wall = meter.wall
     done = [o for o in out.values() if "done_s" in o]
     moves = sorted(m for o in out.values() for m in o["moves"])
+    answered = sorted(a for o in out.values() for a in o["answered"])
     first = min((o["clicked"] for o in done), default=0.0)
     span = max((o["clicked"] + o["done_s"] - first for o in done), default=0.0)
     summary = {
@@ -204,8 +241,10 @@ def run(sessions: int = 8, epochs: int = 20, scheduler: str = "local", screensho
         "results": len(done),
         "jobs_per_minute": 60 * len(done) / span if span else 0.0,
         "moves": len(moves),
-        "p50_s": statistics.median(moves) if moves else None,
-        "p95_s": moves[min(len(moves) - 1, round(0.95 * (len(moves) - 1)))] if moves else None,
+        "p50_s": percentile(moves, 0.5),
+        "p95_s": percentile(moves, 0.95),
+        "server_p50_s": percentile(answered, 0.5),
+        "server_p95_s": percentile(answered, 0.95),
         "wall_s": wall,
         "cpu_shares": meter.shares(),
         "errors": [o["error"] for o in out.values() if "error" in o],
@@ -225,10 +264,11 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"needs Chromium at {CHROMIUM}: apt-get install -y chromium")
     s = run(args.sessions, args.epochs, args.scheduler, args.screenshot)["summary"]
     print(
-        "| jobs on | sessions | got a result | jobs / min | slider moves | p50 s | p95 s |\n"
-        "|---|---:|---:|---:|---:|---:|---:|\n"
+        "| jobs on | sessions | got a result | jobs / min | slider moves | p50 s | p95 s | server done p50 / p95 s |\n"
+        "|---|---:|---:|---:|---:|---:|---:|---:|\n"
         f"| {s['scheduler']} | {s['sessions']} | {s['results']}/{s['sessions']} | {s['jobs_per_minute']:.1f} | "
-        f"{s['moves']} | {s['p50_s'] or 0:.2f} | {s['p95_s'] or 0:.2f} |"
+        f"{s['moves']} | {s['p50_s'] or 0:.2f} | {s['p95_s'] or 0:.2f} | "
+        f"{s['server_p50_s'] or 0:.2f} / {s['server_p95_s'] or 0:.2f} |"
     )
     print(
         "\nShare of the machine's CPU time while the sessions ran: "

@@ -18,6 +18,9 @@ def test_two_sessions_distilling_at_once_both_get_their_result_while_moving_a_sl
     # Each session moved the Dark knowledge slider while the jobs ran, and every move was drawn.
     assert all(session["moves"] for session in out["sessions"].values())
     assert summary["p95_s"] is not None and summary["jobs_per_minute"] > 0
+    # Each move also says when the server had sent all of the new page, read off the tab's websocket.
+    assert all(len(s["answered"]) == len(s["moves"]) for s in out["sessions"].values())
+    assert 0 < summary["server_p50_s"] <= summary["server_p95_s"]
     # The report says where the machine's CPU went: the server drew the pages, the workers trained, the browsers drew.
     shares = summary["cpu_shares"]
     assert set(shares) == {"web server", "job workers", "browsers"} and all(0 < s < 1 for s in shares.values())
