@@ -85,8 +85,8 @@ SCHEDULES = {"cosine": None, "constant": lambda progress: 1.0, "triangle": _tria
 
 def _eager(cls: type[torch.optim.Optimizer]) -> type[torch.optim.Optimizer]:
     """`cls` without the wrappers that tell TorchDynamo where to break a compiled graph: the same update, to
-    the last bit, but its first use no longer imports PyTorch's compiler stack. That import took 1.0 s of a
-    6 s warm `python -m kdcore distill` (pyinstrument) and nothing here compiles an optimizer step."""
+    the last bit, but its first use no longer imports PyTorch's compiler stack, which took 1.0 s of a 6 s warm
+    `python -m kdcore distill`. Nothing here compiles an optimizer step."""
     return type(
         cls.__name__,
         (cls,),
