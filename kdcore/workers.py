@@ -116,15 +116,10 @@ def _serve(conn: Connection) -> None:
 
 
 def _warm_up() -> None:
-    """Pay the one-off costs before the first job, not during it: the engine's imports, the optimizer's
-    first step and the offline sample every first lesson and demo uses."""
-    import torch
+    """Pay the one-off costs before the first job, not during it: the engine's imports (torch among them) and
+    the offline sample every first lesson and demo uses."""
+    from . import data, experiments, studies  # noqa: F401 - imported for their import time
 
-    from . import data, experiments, studies, train  # noqa: F401 - imported for their import time
-
-    param = torch.nn.Parameter(torch.zeros(1))
-    param.grad = torch.zeros(1)
-    train.ADAM([param]).step()
     with contextlib.suppress(data.DatasetError, OSError):
         data.load("mnist-sample")
 
